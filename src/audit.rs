@@ -1,0 +1,40 @@
+//! The audit trail: one JSON line per decision, appended under an exclusive lock so that
+//! concurrent pushes never interleave their lines.
+
+use serde::Serialize;
+use std::io::Write;
+use std::path::Path;
+
+#[derive(Debug, Serialize)]
+pub struct Entry<'a> {
+    pub time: String,
+    pub hook: &'a str,
+    pub user: &'a str,
+    pub repo: &'a str,
+    pub updates: Vec<Update<'a>>,
+    pub verdict: &'static str,
+    pub reasons: &'a [String],
+    pub warnings: &'a [String],
+}
+
+#[derive(Debug, Serialize)]
+pub struct Update<'a> {
+    #[serde(rename = "ref")]
+    pub name: &'a str,
+    pub old: String,
+    pub new: String,
+    pub action: &'static str,
+}
+
+pub fn append(file: &Path, entry: &Entry) -> std::io::Result<()> {
+    let mut line = serde_json::to_vec(entry).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut handle = std::fs::OpenOptions::new().create(true).append(true).open(file)?;
+    handle.lock()?;
+    let written = handle.write_all(&line).and_then(|()| handle.sync_data());
+    handle.unlock()?;
+    written
+}

@@ -1,0 +1,87 @@
+//! The command line, as SPEC.md section 2 names it.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "pushgate", version, about = "Git server hooks: rules decide pushes, extensions are told", long_about = None)]
+pub struct Cli {
+    /// Configuration file (default: $PUSHGATE_CONFIG, else /etc/pushgate/config.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// The hooks directory an installed hook runs from, to find chained hooks in <name>.d/.
+    #[arg(long, global = true, hide = true, value_name = "DIR")]
+    pub chain_dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Git pre-receive hook: decide the whole push (exit 0 accepts, 1 rejects every ref).
+    PreReceive,
+    /// Git update hook: decide one ref (non-zero rejects that ref only).
+    Update {
+        #[arg(value_name = "REF")]
+        name: String,
+        old: String,
+        new: String,
+    },
+    /// Git post-receive hook. Runs chained post-receive hooks and exits 0; spooling and
+    /// delivering the push event to `post` extensions comes with the delivery work.
+    PostReceive,
+    /// Validate the configuration; errors as FILE:LINE:COL: message, exit 2 on error.
+    Check {
+        /// Also validate this repository's own pushgate.toml.
+        #[arg(long, value_name = "DIR")]
+        repo: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show which rule decides an operation, and why.
+    Explain {
+        #[arg(long)]
+        user: String,
+        #[arg(long = "ref", value_name = "REF")]
+        ref_name: String,
+        /// create, update, force, delete or read.
+        #[arg(long)]
+        op: String,
+        /// Repository name (as under repos_root); default: rules for every repository.
+        #[arg(long)]
+        repo: Option<String>,
+        /// Also run the path pass for this path.
+        #[arg(long)]
+        path: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Dry-run the pre-receive decision for `<old> <new> <ref>` lines on stdin; changes nothing.
+    Simulate {
+        /// The repository (its git dir or work tree).
+        #[arg(long, value_name = "DIR")]
+        repo: PathBuf,
+        /// The pusher (default: from the [identity] env variables).
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Install pushgate's hooks into repositories; existing hooks move to hooks/<name>.d/ and still run.
+    Install {
+        /// Decide per ref with the update hook (allowed refs of a mixed push land).
+        #[arg(long)]
+        per_ref: bool,
+        #[arg(required = true, value_name = "REPO")]
+        repos: Vec<PathBuf>,
+    },
+    /// Remove pushgate's hooks and restore the hooks that were there before.
+    Uninstall {
+        #[arg(required = true, value_name = "REPO")]
+        repos: Vec<PathBuf>,
+    },
+    /// A self-contained tour in a temp dir: real pushes allowed and rejected.
+    Demo,
+}

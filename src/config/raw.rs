@@ -1,0 +1,74 @@
+//! The configuration exactly as written: serde structs that refuse unknown keys and keep the
+//! position of every value that later validation may need to point at.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use toml::Spanned;
+
+pub type Text = Spanned<String>;
+pub type TextList = Spanned<Vec<Text>>;
+
+/// `$PUSHGATE_CONFIG` or `/etc/pushgate/config.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GlobalFile {
+    pub repos_root: Option<Spanned<String>>,
+    pub identity: Option<Identity>,
+    #[serde(default)]
+    pub groups: BTreeMap<Spanned<String>, TextList>,
+    #[serde(default)]
+    pub users: BTreeMap<Spanned<String>, User>,
+    pub limits: Option<Limits>,
+    pub audit: Option<Audit>,
+    #[serde(default)]
+    pub rule: Vec<Spanned<Rule>>,
+}
+
+/// A repository's own `pushgate.toml`: only what may differ per repository.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepoFile {
+    #[serde(default)]
+    pub rule: Vec<Spanned<Rule>>,
+}
+
+/// Keys that exist only in the global file, to explain why a repository file refuses them.
+pub const GLOBAL_ONLY_KEYS: [&str; 6] = ["repos_root", "identity", "groups", "users", "limits", "audit"];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Identity {
+    pub env: Option<TextList>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    #[serde(default)]
+    pub emails: Vec<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    pub max_blob_size: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Audit {
+    pub file: Text,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    pub repos: Option<TextList>,
+    pub refs: Option<TextList>,
+    pub paths: Option<TextList>,
+    pub users: Option<TextList>,
+    pub allow: Option<TextList>,
+    pub deny: Option<TextList>,
+    pub message: Option<Text>,
+    pub mode: Option<Text>,
+}

@@ -1,0 +1,304 @@
+//! Reading a push from a Git repository with gix: the action of each update, its new
+//! commits, the paths they change and the sizes of new blobs. No `git` subprocess.
+
+mod quarantine;
+
+pub use quarantine::Quarantine;
+
+use crate::push::{Action, Blob, Change, Commit, FileChange, FileKind, Person, Push, RefUpdate};
+use gix::ObjectId;
+use gix::bstr::ByteSlice;
+use gix::prelude::FindExt;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct RepoError(String);
+
+fn fail(context: impl std::fmt::Display, e: impl std::fmt::Display) -> RepoError {
+    RepoError(format!("{context}: {e}"))
+}
+
+/// What to read beyond actions and commits: the tree diffs are the costly part.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Want {
+    pub files: bool,
+    pub blob_sizes: bool,
+}
+
+/// An open repository, seeing the objects of a push still in quarantine.
+pub struct GitRepo {
+    repo: gix::Repository,
+    objects_dir: PathBuf,
+    /// Kept alive: the object store reads through it.
+    _quarantine: Option<quarantine::Overlay>,
+}
+
+impl GitRepo {
+    pub fn open(git_dir: &Path, quarantine: &Quarantine) -> Result<GitRepo, RepoError> {
+        let mut repo = gix::open_opts(git_dir, gix::open::Options::isolated())
+            .map_err(|e| fail(format_args!("cannot open repository {}", git_dir.display()), e))?;
+        let objects_dir = repo.objects.store_ref().path().to_path_buf();
+        let overlay = quarantine.overlay(&objects_dir).map_err(|e| fail("cannot see quarantined objects", e))?;
+        if let Some(overlay) = &overlay {
+            let handle = gix::odb::at(overlay.objects_dir(), repo.object_hash())
+                .map_err(|e| fail("cannot open quarantined objects", e))?;
+            repo.objects = gix::odb::memory::Proxy::new(handle, repo.object_hash()).with_write_passthrough();
+        }
+        repo.object_cache_size_if_unset(4 << 20);
+        Ok(GitRepo { repo, objects_dir, _quarantine: overlay })
+    }
+
+    /// The commit-graph of the real objects directory: gix looks for it next to the object
+    /// store, which is the quarantine overlay in pre-receive.
+    fn commit_graph(&self) -> Option<gix::commitgraph::Graph> {
+        gix::commitgraph::Graph::at(&self.objects_dir.join("info"), self.repo.object_hash(), None).ok()
+    }
+
+    /// Read what each update does. The hidden set is the same for every update: the old
+    /// value of every touched ref and every ref the push does not touch. That is right in
+    /// pre-receive (refs not moved yet) and in post-receive (refs already moved).
+    pub fn read_push(&self, updates: &[RefUpdate], want: Want) -> Result<Push, RepoError> {
+        let touched: HashSet<&str> = updates.iter().map(|u| u.name.as_str()).collect();
+        let mut hidden: HashSet<ObjectId> = HashSet::new();
+        for (name, target) in self.refs()? {
+            if !touched.contains(name.as_str()) {
+                hidden.extend(self.peel_to_commit(target)?);
+            }
+        }
+        for update in updates.iter().filter(|u| !u.old.is_null()) {
+            hidden.extend(self.peel_to_commit(update.old)?);
+        }
+        let mut tips = Vec::with_capacity(updates.len());
+        for update in updates.iter().filter(|u| !u.new.is_null()) {
+            tips.push(self.peel_to_commit(update.new)?);
+        }
+        let new_commits = self.walk_new(tips.iter().flatten().copied().collect(), hidden)?;
+
+        let mut files_by_commit: HashMap<ObjectId, Vec<FileChange>> = HashMap::new();
+        let mut changes = Vec::with_capacity(updates.len());
+        let mut tips = tips.into_iter();
+        for update in updates {
+            let tip = if update.new.is_null() { None } else { tips.next().flatten() };
+            let action = match update.obvious_action() {
+                Some(action) => action,
+                None => self.ancestry_action(update)?,
+            };
+            let ids = tip.map(|tip| oldest_first(tip, &new_commits)).unwrap_or_default();
+            let mut commits = Vec::with_capacity(ids.len());
+            for id in ids {
+                let parents = &new_commits[&id];
+                let files = if want.files || want.blob_sizes {
+                    if let Some(files) = files_by_commit.get(&id) {
+                        files.clone()
+                    } else {
+                        let files = self.changed_files(id, parents.first().copied(), want.blob_sizes)?;
+                        files_by_commit.insert(id, files.clone());
+                        files
+                    }
+                } else {
+                    Vec::new()
+                };
+                commits.push(self.commit(id, files)?);
+            }
+            changes.push(Change { update: update.clone(), action, commits });
+        }
+        Ok(Push { changes })
+    }
+
+    /// Every direct ref with the object it names (symbolic refs resolve to direct ones).
+    fn refs(&self) -> Result<Vec<(String, ObjectId)>, RepoError> {
+        let platform = self.repo.references().map_err(|e| fail("cannot read refs", e))?;
+        let iter = platform.all().map_err(|e| fail("cannot read refs", e))?;
+        let mut out = Vec::new();
+        for reference in iter {
+            let reference = reference.map_err(|e| fail("cannot read a ref", e))?;
+            if let Some(id) = reference.target().try_id() {
+                out.push((reference.name().as_bstr().to_str_lossy().into_owned(), id.to_owned()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The commit an object stands for, through annotated tags; `None` for trees and blobs.
+    fn peel_to_commit(&self, mut id: ObjectId) -> Result<Option<ObjectId>, RepoError> {
+        for _ in 0..32 {
+            let header = self.repo.find_header(id).map_err(|e| fail(format_args!("cannot read object {id}"), e))?;
+            match header.kind() {
+                gix::object::Kind::Commit => return Ok(Some(id)),
+                gix::object::Kind::Tag => {
+                    let tag = self.repo.find_object(id).map_err(|e| fail(format_args!("cannot read tag {id}"), e))?;
+                    let tag = tag.try_into_tag().map_err(|e| fail(format_args!("cannot read tag {id}"), e))?;
+                    id = tag.target_id().map_err(|e| fail(format_args!("cannot decode tag {id}"), e))?.detach();
+                }
+                _ => return Ok(None),
+            }
+        }
+        Err(RepoError(format!("tag chain at {id} is too long")))
+    }
+
+    /// Commits reachable from `tips` and from none of `hidden`, with their parents.
+    fn walk_new(&self, tips: Vec<ObjectId>, hidden: HashSet<ObjectId>) -> Result<HashMap<ObjectId, Vec<ObjectId>>, RepoError> {
+        let mut new = HashMap::new();
+        let tips: Vec<ObjectId> = tips.into_iter().filter(|t| !hidden.contains(t)).collect::<HashSet<_>>().into_iter().collect();
+        if tips.is_empty() {
+            return Ok(new);
+        }
+        let walk = self
+            .repo
+            .rev_walk(tips)
+            .with_hidden(hidden)
+            .with_commit_graph(self.commit_graph())
+            .all()
+            .map_err(|e| fail("cannot walk the new commits", e))?;
+        for info in walk {
+            let info = info.map_err(|e| fail("cannot walk the new commits", e))?;
+            new.insert(info.id, info.parent_ids.to_vec());
+        }
+        Ok(new)
+    }
+
+    /// `update` when the old commit is an ancestor of the new one, else `force`.
+    fn ancestry_action(&self, update: &RefUpdate) -> Result<Action, RepoError> {
+        let (Some(old), Some(new)) = (self.peel_to_commit(update.old)?, self.peel_to_commit(update.new)?) else {
+            return Ok(Action::Force);
+        };
+        if old == new {
+            return Ok(Action::Update);
+        }
+        let cache = self.commit_graph();
+        let mut graph = self.repo.revision_graph(cache.as_ref());
+        let bases = gix_revision::merge_base(old, &[new], &mut graph)
+            .map_err(|e| fail(format_args!("cannot compare {} with {}", update.old, update.new), e))?;
+        let fast_forward = bases.is_some_and(|bases| bases.iter().any(|b| *b == old));
+        Ok(if fast_forward { Action::Update } else { Action::Force })
+    }
+
+    fn commit(&self, id: ObjectId, files: Vec<FileChange>) -> Result<Commit, RepoError> {
+        let object = self.repo.find_commit(id).map_err(|e| fail(format_args!("cannot read commit {id}"), e))?;
+        let decoded = object.decode().map_err(|e| fail(format_args!("cannot decode commit {id}"), e))?;
+        Ok(Commit {
+            id,
+            author: person(decoded.author().ok()),
+            message: decoded.message.to_str_lossy().into_owned(),
+            files,
+        })
+    }
+
+    /// The files `id` changes against its first parent (against nothing for a root).
+    fn changed_files(&self, id: ObjectId, parent: Option<ObjectId>, sizes: bool) -> Result<Vec<FileChange>, RepoError> {
+        let objects = &self.repo.objects;
+        let hash = self.repo.object_hash();
+        let tree_of = |commit: ObjectId, buf: &mut Vec<u8>| -> Result<ObjectId, RepoError> {
+            let mut iter = objects.find_commit_iter(&commit, buf).map_err(|e| fail(format_args!("cannot read commit {commit}"), e))?;
+            iter.tree_id().map_err(|e| fail(format_args!("cannot decode commit {commit}"), e))
+        };
+        let mut buf = Vec::new();
+        let new_tree = tree_of(id, &mut buf)?;
+        let old_tree = parent.map(|p| tree_of(p, &mut buf)).transpose()?;
+        let (mut old_buf, mut new_buf) = (Vec::new(), Vec::new());
+        let old_iter = match old_tree {
+            Some(tree) => objects.find_tree_iter(&tree, &mut old_buf).map_err(|e| fail(format_args!("cannot read tree {tree}"), e))?,
+            None => gix::objs::TreeRefIter::from_bytes(&[], hash),
+        };
+        let new_iter = objects.find_tree_iter(&new_tree, &mut new_buf).map_err(|e| fail(format_args!("cannot read tree {new_tree}"), e))?;
+        let mut recorder = gix::diff::tree::Recorder::default();
+        gix::diff::tree(old_iter, new_iter, gix::diff::tree::State::default(), objects, &mut recorder)
+            .map_err(|e| fail(format_args!("cannot diff commit {id}"), e))?;
+
+        let mut files = Vec::new();
+        for change in recorder.records {
+            use gix::diff::tree::recorder::Change as C;
+            let (path, kind, mode, oid) = match change {
+                C::Addition { path, entry_mode, oid, .. } => (path, FileKind::Added, entry_mode, oid),
+                C::Deletion { path, entry_mode, oid, .. } => (path, FileKind::Removed, entry_mode, oid),
+                C::Modification { path, entry_mode, oid, .. } => (path, FileKind::Modified, entry_mode, oid),
+            };
+            if mode.is_tree() {
+                continue;
+            }
+            let blob = if kind != FileKind::Removed && mode.is_blob_or_symlink() {
+                let size = if sizes {
+                    self.repo.find_header(oid).map_err(|e| fail(format_args!("cannot read blob {oid}"), e))?.size()
+                } else {
+                    0
+                };
+                Some(Blob { id: oid, size })
+            } else {
+                None
+            };
+            files.push(FileChange { path: path.into(), kind, blob });
+        }
+        Ok(files)
+    }
+}
+
+fn person(signature: Option<gix::actor::SignatureRef<'_>>) -> Person {
+    let Some(signature) = signature else { return Person::default() };
+    let signature = signature.trim();
+    let time = signature.time().unwrap_or_default();
+    Person {
+        name: signature.name.to_str_lossy().into_owned(),
+        email: signature.email.to_str_lossy().into_owned(),
+        time: time.seconds,
+        offset: time.offset,
+    }
+}
+
+/// The new commits reachable from `tip`, parents before children (oldest first), by an
+/// iterative depth-first walk that stays inside the new commits.
+fn oldest_first(tip: ObjectId, new: &HashMap<ObjectId, Vec<ObjectId>>) -> Vec<ObjectId> {
+    let mut order = Vec::new();
+    let mut visited = HashSet::new();
+    let mut stack = vec![(tip, 0usize)];
+    if !new.contains_key(&tip) {
+        return order;
+    }
+    visited.insert(tip);
+    while let Some((id, next_parent)) = stack.pop() {
+        let parents = &new[&id];
+        match parents.get(next_parent) {
+            Some(parent) => {
+                stack.push((id, next_parent + 1));
+                if new.contains_key(parent) && visited.insert(*parent) {
+                    stack.push((*parent, 0));
+                }
+            }
+            None => order.push(id),
+        }
+    }
+    order
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(byte: u8) -> ObjectId {
+        ObjectId::from_bytes_or_panic(&[byte; 20])
+    }
+
+    #[test]
+    fn oldest_first_puts_parents_before_children() {
+        // 1 <- 2 <- 4, 1 <- 3 <- 4 (merge), 0 is outside the new commits.
+        let new: HashMap<ObjectId, Vec<ObjectId>> =
+            [(id(1), vec![id(0)]), (id(2), vec![id(1)]), (id(3), vec![id(1)]), (id(4), vec![id(2), id(3)])].into();
+        assert_eq!(oldest_first(id(4), &new), [id(1), id(2), id(3), id(4)]);
+        assert_eq!(oldest_first(id(3), &new), [id(1), id(3)]);
+        assert!(oldest_first(id(9), &new).is_empty());
+    }
+
+    #[test]
+    fn a_long_chain_does_not_overflow_the_stack() {
+        let new: HashMap<ObjectId, Vec<ObjectId>> = (1..=60_000u32)
+            .map(|i| {
+                let this = ObjectId::from_bytes_or_panic(&[&i.to_be_bytes()[..], &[0; 16]].concat());
+                let parent = ObjectId::from_bytes_or_panic(&[&(i - 1).to_be_bytes()[..], &[0; 16]].concat());
+                (this, vec![parent])
+            })
+            .collect();
+        let tip = ObjectId::from_bytes_or_panic(&[&60_000u32.to_be_bytes()[..], &[0; 16]].concat());
+        assert_eq!(oldest_first(tip, &new).len(), 60_000);
+    }
+}

@@ -1,0 +1,225 @@
+//! The Git hooks: read the input, decide, report, record. Hooks never return an error:
+//! whatever goes wrong in pre-receive or update rejects the push with one clear line
+//! (fail closed).
+
+use crate::audit;
+use crate::chain;
+use crate::config::{Config, REPO_FILE};
+use crate::git::{GitRepo, Quarantine, Want};
+use crate::identity;
+use crate::policy::{self, Subject, Verdict};
+use crate::push::{self, Push, RefUpdate};
+use crate::Outcome;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+/// Where a hook runs: the repository and the hooks directory it was started from.
+pub struct Site {
+    pub git_dir: PathBuf,
+    pub hooks_dir: PathBuf,
+    pub quarantine: Quarantine,
+}
+
+impl Site {
+    /// From git's hook environment: cwd is the git dir, `GIT_DIR` may say so explicitly.
+    pub fn from_env(chain_dir: Option<&Path>) -> Result<Site, String> {
+        let cwd = std::env::current_dir().map_err(|e| format!("cannot find the repository: {e}"))?;
+        let git_dir = match std::env::var_os("GIT_DIR").filter(|d| !d.is_empty()) {
+            Some(dir) => cwd.join(dir),
+            None => cwd,
+        };
+        let git_dir = git_dir.canonicalize().map_err(|e| format!("cannot open repository {}: {e}", git_dir.display()))?;
+        let quarantine = Quarantine::from_env(
+            std::env::var_os("GIT_OBJECT_DIRECTORY"),
+            std::env::var_os("GIT_ALTERNATE_OBJECT_DIRECTORIES"),
+        )?;
+        let hooks_dir = chain_dir.map_or_else(|| git_dir.join("hooks"), Path::to_path_buf);
+        Ok(Site { git_dir, hooks_dir, quarantine })
+    }
+}
+
+/// The repository's name: its path under `repos_root` without `.git`, else its directory's
+/// name without `.git` (a work tree's `.git` dir is named by the work tree).
+pub fn repo_name(git_dir: &Path, repos_root: Option<&Path>) -> String {
+    let dir = if git_dir.file_name().is_some_and(|n| n == ".git") { git_dir.parent().unwrap_or(git_dir) } else { git_dir };
+    let relative = repos_root
+        .and_then(|root| root.canonicalize().ok())
+        .and_then(|root| dir.strip_prefix(root).ok().map(Path::to_path_buf))
+        .filter(|r| !r.as_os_str().is_empty());
+    let name = match relative {
+        Some(relative) => relative.to_string_lossy().into_owned(),
+        None => dir.file_name().map_or_else(|| dir.to_string_lossy().into_owned(), |n| n.to_string_lossy().into_owned()),
+    };
+    name.strip_suffix(".git").map(str::to_string).unwrap_or(name)
+}
+
+/// Everything that went into one decision.
+struct Decided {
+    user: String,
+    repo: String,
+    push: Push,
+    verdict: Verdict,
+    audit_file: Option<PathBuf>,
+}
+
+pub fn pre_receive(config_path: &Path, chain_dir: Option<&Path>) -> Outcome {
+    let mut input = Vec::new();
+    if let Err(e) = std::io::stdin().read_to_end(&mut input) {
+        return reject(&format!("cannot read the hook input: {e}"));
+    }
+    let updates = match push::parse_updates(&input) {
+        Ok(updates) => updates,
+        Err(e) => return reject(&format!("malformed hook input: {e}")),
+    };
+    let site = match Site::from_env(chain_dir) {
+        Ok(site) => site,
+        Err(e) => return reject(&e),
+    };
+    if updates.is_empty() {
+        return run_chain(&site, "pre-receive", &[], &input);
+    }
+    match gate(config_path, &site, &updates, "pre-receive") {
+        Outcome::Success => run_chain(&site, "pre-receive", &[], &input),
+        Outcome::Rejected => Outcome::Rejected,
+    }
+}
+
+pub fn update(config_path: &Path, chain_dir: Option<&Path>, name: &str, old: &str, new: &str) -> Outcome {
+    let update = match push::update_from_args(name, old, new) {
+        Ok(update) => update,
+        Err(e) => return reject(&format!("malformed update hook arguments: {e}")),
+    };
+    let site = match Site::from_env(chain_dir) {
+        Ok(site) => site,
+        Err(e) => return reject(&e),
+    };
+    match gate(config_path, &site, &[update], "update") {
+        Outcome::Success => run_chain(&site, "update", &[name, old, new], &[]),
+        Outcome::Rejected => Outcome::Rejected,
+    }
+}
+
+/// Until delivery lands, post-receive only runs the hooks it replaced.
+pub fn post_receive(chain_dir: Option<&Path>) -> Outcome {
+    let mut input = Vec::new();
+    if std::io::stdin().read_to_end(&mut input).is_err() {
+        return Outcome::Success;
+    }
+    if let Ok(site) = Site::from_env(chain_dir)
+        && let Err(e) = chain::run(&chain::chained_hooks(&site.hooks_dir, "post-receive"), &[], &input)
+    {
+        say(&[format!("pushgate: {e}")]);
+    }
+    Outcome::Success
+}
+
+/// Decide `updates`, tell the pusher, record the decision.
+fn gate(config_path: &Path, site: &Site, updates: &[RefUpdate], hook: &str) -> Outcome {
+    let decided = match decide(config_path, site, updates) {
+        Ok(decided) => decided,
+        Err(e) => return reject(&e),
+    };
+    say(&decided.verdict.report(&decided.user));
+    if let Err(e) = record(hook, &decided) {
+        return reject(&e);
+    }
+    if decided.verdict.accepted() { Outcome::Success } else { Outcome::Rejected }
+}
+
+fn decide(config_path: &Path, site: &Site, updates: &[RefUpdate]) -> Result<Decided, String> {
+    let config = Config::load(config_path, Some(&site.git_dir.join(REPO_FILE))).map_err(config_failure)?;
+    let user = identity::resolve(&config.identity_env, |name| std::env::var_os(name)).map_err(|e| e.to_string())?;
+    let repo = repo_name(&site.git_dir, config.repos_root.as_deref());
+    let git = GitRepo::open(&site.git_dir, &site.quarantine).map_err(|e| e.to_string())?;
+    let push = git.read_push(updates, want(&config)).map_err(|e| e.to_string())?;
+    let verdict = policy::judge(&config, Subject { user: &user, repo: Some(&repo) }, &push);
+    Ok(Decided { user, repo, push, verdict, audit_file: config.audit_file })
+}
+
+/// What the decision needs read from the repository beyond actions and commits.
+pub fn want(config: &Config) -> Want {
+    Want {
+        files: config.max_blob_size.is_some() || config.rules.iter().any(|r| r.paths.is_some()),
+        blob_sizes: config.max_blob_size.is_some(),
+    }
+}
+
+/// One line for the pusher, however many errors the configuration has.
+fn config_failure(errors: crate::config::ConfigErrors) -> String {
+    let first = &errors.0[0];
+    match errors.0.len() {
+        1 => format!("configuration error: {first}"),
+        n => format!("configuration error: {first} (and {} more: run `pushgate check`)", n - 1),
+    }
+}
+
+fn record(hook: &str, decided: &Decided) -> Result<(), String> {
+    let Some(file) = &decided.audit_file else { return Ok(()) };
+    let entry = audit::Entry {
+        time: crate::time::now_rfc3339(),
+        hook,
+        user: &decided.user,
+        repo: &decided.repo,
+        updates: decided
+            .push
+            .changes
+            .iter()
+            .map(|c| audit::Update {
+                name: &c.update.name,
+                old: c.update.old.to_string(),
+                new: c.update.new.to_string(),
+                action: c.action.as_str(),
+            })
+            .collect(),
+        verdict: if decided.verdict.accepted() { "accepted" } else { "rejected" },
+        reasons: &decided.verdict.rejections,
+        warnings: &decided.verdict.warnings,
+    };
+    audit::append(file, &entry).map_err(|e| format!("cannot write the audit log {}: {e}", file.display()))
+}
+
+fn run_chain(site: &Site, name: &str, args: &[&str], input: &[u8]) -> Outcome {
+    match chain::run(&chain::chained_hooks(&site.hooks_dir, name), args, input) {
+        Ok(()) => Outcome::Success,
+        Err(e) => reject(&e),
+    }
+}
+
+fn reject(reason: &str) -> Outcome {
+    say(&[format!("pushgate: push rejected: {reason}")]);
+    Outcome::Rejected
+}
+
+/// Lines for the pusher (git shows hook stderr as `remote: ...`). A closed stderr is not
+/// a reason to change the verdict.
+fn say(lines: &[String]) {
+    if lines.is_empty() {
+        return;
+    }
+    let mut text = lines.join("\n");
+    text.push('\n');
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
+
+/// A panic is a bug; in a hook it still rejects (non-zero exit), with one readable line.
+pub fn install_panic_message() {
+    std::panic::set_hook(Box::new(|info| {
+        let _ = writeln!(std::io::stderr(), "pushgate: internal error (a bug, please report it): {info}");
+    }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repo_names() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().canonicalize().unwrap();
+        std::fs::create_dir_all(root.join("team/app.git")).unwrap();
+        assert_eq!(repo_name(&root.join("team/app.git"), Some(&root)), "team/app");
+        assert_eq!(repo_name(&root.join("team/app.git"), None), "app");
+        assert_eq!(repo_name(Path::new("/elsewhere/x.git"), Some(&root)), "x");
+        assert_eq!(repo_name(Path::new("/src/work/.git"), None), "work");
+    }
+}

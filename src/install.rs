@@ -1,0 +1,152 @@
+//! `pushgate install` / `uninstall`: write pushgate's hooks into repositories, keeping the
+//! hooks that were there (moved to `hooks/<name>.d/`, run after pushgate's decision), and
+//! put them back on uninstall. Both are idempotent.
+
+use crate::admin::git_dir_of;
+use crate::{Error, Outcome};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The line that marks a hook as pushgate's own.
+const MARKER: &str = "# pushgate-hook:";
+const HOOKS: [&str; 3] = ["pre-receive", "update", "post-receive"];
+
+fn template(name: &str) -> &'static str {
+    match name {
+        "pre-receive" => include_str!("../hooks-templates/pre-receive"),
+        "update" => include_str!("../hooks-templates/update"),
+        _ => include_str!("../hooks-templates/post-receive"),
+    }
+}
+
+pub fn install(repos: &[PathBuf], per_ref: bool) -> Result<Outcome, Error> {
+    let binary = std::env::current_exe()
+        .and_then(|p| p.canonicalize())
+        .map_err(|e| Error::new(format!("cannot find pushgate's own path: {e}")))?;
+    let wanted: &[&str] = if per_ref { &["update", "post-receive"] } else { &["pre-receive", "post-receive"] };
+    for repo in repos {
+        let git_dir = repository(repo)?;
+        let hooks_dir = git_dir.join("hooks");
+        std::fs::create_dir_all(&hooks_dir).map_err(|e| io_error(&hooks_dir, e))?;
+        for name in HOOKS {
+            if wanted.contains(&name) {
+                install_hook(&hooks_dir, name, &binary)?;
+            } else {
+                remove_hook(&hooks_dir, name)?;
+            }
+        }
+        enable_push_options(&git_dir)?;
+        let mode = if per_ref { "per ref (update hook)" } else { "whole push (pre-receive)" };
+        println!("pushgate: installed in {} ({mode})", git_dir.display());
+    }
+    Ok(Outcome::Success)
+}
+
+pub fn uninstall(repos: &[PathBuf]) -> Result<Outcome, Error> {
+    for repo in repos {
+        let git_dir = repository(repo)?;
+        let hooks_dir = git_dir.join("hooks");
+        for name in HOOKS {
+            remove_hook(&hooks_dir, name)?;
+        }
+        println!("pushgate: uninstalled from {}", git_dir.display());
+    }
+    Ok(Outcome::Success)
+}
+
+fn repository(repo: &Path) -> Result<PathBuf, Error> {
+    let git_dir = git_dir_of(repo);
+    if !(git_dir.join("HEAD").is_file() && git_dir.join("objects").is_dir()) {
+        return Err(Error::new(format!("{} is not a Git repository", repo.display())));
+    }
+    git_dir.canonicalize().map_err(|e| io_error(&git_dir, e))
+}
+
+fn is_ours(path: &Path) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|text| text.lines().any(|l| l.starts_with(MARKER)))
+}
+
+fn install_hook(hooks_dir: &Path, name: &str, binary: &Path) -> Result<(), Error> {
+    let path = hooks_dir.join(name);
+    if path.symlink_metadata().is_ok() && !is_ours(&path) {
+        let chained_dir = hooks_dir.join(format!("{name}.d"));
+        std::fs::create_dir_all(&chained_dir).map_err(|e| io_error(&chained_dir, e))?;
+        let kept = free_name(&chained_dir, name);
+        std::fs::rename(&path, &kept).map_err(|e| io_error(&path, e))?;
+        println!("pushgate: kept the existing {name} hook as {} (it still runs)", kept.display());
+    }
+    let text = template(name).replace("@PUSHGATE@", &shell_quote(&binary.to_string_lossy()));
+    let staged = hooks_dir.join(format!(".{name}.pushgate-new"));
+    std::fs::write(&staged, text).map_err(|e| io_error(&staged, e))?;
+    std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o755)).map_err(|e| io_error(&staged, e))?;
+    std::fs::rename(&staged, &path).map_err(|e| io_error(&path, e))
+}
+
+/// Remove pushgate's hook `name` and put back the one it replaced, if any.
+fn remove_hook(hooks_dir: &Path, name: &str) -> Result<(), Error> {
+    let path = hooks_dir.join(name);
+    if !is_ours(&path) {
+        return Ok(());
+    }
+    std::fs::remove_file(&path).map_err(|e| io_error(&path, e))?;
+    let chained_dir = hooks_dir.join(format!("{name}.d"));
+    let kept = chained_dir.join(name);
+    if kept.symlink_metadata().is_ok() {
+        std::fs::rename(&kept, &path).map_err(|e| io_error(&kept, e))?;
+        // Only removed when empty: other chained hooks stay where the admin put them.
+        let _ = std::fs::remove_dir(&chained_dir);
+    }
+    Ok(())
+}
+
+/// `<dir>/<name>`, or `<dir>/<name>.N` when taken.
+fn free_name(dir: &Path, name: &str) -> PathBuf {
+    let first = dir.join(name);
+    if first.symlink_metadata().is_err() {
+        return first;
+    }
+    (1..).map(|n| dir.join(format!("{name}.{n}"))).find(|p| p.symlink_metadata().is_err()).expect("some name is free")
+}
+
+/// Push options reach the hooks only when the server advertises them.
+fn enable_push_options(git_dir: &Path) -> Result<(), Error> {
+    let status = Command::new("git")
+        .arg("--git-dir")
+        .arg(git_dir)
+        .args(["config", "receive.advertisePushOptions", "true"])
+        .status()
+        .map_err(|e| Error::new(format!("cannot run git to set receive.advertisePushOptions: {e}")))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(Error::new(format!("git config receive.advertisePushOptions failed in {}", git_dir.display())))
+    }
+}
+
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
+}
+
+fn io_error(path: &Path, e: std::io::Error) -> Error {
+    Error::new(format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_survives_hostile_paths() {
+        assert_eq!(shell_quote("/opt/it's here/pushgate"), "'/opt/it'\\''s here/pushgate'");
+    }
+
+    #[test]
+    fn templates_carry_the_marker_and_placeholder() {
+        for name in HOOKS {
+            assert!(template(name).contains(MARKER));
+            assert!(template(name).contains("@PUSHGATE@"));
+            assert!(template(name).contains(&format!(" {name} ")));
+        }
+    }
+}

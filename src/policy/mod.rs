@@ -1,0 +1,364 @@
+//! The decision: ref pass, path pass and size limits over a [`Push`], giving a [`Verdict`].
+//! Pure: plain data in, plain data out, no I/O.
+
+pub mod glob;
+
+use crate::config::{Config, Mode, Rule, UserPattern, units::human_size};
+use crate::push::{Action, Change, FileChange, Op, Push};
+use gix::bstr::ByteSlice;
+use std::collections::BTreeSet;
+
+/// How many denied paths or oversized blobs one ref lists before summing up the rest.
+const MAX_LINES_PER_KIND: usize = 20;
+
+/// What pushgate decided about a push: every reason to reject, every warning.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub rejections: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+impl Verdict {
+    pub fn accepted(&self) -> bool {
+        self.rejections.is_empty()
+    }
+
+    /// The lines shown to the pusher, each prefixed `pushgate: `.
+    pub fn report(&self, user: &str) -> Vec<String> {
+        let mut lines: Vec<String> = self.warnings.iter().map(|w| format!("pushgate: warning: {w}")).collect();
+        if !self.accepted() {
+            lines.push(format!("pushgate: push rejected for {user}"));
+            lines.extend(self.rejections.iter().map(|r| format!("pushgate: {r}")));
+        }
+        lines
+    }
+}
+
+/// Who is asking, and where.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    pub user: &'a str,
+    /// The repository's name; `None` matches only rules that apply to every repository.
+    pub repo: Option<&'a str>,
+}
+
+/// The outcome of one pass for one ref (or one path): the rule that decided, if any, and
+/// the warn-mode rules that would have decided otherwise on the way.
+#[derive(Debug)]
+pub struct Decision<'c> {
+    pub allowed: bool,
+    pub rule: Option<&'c Rule>,
+    pub warnings: Vec<&'c Rule>,
+}
+
+/// The ref pass: rules without `paths`, first match decides, no match denies.
+pub fn decide_ref<'c>(config: &'c Config, subject: Subject, ref_name: &str, op: Op) -> Decision<'c> {
+    decide(config, subject, ref_name, op, None)
+}
+
+/// The path pass for one path: path rules, first match decides, no match allows.
+pub fn decide_path<'c>(config: &'c Config, subject: Subject, ref_name: &str, op: Op, path: &[u8]) -> Decision<'c> {
+    decide(config, subject, ref_name, op, Some(path))
+}
+
+fn decide<'c>(config: &'c Config, subject: Subject, ref_name: &str, op: Op, path: Option<&[u8]>) -> Decision<'c> {
+    let mut warnings = Vec::new();
+    for rule in &config.rules {
+        let in_pass = match (path, &rule.paths) {
+            (None, None) => true,
+            (Some(path), Some(globs)) => globs.iter().any(|g| g.matches(path)),
+            _ => false,
+        };
+        if !in_pass || !rule_applies(config, rule, subject, ref_name) {
+            continue;
+        }
+        let allowed = if rule.allow.contains(&op) {
+            true
+        } else if rule.deny.contains(&op) {
+            false
+        } else {
+            continue;
+        };
+        match rule.mode {
+            Mode::Warn if !allowed => warnings.push(rule),
+            Mode::Warn => {}
+            Mode::Enforce => return Decision { allowed, rule: Some(rule), warnings },
+        }
+    }
+    Decision { allowed: path.is_some(), rule: None, warnings }
+}
+
+fn rule_applies(config: &Config, rule: &Rule, subject: Subject, ref_name: &str) -> bool {
+    let repo_matches = match subject.repo {
+        Some(repo) => rule.repos.iter().any(|g| g.matches(repo)),
+        None => rule.repos.iter().any(|g| g.as_str() == "**"),
+    };
+    repo_matches
+        && rule.refs.iter().any(|g| g.matches(ref_name))
+        && rule.users.iter().any(|u| user_matches(config, u, subject.user))
+}
+
+fn user_matches(config: &Config, pattern: &UserPattern, user: &str) -> bool {
+    match pattern {
+        UserPattern::Any => true,
+        UserPattern::Name(name) => name == user,
+        UserPattern::Group(group) => config.groups.contains(group, user),
+    }
+}
+
+/// `(rule 3: main is protected)` or `(rule 3)`.
+pub fn rule_label(rule: &Rule) -> String {
+    match &rule.message {
+        Some(message) => format!("(rule {}: {})", rule.number, message),
+        None => format!("(rule {})", rule.number),
+    }
+}
+
+/// Decide a whole push: every reason of every update.
+pub fn judge(config: &Config, subject: Subject, push: &Push) -> Verdict {
+    let mut verdict = Verdict::default();
+    for change in &push.changes {
+        judge_change(config, subject, change, &mut verdict);
+    }
+    verdict
+}
+
+/// Decide one update, adding its reasons to `verdict`.
+pub fn judge_change(config: &Config, subject: Subject, change: &Change, verdict: &mut Verdict) {
+    let name = &change.update.name;
+    let op = change.action.op();
+    let decision = decide_ref(config, subject, name, op);
+    for rule in &decision.warnings {
+        verdict.warnings.push(format!("{name}: {op} denied {}", rule_label(rule)));
+    }
+    if !decision.allowed {
+        let why = decision.rule.map_or_else(|| "(no rule allows it)".to_string(), rule_label);
+        verdict.rejections.push(format!("{name}: {op} denied {why}"));
+    }
+    if change.action == Action::Delete {
+        return;
+    }
+    judge_paths(config, subject, change, verdict);
+    judge_blob_sizes(config, change, verdict);
+}
+
+fn judge_paths(config: &Config, subject: Subject, change: &Change, verdict: &mut Verdict) {
+    if !config.rules.iter().any(|r| r.paths.is_some()) {
+        return;
+    }
+    let name = &change.update.name;
+    let op = change.action.op();
+    let paths: BTreeSet<&[u8]> = change.commits.iter().flat_map(|c| &c.files).map(|f| f.path.as_slice()).collect();
+    let mut denied = 0;
+    for path in paths {
+        let decision = decide_path(config, subject, name, op, path);
+        let shown = display_path(path);
+        for rule in &decision.warnings {
+            verdict.warnings.push(format!("{name}: {shown}: {op} denied {}", rule_label(rule)));
+        }
+        if !decision.allowed {
+            denied += 1;
+            if denied <= MAX_LINES_PER_KIND {
+                let rule = decision.rule.expect("the path pass denies only through a rule");
+                verdict.rejections.push(format!("{name}: {shown}: {op} denied {}", rule_label(rule)));
+            }
+        }
+    }
+    if denied > MAX_LINES_PER_KIND {
+        verdict.rejections.push(format!("{name}: … and {} more paths denied", denied - MAX_LINES_PER_KIND));
+    }
+}
+
+fn judge_blob_sizes(config: &Config, change: &Change, verdict: &mut Verdict) {
+    let Some(limit) = &config.max_blob_size else { return };
+    let name = &change.update.name;
+    let mut seen = BTreeSet::new();
+    let mut over = 0;
+    for commit in &change.commits {
+        for file in &commit.files {
+            let Some(blob) = &file.blob else { continue };
+            if blob.size <= limit.bytes || !seen.insert((&file.path, blob.id)) {
+                continue;
+            }
+            over += 1;
+            if over <= MAX_LINES_PER_KIND {
+                verdict.rejections.push(oversized(name, file, commit.id, limit));
+            }
+        }
+    }
+    if over > MAX_LINES_PER_KIND {
+        verdict.rejections.push(format!("{name}: … and {} more blobs over max_blob_size", over - MAX_LINES_PER_KIND));
+    }
+}
+
+fn oversized(ref_name: &str, file: &FileChange, commit: gix::ObjectId, limit: &crate::config::Size) -> String {
+    let size = file.blob.as_ref().map_or(0, |b| b.size);
+    format!(
+        "{ref_name}: {} ({}) in {} exceeds max_blob_size {limit}",
+        display_path(&file.path),
+        human_size(size),
+        commit.to_hex_with_len(7)
+    )
+}
+
+/// A path from the repository, safe on one terminal line: invalid UTF-8 replaced, control
+/// characters escaped.
+pub fn display_path(path: &[u8]) -> String {
+    let mut out = String::with_capacity(path.len());
+    for c in path.to_str_lossy().chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::push::{Blob, Commit, FileKind, RefUpdate};
+    use std::path::Path;
+
+    const CONFIG: &str = r#"
+[groups]
+maintainers = ["alice"]
+[limits]
+max_blob_size = "1 KiB"
+[[rule]]
+refs = ["refs/heads/main"]
+users = ["@maintainers"]
+allow = ["all"]
+[[rule]]
+refs = ["refs/heads/main"]
+users = ["*"]
+allow = ["update"]
+deny = ["force", "delete"]
+message = "main is protected"
+[[rule]]
+refs = ["refs/heads/**"]
+paths = ["deploy/**"]
+users = ["*"]
+deny = ["create", "update", "force"]
+[[rule]]
+refs = ["refs/heads/wip/**"]
+users = ["*"]
+deny = ["force"]
+mode = "warn"
+[[rule]]
+refs = ["refs/heads/**", "refs/tags/**"]
+users = ["*"]
+allow = ["all"]
+"#;
+
+    fn config() -> Config {
+        Config::parse(Path::new("config.toml"), CONFIG, None).unwrap()
+    }
+
+    fn id(byte: u8) -> gix::ObjectId {
+        gix::ObjectId::from_bytes_or_panic(&[byte; 20])
+    }
+
+    fn change(name: &str, action: Action, files: &[(&[u8], u64)]) -> Change {
+        let files = files
+            .iter()
+            .map(|(path, size)| FileChange {
+                path: path.to_vec(),
+                kind: FileKind::Added,
+                blob: Some(Blob { id: id(*size as u8), size: *size }),
+            })
+            .collect();
+        let commit = Commit {
+            id: id(7),
+            author: Default::default(),
+            message: String::new(),
+            files,
+        };
+        Change { update: RefUpdate { old: id(1), new: id(2), name: name.into() }, action, commits: vec![commit] }
+    }
+
+    fn verdict(user: &str, changes: Vec<Change>) -> Verdict {
+        let push = Push { changes };
+        judge(&config(), Subject { user, repo: Some("app") }, &push)
+    }
+
+    #[test]
+    fn first_matching_rule_decides() {
+        assert!(verdict("alice", vec![change("refs/heads/main", Action::Force, &[])]).accepted());
+        let v = verdict("bob", vec![change("refs/heads/main", Action::Force, &[])]);
+        assert_eq!(v.rejections, ["refs/heads/main: force denied (rule 2: main is protected)"]);
+        assert!(verdict("bob", vec![change("refs/heads/main", Action::Update, &[])]).accepted());
+    }
+
+    #[test]
+    fn no_matching_rule_denies() {
+        let v = verdict("bob", vec![change("refs/notes/x", Action::Create, &[])]);
+        assert_eq!(v.rejections, ["refs/notes/x: create denied (no rule allows it)"]);
+    }
+
+    #[test]
+    fn path_rules_deny_each_path_and_every_reason_is_listed() {
+        let v = verdict(
+            "bob",
+            vec![
+                change("refs/heads/main", Action::Force, &[]),
+                change("refs/heads/topic", Action::Update, &[(b"deploy/prod.yml", 10), (b"src/a.rs", 10)]),
+            ],
+        );
+        assert_eq!(
+            v.report("bob"),
+            [
+                "pushgate: push rejected for bob",
+                "pushgate: refs/heads/main: force denied (rule 2: main is protected)",
+                "pushgate: refs/heads/topic: deploy/prod.yml: update denied (rule 3)",
+            ]
+        );
+    }
+
+    #[test]
+    fn oversized_blobs_are_named() {
+        let v = verdict("bob", vec![change("refs/heads/topic", Action::Update, &[(b"big.iso", 5000)])]);
+        assert_eq!(v.rejections, ["refs/heads/topic: big.iso (4.9 KiB) in 0707070 exceeds max_blob_size 1 KiB"]);
+    }
+
+    #[test]
+    fn deletes_skip_the_path_pass() {
+        assert!(verdict("bob", vec![change("refs/heads/topic", Action::Delete, &[(b"deploy/x", 1)])]).accepted());
+    }
+
+    #[test]
+    fn warn_rules_report_but_do_not_decide() {
+        let v = verdict("bob", vec![change("refs/heads/wip/x", Action::Force, &[])]);
+        assert!(v.accepted());
+        assert_eq!(v.report("bob"), ["pushgate: warning: refs/heads/wip/x: force denied (rule 4)"]);
+    }
+
+    #[test]
+    fn many_denied_paths_are_capped() {
+        let paths: Vec<Vec<u8>> = (0..25).map(|i| format!("deploy/{i}").into_bytes()).collect();
+        let files: Vec<(&[u8], u64)> = paths.iter().map(|p| (p.as_slice(), 1)).collect();
+        let v = verdict("bob", vec![change("refs/heads/topic", Action::Update, &files)]);
+        assert_eq!(v.rejections.len(), 21);
+        assert_eq!(v.rejections[20], "refs/heads/topic: … and 5 more paths denied");
+    }
+
+    #[test]
+    fn hostile_paths_are_shown_on_one_line() {
+        assert_eq!(display_path(b"a\nb\xff\x1b[31m"), "a\\nb\u{fffd}\\u{1b}[31m");
+    }
+
+    #[test]
+    fn rules_scoped_to_repos_match_only_there() {
+        let config = Config::parse(
+            Path::new("c.toml"),
+            "[[rule]]\nrepos = [\"team/*\"]\nusers = [\"*\"]\nallow = [\"all\"]\n",
+            None,
+        )
+        .unwrap();
+        let d = |repo| decide_ref(&config, Subject { user: "bob", repo }, "refs/heads/x", Op::Create).allowed;
+        assert!(d(Some("team/app")));
+        assert!(!d(Some("other")));
+        assert!(!d(None));
+    }
+}

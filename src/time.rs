@@ -1,0 +1,53 @@
+//! Timestamps as RFC 3339 text, without a date-time dependency.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Now, as `2026-11-22T12:00:00Z`.
+pub fn now_rfc3339() -> String {
+    let seconds = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    rfc3339(seconds, 0)
+}
+
+/// A Unix time with a UTC offset in seconds, as `2026-11-22T13:00:00+01:00` (`Z` for UTC).
+pub fn rfc3339(seconds: i64, offset: i32) -> String {
+    let local = seconds.saturating_add(offset as i64);
+    let days = local.div_euclid(86_400);
+    let secs = local.rem_euclid(86_400);
+    let (year, month, day) = civil_from_days(days);
+    let zone = if offset == 0 {
+        "Z".to_string()
+    } else {
+        let sign = if offset < 0 { '-' } else { '+' };
+        let abs = offset.unsigned_abs();
+        format!("{sign}{:02}:{:02}", abs / 3600, abs % 3600 / 60)
+    };
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}{zone}", secs / 3600, secs % 3600 / 60, secs % 60)
+}
+
+/// Howard Hinnant's days-to-civil algorithm.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_utc_and_offsets() {
+        assert_eq!(rfc3339(0, 0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_795_348_800, 0), "2026-11-22T12:00:00Z");
+        assert_eq!(rfc3339(1_795_348_800, 3600), "2026-11-22T13:00:00+01:00");
+        assert_eq!(rfc3339(951_782_400, -19_800), "2000-02-28T18:30:00-05:30");
+        assert_eq!(rfc3339(-1, 0), "1969-12-31T23:59:59Z");
+    }
+}
