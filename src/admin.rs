@@ -50,8 +50,9 @@ pub struct Question {
 
 /// Which rule decides `op` on a ref (and a path) for a user, and why.
 pub fn explain(config_path: &Path, q: &Question, json: bool) -> Result<Outcome, Error> {
-    let op = Op::parse(&q.op)
-        .ok_or_else(|| Error::new(format!("unknown operation {:?}: one of create, update, force, delete, read", q.op)))?;
+    let op = Op::parse(&q.op).ok_or_else(|| {
+        Error::new(format!("unknown operation {:?}: one of create, update, force, delete, read", q.op))
+    })?;
     push::check_ref_name(&q.ref_name).map_err(|e| Error::new(format!("ref {}: {e}", push::shown(&q.ref_name))))?;
     let config = load_for_repo(config_path, q.repo.as_deref())?;
     let subject = Subject { user: &q.user, repo: q.repo.as_deref() };
@@ -88,7 +89,10 @@ pub fn explain(config_path: &Path, q: &Question, json: bool) -> Result<Outcome, 
 
 fn print_decision(pass: &str, op: Op, decision: &Decision, no_match: &str) {
     for rule in &decision.warnings {
-        println!("{pass}: rule {} at {} would deny {op} (mode = \"warn\": reported as a warning)", rule.number, rule.origin);
+        println!(
+            "{pass}: rule {} at {} would deny {op} (mode = \"warn\": reported as a warning)",
+            rule.number, rule.origin
+        );
     }
     match decision.rule {
         Some(rule) => {
@@ -115,7 +119,9 @@ fn decision_json(decision: &Decision) -> serde_json::Value {
 /// The global config plus, when `repos_root` holds the named repository, its own file.
 fn load_for_repo(config_path: &Path, repo: Option<&str>) -> Result<Config, Error> {
     let global = Config::load(config_path, None)?;
-    let (Some(root), Some(name)) = (&global.repos_root, repo) else { return Ok(global) };
+    let (Some(root), Some(name)) = (&global.repos_root, repo) else {
+        return Ok(global);
+    };
     let candidates = [root.join(format!("{name}.git")), root.join(name)];
     match candidates.iter().map(|dir| git_dir_of(dir).join(REPO_FILE)).find(|f| f.is_file()) {
         Some(file) => Ok(Config::load(config_path, Some(&file))?),
@@ -131,7 +137,8 @@ pub fn simulate(config_path: &Path, repo: &Path, user: Option<String>, json: boo
     let config = Config::load(config_path, Some(&git_dir.join(REPO_FILE))).map_err(|e: ConfigErrors| Error::from(e))?;
     let user = match user {
         Some(user) => user,
-        None => crate::identity::resolve(&config.identity_env, |n| std::env::var_os(n)).map_err(|e| Error::new(e.to_string()))?,
+        None => crate::identity::resolve(&config.identity_env, |n| std::env::var_os(n))
+            .map_err(|e| Error::new(e.to_string()))?,
     };
     if !crate::config::valid_user_name(&user) {
         return Err(Error::new(format!("invalid user name {}", push::shown(&user))));
@@ -161,7 +168,13 @@ pub fn simulate(config_path: &Path, repo: &Path, user: Option<String>, json: boo
             for commit in &change.commits {
                 let subject = commit.message.lines().next().unwrap_or_default();
                 let author = &commit.author;
-                println!("  {} {} ({} <{}>)", commit.id.to_hex_with_len(7), push::shown(subject), author.name, author.email);
+                println!(
+                    "  {} {} ({} <{}>)",
+                    commit.id.to_hex_with_len(7),
+                    push::shown(subject),
+                    author.name,
+                    author.email
+                );
             }
         }
         for line in verdict.report(&user) {

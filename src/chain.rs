@@ -8,7 +8,9 @@ use std::process::{Command, Stdio};
 
 /// The executables in `<hooks_dir>/<name>.d/`, sorted by name.
 pub fn chained_hooks(hooks_dir: &Path, name: &str) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(hooks_dir.join(format!("{name}.d"))) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(hooks_dir.join(format!("{name}.d"))) else {
+        return Vec::new();
+    };
     let mut hooks: Vec<PathBuf> = entries
         .filter_map(|e| e.ok())
         .map(|e| e.path())

@@ -2,6 +2,7 @@
 //! whatever goes wrong in pre-receive or update rejects the push with one clear line
 //! (fail closed).
 
+use crate::Outcome;
 use crate::audit;
 use crate::chain;
 use crate::config::{Config, REPO_FILE};
@@ -9,7 +10,6 @@ use crate::git::{GitRepo, Quarantine, Want};
 use crate::identity;
 use crate::policy::{self, Subject, Verdict};
 use crate::push::{self, Push, RefUpdate};
-use crate::Outcome;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -28,7 +28,8 @@ impl Site {
             Some(dir) => cwd.join(dir),
             None => cwd,
         };
-        let git_dir = git_dir.canonicalize().map_err(|e| format!("cannot open repository {}: {e}", git_dir.display()))?;
+        let git_dir =
+            git_dir.canonicalize().map_err(|e| format!("cannot open repository {}: {e}", git_dir.display()))?;
         let quarantine = Quarantine::from_env(
             std::env::var_os("GIT_OBJECT_DIRECTORY"),
             std::env::var_os("GIT_ALTERNATE_OBJECT_DIRECTORIES"),
@@ -41,14 +42,17 @@ impl Site {
 /// The repository's name: its path under `repos_root` without `.git`, else its directory's
 /// name without `.git` (a work tree's `.git` dir is named by the work tree).
 pub fn repo_name(git_dir: &Path, repos_root: Option<&Path>) -> String {
-    let dir = if git_dir.file_name().is_some_and(|n| n == ".git") { git_dir.parent().unwrap_or(git_dir) } else { git_dir };
+    let dir =
+        if git_dir.file_name().is_some_and(|n| n == ".git") { git_dir.parent().unwrap_or(git_dir) } else { git_dir };
     let relative = repos_root
         .and_then(|root| root.canonicalize().ok())
         .and_then(|root| dir.strip_prefix(root).ok().map(Path::to_path_buf))
         .filter(|r| !r.as_os_str().is_empty());
     let name = match relative {
         Some(relative) => relative.to_string_lossy().into_owned(),
-        None => dir.file_name().map_or_else(|| dir.to_string_lossy().into_owned(), |n| n.to_string_lossy().into_owned()),
+        None => {
+            dir.file_name().map_or_else(|| dir.to_string_lossy().into_owned(), |n| n.to_string_lossy().into_owned())
+        }
     };
     name.strip_suffix(".git").map(str::to_string).unwrap_or(name)
 }
@@ -154,7 +158,9 @@ fn config_failure(errors: crate::config::ConfigErrors) -> String {
 }
 
 fn record(hook: &str, decided: &Decided) -> Result<(), String> {
-    let Some(file) = &decided.audit_file else { return Ok(()) };
+    let Some(file) = &decided.audit_file else {
+        return Ok(());
+    };
     let entry = audit::Entry {
         time: crate::time::now_rfc3339(),
         hook,

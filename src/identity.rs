@@ -14,7 +14,9 @@ pub enum IdentityError {
 /// The pusher's name, from the first variable in `names` that `lookup` finds non-empty.
 pub fn resolve(names: &[String], lookup: impl Fn(&str) -> Option<OsString>) -> Result<String, IdentityError> {
     for variable in names {
-        let Some(value) = lookup(variable).filter(|v| !v.is_empty()) else { continue };
+        let Some(value) = lookup(variable).filter(|v| !v.is_empty()) else {
+            continue;
+        };
         let text = value.to_str().filter(|t| valid_user_name(t));
         return match text {
             Some(name) => Ok(name.to_string()),

@@ -357,7 +357,9 @@ mod tests {
 
     #[test]
     fn ref_names_follow_check_ref_format() {
-        for good in ["refs/heads/main", "refs/heads/a/b-c_d", "refs/tags/v1.0", "refs/heads/$(id)`x`;|&>", "refs/heads/é"] {
+        for good in
+            ["refs/heads/main", "refs/heads/a/b-c_d", "refs/tags/v1.0", "refs/heads/$(id)`x`;|&>", "refs/heads/é"]
+        {
             assert_eq!(check_ref_name(good), Ok(()), "{good}");
         }
         for bad in [

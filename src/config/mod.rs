@@ -294,8 +294,8 @@ impl Validator {
             self.fail(at, list.span(), "[identity] env is empty: name at least one variable");
         }
         for name in list.get_ref() {
-            let valid = !name.get_ref().is_empty()
-                && name.get_ref().bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            let valid =
+                !name.get_ref().is_empty() && name.get_ref().bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
             if !valid {
                 self.fail(at, name.span(), format!("{:?} is not an environment variable name", name.get_ref()));
             }
@@ -307,7 +307,11 @@ impl Validator {
     fn users(&mut self, at: &Source, users: &BTreeMap<Spanned<String>, raw::User>) {
         for (name, facts) in users {
             if !valid_user_name(name.get_ref()) {
-                self.fail(at, name.span(), format!("user name {:?} must match [{USER_CHARS}]{{1,128}}", name.get_ref()));
+                self.fail(
+                    at,
+                    name.span(),
+                    format!("user name {:?} must match [{USER_CHARS}]{{1,128}}", name.get_ref()),
+                );
             }
             for email in facts.emails.iter().filter(|e| !e.get_ref().contains('@')) {
                 self.fail(at, email.span(), format!("{:?} is not an email address", email.get_ref()));
@@ -323,7 +327,11 @@ impl Validator {
         let direct: BTreeMap<&str, &raw::TextList> = raw.iter().map(|(k, v)| (k.get_ref().as_str(), v)).collect();
         for (name, members) in raw {
             if !valid_user_name(name.get_ref()) {
-                self.fail(at, name.span(), format!("group name {:?} must match [{USER_CHARS}]{{1,128}}", name.get_ref()));
+                self.fail(
+                    at,
+                    name.span(),
+                    format!("group name {:?} must match [{USER_CHARS}]{{1,128}}", name.get_ref()),
+                );
             }
             for member in members.get_ref() {
                 match member.get_ref().strip_prefix('@') {
@@ -333,7 +341,11 @@ impl Validator {
                     }
                     Some(_) => {}
                     None if !valid_user_name(member.get_ref()) => {
-                        self.fail(at, member.span(), format!("user name {:?} must match [{USER_CHARS}]{{1,128}}", member.get_ref()));
+                        self.fail(
+                            at,
+                            member.span(),
+                            format!("user name {:?} must match [{USER_CHARS}]{{1,128}}", member.get_ref()),
+                        );
                     }
                     None => {}
                 }
@@ -403,7 +415,11 @@ impl Validator {
 
     fn globs(&mut self, at: &Source, list: &raw::TextList, anchor: Anchor, key: &str) -> Vec<Glob> {
         if list.get_ref().is_empty() {
-            self.fail(at, list.span(), format!("`{key}` is empty: it would match nothing (remove the key to match all)"));
+            self.fail(
+                at,
+                list.span(),
+                format!("`{key}` is empty: it would match nothing (remove the key to match all)"),
+            );
         }
         list.get_ref()
             .iter()
@@ -420,7 +436,11 @@ impl Validator {
                 } else {
                     format!("refs/heads/{p}")
                 };
-                self.fail(at, pattern.span(), format!("ref pattern {p:?} must be a full ref name: did you mean {suggested:?}?"));
+                self.fail(
+                    at,
+                    pattern.span(),
+                    format!("ref pattern {p:?} must be a full ref name: did you mean {suggested:?}?"),
+                );
             }
         }
         self.globs(at, list, Anchor::Whole, "refs")
@@ -499,7 +519,9 @@ fn collect_members<'a>(
                     path.push(group);
                     return Err(path.iter().map(|g| format!("@{g}")).collect::<Vec<_>>().join(" -> "));
                 }
-                let Some(nested) = direct.get(group) else { continue };
+                let Some(nested) = direct.get(group) else {
+                    continue;
+                };
                 path.push(group);
                 collect_members(direct, nested, path, users)?;
                 path.pop();
@@ -572,12 +594,17 @@ mode = "warn"
     #[test]
     fn ref_patterns_must_be_full_names() {
         let e = error("[[rule]]\nrefs = [\"main\"]\nusers = [\"*\"]\nallow = [\"all\"]\n");
-        assert_eq!(e, "config.toml:2:9: ref pattern \"main\" must be a full ref name: did you mean \"refs/heads/main\"?");
+        assert_eq!(
+            e,
+            "config.toml:2:9: ref pattern \"main\" must be a full ref name: did you mean \"refs/heads/main\"?"
+        );
     }
 
     #[test]
     fn bad_globs_sizes_and_ops_are_positioned() {
-        let e = error("[limits]\nmax_blob_size = \"5 parsecs\"\n[[rule]]\nrefs = [\"refs/heads/[x\"]\nusers = [\"*\"]\nallow = [\"creat\"]\n");
+        let e = error(
+            "[limits]\nmax_blob_size = \"5 parsecs\"\n[[rule]]\nrefs = [\"refs/heads/[x\"]\nusers = [\"*\"]\nallow = [\"creat\"]\n",
+        );
         let lines: Vec<&str> = e.lines().collect();
         assert!(lines[0].starts_with("config.toml:2:17: unknown size unit"), "{e}");
         assert!(lines[1].starts_with("config.toml:4:9: unclosed `[`"), "{e}");
@@ -600,7 +627,10 @@ mode = "warn"
     fn rules_need_users_and_an_op_list() {
         assert!(error("[[rule]]\nallow = [\"all\"]\n").contains("rule has no `users`"));
         assert!(error("[[rule]]\nusers = [\"*\"]\n").contains("neither `allow` nor `deny`"));
-        assert!(error("[[rule]]\nusers = [\"*\"]\nallow = [\"update\"]\ndeny = [\"write\"]\n").contains("both allowed and denied"));
+        assert!(
+            error("[[rule]]\nusers = [\"*\"]\nallow = [\"update\"]\ndeny = [\"write\"]\n")
+                .contains("both allowed and denied")
+        );
     }
 
     #[test]
@@ -616,7 +646,8 @@ mode = "warn"
         let config = Config::parse(Path::new("g.toml"), global, Some((Path::new("pushgate.toml"), repo))).unwrap();
         assert_eq!(config.rules[0].origin.file, Path::new("pushgate.toml"));
         assert_eq!(config.rules[1].number, 2);
-        let bad = Config::parse(Path::new("g.toml"), global, Some((Path::new("pushgate.toml"), "[groups]\n"))).unwrap_err();
+        let bad =
+            Config::parse(Path::new("g.toml"), global, Some((Path::new("pushgate.toml"), "[groups]\n"))).unwrap_err();
         assert!(bad.to_string().contains("may only be set in the global configuration"), "{bad}");
     }
 

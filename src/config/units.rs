@@ -25,7 +25,9 @@ pub fn parse_size(text: &str) -> Result<Size, String> {
         "kib" => 1 << 10,
         "mib" => 1 << 20,
         "gib" => 1 << 30,
-        _ => return Err(format!("unknown size unit {unit:?} in {text:?} (use B, KB, MB, GB, KiB, MiB or GiB)")),
+        _ => {
+            return Err(format!("unknown size unit {unit:?} in {text:?} (use B, KB, MB, GB, KiB, MiB or GiB)"));
+        }
     };
     let bytes = number * multiplier as f64;
     if !(0.0..=u64::MAX as f64).contains(&bytes) {

@@ -139,9 +139,14 @@ impl GitRepo {
     }
 
     /// Commits reachable from `tips` and from none of `hidden`, with their parents.
-    fn walk_new(&self, tips: Vec<ObjectId>, hidden: HashSet<ObjectId>) -> Result<HashMap<ObjectId, Vec<ObjectId>>, RepoError> {
+    fn walk_new(
+        &self,
+        tips: Vec<ObjectId>,
+        hidden: HashSet<ObjectId>,
+    ) -> Result<HashMap<ObjectId, Vec<ObjectId>>, RepoError> {
         let mut new = HashMap::new();
-        let tips: Vec<ObjectId> = tips.into_iter().filter(|t| !hidden.contains(t)).collect::<HashSet<_>>().into_iter().collect();
+        let tips: Vec<ObjectId> =
+            tips.into_iter().filter(|t| !hidden.contains(t)).collect::<HashSet<_>>().into_iter().collect();
         if tips.is_empty() {
             return Ok(new);
         }
@@ -191,7 +196,9 @@ impl GitRepo {
         let objects = &self.repo.objects;
         let hash = self.repo.object_hash();
         let tree_of = |commit: ObjectId, buf: &mut Vec<u8>| -> Result<ObjectId, RepoError> {
-            let mut iter = objects.find_commit_iter(&commit, buf).map_err(|e| fail(format_args!("cannot read commit {commit}"), e))?;
+            let mut iter = objects
+                .find_commit_iter(&commit, buf)
+                .map_err(|e| fail(format_args!("cannot read commit {commit}"), e))?;
             iter.tree_id().map_err(|e| fail(format_args!("cannot decode commit {commit}"), e))
         };
         let mut buf = Vec::new();
@@ -199,10 +206,14 @@ impl GitRepo {
         let old_tree = parent.map(|p| tree_of(p, &mut buf)).transpose()?;
         let (mut old_buf, mut new_buf) = (Vec::new(), Vec::new());
         let old_iter = match old_tree {
-            Some(tree) => objects.find_tree_iter(&tree, &mut old_buf).map_err(|e| fail(format_args!("cannot read tree {tree}"), e))?,
+            Some(tree) => objects
+                .find_tree_iter(&tree, &mut old_buf)
+                .map_err(|e| fail(format_args!("cannot read tree {tree}"), e))?,
             None => gix::objs::TreeRefIter::from_bytes(&[], hash),
         };
-        let new_iter = objects.find_tree_iter(&new_tree, &mut new_buf).map_err(|e| fail(format_args!("cannot read tree {new_tree}"), e))?;
+        let new_iter = objects
+            .find_tree_iter(&new_tree, &mut new_buf)
+            .map_err(|e| fail(format_args!("cannot read tree {new_tree}"), e))?;
         let mut recorder = gix::diff::tree::Recorder::default();
         gix::diff::tree(old_iter, new_iter, gix::diff::tree::State::default(), objects, &mut recorder)
             .map_err(|e| fail(format_args!("cannot diff commit {id}"), e))?;
@@ -235,7 +246,9 @@ impl GitRepo {
 }
 
 fn person(signature: Option<gix::actor::SignatureRef<'_>>) -> Person {
-    let Some(signature) = signature else { return Person::default() };
+    let Some(signature) = signature else {
+        return Person::default();
+    };
     let signature = signature.trim();
     let time = signature.time().unwrap_or_default();
     Person {

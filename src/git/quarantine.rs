@@ -24,13 +24,15 @@ impl Quarantine {
             Some(list) => parse_alternates(list.as_bytes())?,
             None => Vec::new(),
         };
-        Ok(Quarantine { object_dir: object_dir.filter(|d| !d.is_empty()).map(PathBuf::from), alternates, })
+        Ok(Quarantine { object_dir: object_dir.filter(|d| !d.is_empty()).map(PathBuf::from), alternates })
     }
 
     /// An overlay over `main_objects` when the objects live elsewhere; `None` when there is
     /// no quarantine (post-receive, the update hook, a manual run).
     pub(super) fn overlay(&self, main_objects: &Path) -> std::io::Result<Option<Overlay>> {
-        let Some(object_dir) = &self.object_dir else { return Ok(None) };
+        let Some(object_dir) = &self.object_dir else {
+            return Ok(None);
+        };
         let object_dir = absolute(object_dir);
         if same_dir(&object_dir, main_objects) {
             return Ok(None);
@@ -84,7 +86,9 @@ fn parse_alternates(mut list: &[u8]) -> Result<Vec<PathBuf>, String> {
             match list.first() {
                 None => {}
                 Some(b':') => list = &list[1..],
-                Some(_) => return Err("GIT_ALTERNATE_OBJECT_DIRECTORIES: text after a quoted entry".into()),
+                Some(_) => {
+                    return Err("GIT_ALTERNATE_OBJECT_DIRECTORIES: text after a quoted entry".into());
+                }
             }
         } else {
             let end = list.iter().position(|&b| b == b':').unwrap_or(list.len());
@@ -106,7 +110,7 @@ fn quote(path: &[u8]) -> Vec<u8> {
             b'"' => out.extend(b"\\\""),
             b'\\' => out.extend(b"\\\\"),
             b'\n' => out.extend(b"\\n"),
-            b if b < 0x20 || b >= 0x7f => out.extend(format!("\\{b:03o}").as_bytes()),
+            b if !(0x20..0x7f).contains(&b) => out.extend(format!("\\{b:03o}").as_bytes()),
             b => out.push(b),
         }
     }

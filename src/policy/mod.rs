@@ -82,7 +82,9 @@ fn decide<'c>(config: &'c Config, subject: Subject, ref_name: &str, op: Op, path
         match rule.mode {
             Mode::Warn if !allowed => warnings.push(rule),
             Mode::Warn => {}
-            Mode::Enforce => return Decision { allowed, rule: Some(rule), warnings },
+            Mode::Enforce => {
+                return Decision { allowed, rule: Some(rule), warnings };
+            }
         }
     }
     Decision { allowed: path.is_some(), rule: None, warnings }
@@ -170,7 +172,9 @@ fn judge_paths(config: &Config, subject: Subject, change: &Change, verdict: &mut
 }
 
 fn judge_blob_sizes(config: &Config, change: &Change, verdict: &mut Verdict) {
-    let Some(limit) = &config.max_blob_size else { return };
+    let Some(limit) = &config.max_blob_size else {
+        return;
+    };
     let name = &change.update.name;
     let mut seen = BTreeSet::new();
     let mut over = 0;
@@ -269,12 +273,7 @@ allow = ["all"]
                 blob: Some(Blob { id: id(*size as u8), size: *size }),
             })
             .collect();
-        let commit = Commit {
-            id: id(7),
-            author: Default::default(),
-            message: String::new(),
-            files,
-        };
+        let commit = Commit { id: id(7), author: Default::default(), message: String::new(), files };
         Change { update: RefUpdate { old: id(1), new: id(2), name: name.into() }, action, commits: vec![commit] }
     }
 
