@@ -183,7 +183,11 @@ impl Config {
                 config.rules.push(rule);
             }
         }
-        if v.errors.is_empty() { Ok(config) } else { Err(ConfigErrors(v.errors)) }
+        if v.errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(v.errors))
+        }
     }
 }
 
@@ -395,8 +399,19 @@ impl Validator {
         if let Some(both) = allow.intersection(&deny).next() {
             self.fail(at, whole.clone(), format!("`{both}` is both allowed and denied by this rule"));
         }
-        if paths.is_some() && (allow.contains(&Op::Read) || deny.contains(&Op::Read)) {
-            self.fail(at, whole.clone(), "a path rule cannot decide `read` (reads are per repository)");
+        let (mut allow, mut deny) = (allow, deny);
+        if paths.is_some() {
+            let named_read = [&rule.allow, &rule.deny]
+                .into_iter()
+                .flatten()
+                .flat_map(|l| l.get_ref())
+                .find(|op| op.get_ref() == "read");
+            if let Some(read) = named_read {
+                self.fail(at, read.span(), "a path rule cannot decide `read`: reads are decided per repository");
+            }
+            // `all` in a path rule means every write: a read changes no path.
+            allow.remove(&Op::Read);
+            deny.remove(&Op::Read);
         }
         let mode = rule.mode.as_ref().map_or(Mode::Enforce, |m| self.mode(at, m));
         (self.errors.len() == errors_before).then(|| Rule {
@@ -612,6 +627,14 @@ mode = "warn"
     }
 
     #[test]
+    fn all_in_a_path_rule_means_every_write() {
+        let config = parse("[[rule]]\npaths = [\"deploy/**\"]\nusers = [\"*\"]\ndeny = [\"all\"]\n").unwrap();
+        assert_eq!(config.rules[0].deny, [Op::Create, Op::Update, Op::Force, Op::Delete].into());
+        let e = error("[[rule]]\npaths = [\"x\"]\nusers = [\"*\"]\nallow = [\"read\"]\n");
+        assert!(e.starts_with("config.toml:4:10: a path rule cannot decide `read`"), "{e}");
+    }
+
+    #[test]
     fn group_cycles_are_errors() {
         let e = error("[groups]\na = [\"@b\"]\nb = [\"@a\"]\n");
         assert!(e.contains("group cycle: @a -> @b -> @a"), "{e}");
@@ -627,10 +650,8 @@ mode = "warn"
     fn rules_need_users_and_an_op_list() {
         assert!(error("[[rule]]\nallow = [\"all\"]\n").contains("rule has no `users`"));
         assert!(error("[[rule]]\nusers = [\"*\"]\n").contains("neither `allow` nor `deny`"));
-        assert!(
-            error("[[rule]]\nusers = [\"*\"]\nallow = [\"update\"]\ndeny = [\"write\"]\n")
-                .contains("both allowed and denied")
-        );
+        assert!(error("[[rule]]\nusers = [\"*\"]\nallow = [\"update\"]\ndeny = [\"write\"]\n")
+            .contains("both allowed and denied"));
     }
 
     #[test]
