@@ -1,8 +1,8 @@
 //! Commands for admins: `check`, `explain`, `simulate`. None of them changes anything.
 
 use crate::config::{Config, ConfigErrors, Mode, REPO_FILE, Rule};
-use crate::git::{GitRepo, Quarantine};
-use crate::hook::{repo_name, want};
+use crate::git::Quarantine;
+use crate::hook::{Site, judge_push, repo_name};
 use crate::policy::{self, Decision, Subject};
 use crate::push::{self, Op};
 use crate::{Error, Outcome};
@@ -129,7 +129,8 @@ fn load_for_repo(config_path: &Path, repo: Option<&str>) -> Result<Config, Error
     }
 }
 
-/// Dry-run pre-receive on `<old> <new> <ref>` lines from stdin against a repository.
+/// Dry-run pre-receive on `<old> <new> <ref>` lines from stdin against a repository: the
+/// rules, then the `pre` extensions (which are really called), never the audit log.
 pub fn simulate(config_path: &Path, repo: &Path, user: Option<String>, json: bool) -> Result<Outcome, Error> {
     let git_dir = git_dir_of(repo)
         .canonicalize()
@@ -147,9 +148,8 @@ pub fn simulate(config_path: &Path, repo: &Path, user: Option<String>, json: boo
     std::io::stdin().read_to_end(&mut input).map_err(|e| Error::new(format!("cannot read stdin: {e}")))?;
     let updates = push::parse_updates(&input).map_err(|e| Error::new(format!("stdin: {e}")))?;
     let name = repo_name(&git_dir, config.repos_root.as_deref());
-    let git = GitRepo::open(&git_dir, &Quarantine::default()).map_err(|e| Error::new(e.to_string()))?;
-    let push = git.read_push(&updates, want(&config)).map_err(|e| Error::new(e.to_string()))?;
-    let verdict = policy::judge(&config, Subject { user: &user, repo: Some(&name) }, &push);
+    let site = Site { hooks_dir: git_dir.join("hooks"), git_dir, quarantine: Quarantine::default() };
+    let (push, verdict) = judge_push(&config, &site, &user, &name, &updates).map_err(Error::new)?;
 
     if json {
         let changes: Vec<_> = push

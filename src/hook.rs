@@ -5,7 +5,10 @@
 use crate::Outcome;
 use crate::audit;
 use crate::chain;
+use crate::config::extension::{Extension, Format};
 use crate::config::{Config, REPO_FILE};
+use crate::event;
+use crate::extension::pre;
 use crate::git::{GitRepo, Quarantine, Want};
 use crate::identity;
 use crate::policy::{self, Subject, Verdict};
@@ -134,17 +137,81 @@ fn decide(config_path: &Path, site: &Site, updates: &[RefUpdate]) -> Result<Deci
     let config = Config::load(config_path, Some(&site.git_dir.join(REPO_FILE))).map_err(config_failure)?;
     let user = identity::resolve(&config.identity_env, |name| std::env::var_os(name)).map_err(|e| e.to_string())?;
     let repo = repo_name(&site.git_dir, config.repos_root.as_deref());
-    let git = GitRepo::open(&site.git_dir, &site.quarantine).map_err(|e| e.to_string())?;
-    let push = git.read_push(updates, want(&config)).map_err(|e| e.to_string())?;
-    let verdict = policy::judge(&config, Subject { user: &user, repo: Some(&repo) }, &push);
+    let (push, verdict) = judge_push(&config, site, &user, &repo, updates)?;
     Ok(Decided { user, repo, push, verdict, audit_file: config.audit_file })
 }
 
-/// What the decision needs read from the repository beyond actions and commits.
-pub fn want(config: &Config) -> Want {
+/// Read the push, apply the rules, and when they accept, ask the `pre` extensions.
+pub fn judge_push(
+    config: &Config,
+    site: &Site,
+    user: &str,
+    repo: &str,
+    updates: &[RefUpdate],
+) -> Result<(Push, Verdict), String> {
+    let refs: Vec<&str> = updates.iter().map(|u| u.name.as_str()).collect();
+    let pre = pre::applicable(&config.extensions, repo, &refs);
+    let git = GitRepo::open(&site.git_dir, &site.quarantine).map_err(|e| e.to_string())?;
+    let push = git.read_push(updates, want(config, &pre)).map_err(|e| e.to_string())?;
+    let mut verdict = policy::judge(config, Subject { user, repo: Some(repo) }, &push);
+    if verdict.accepted() && !pre.is_empty() {
+        let event = event::build(&push, event_context(config, site, &git, user, repo, "pre"));
+        pre::run(&pre, &event, &config.server, &site.git_dir, &|name| std::env::var_os(name), &mut verdict);
+    }
+    Ok((push, verdict))
+}
+
+/// What the decision (and the extensions about to be told) need read from the repository.
+pub fn want(config: &Config, extensions: &[&Extension]) -> Want {
     Want {
-        files: config.max_blob_size.is_some() || config.rules.iter().any(|r| r.paths.is_some()),
+        files: config.max_blob_size.is_some()
+            || config.rules.iter().any(|r| r.paths.is_some())
+            || !extensions.is_empty(),
         blob_sizes: config.max_blob_size.is_some(),
+        heads: extensions.iter().any(|e| e.format == Format::Github),
+    }
+}
+
+/// Everything an event says that does not come from the repository's objects.
+pub fn event_context(
+    config: &Config,
+    site: &Site,
+    git: &GitRepo,
+    user: &str,
+    repo: &str,
+    phase: &'static str,
+) -> event::Context {
+    event::Context {
+        id: event::new_id(),
+        time: crate::time::now_rfc3339(),
+        phase,
+        vcs: "git",
+        repository: event::Repository {
+            name: repo.to_string(),
+            path: site.git_dir.to_string_lossy().into_owned(),
+            default_branch: git.default_branch(),
+        },
+        user: event::User { name: user.to_string(), groups: config.groups.of(user), via: via(|n| std::env::var_os(n)) },
+        push_options: event::push_options(|n| std::env::var(n).ok()),
+        max_commits: config.max_commits,
+    }
+}
+
+/// How the pusher reached the server: `PUSHGATE_VIA` when `pushgate shell` set it, else
+/// guessed from what sshd and web servers set.
+pub fn via(lookup: impl Fn(&str) -> Option<std::ffi::OsString>) -> String {
+    if let Some(via) = lookup("PUSHGATE_VIA").and_then(|v| v.into_string().ok())
+        && ["ssh", "http", "local"].contains(&via.as_str())
+    {
+        return via;
+    }
+    let set = |name: &str| lookup(name).is_some_and(|v| !v.is_empty());
+    if set("SSH_CONNECTION") || set("SSH_CLIENT") {
+        "ssh".into()
+    } else if set("GATEWAY_INTERFACE") || set("REMOTE_ADDR") {
+        "http".into()
+    } else {
+        "local".into()
     }
 }
 

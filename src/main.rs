@@ -2,12 +2,16 @@
 //! subcommand) and owns the exit codes: 0 success, 1 push rejected, 2 usage or configuration
 //! error.
 
+#![recursion_limit = "256"]
+
 mod admin;
 mod audit;
 mod chain;
 mod cli;
 mod config;
 mod demo;
+mod event;
+mod extension;
 mod git;
 mod hook;
 mod identity;

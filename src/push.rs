@@ -126,12 +126,17 @@ pub struct Change {
     pub action: Action,
     /// The commits new to the repository that this update makes reachable, oldest first.
     pub commits: Vec<Commit>,
+    /// The commit the new value names (peeled), new or not; read only when asked for.
+    pub head: Option<Commit>,
 }
 
 #[derive(Debug, Clone)]
 pub struct Commit {
     pub id: ObjectId,
+    pub tree: ObjectId,
+    pub parents: Vec<ObjectId>,
     pub author: Person,
+    pub committer: Person,
     pub message: String,
     /// Files changed against the first parent (every file for a root commit).
     pub files: Vec<FileChange>,

@@ -2,6 +2,7 @@
 //! `pushgate.toml`, merged into one typed [`Config`]. Every error names the file, line and
 //! column of the value at fault, with a suggestion where one is obvious.
 
+pub mod extension;
 mod raw;
 pub mod units;
 
@@ -12,6 +13,7 @@ use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
+pub use extension::Extension;
 pub use units::Size;
 
 pub const DEFAULT_PATH: &str = "/etc/pushgate/config.toml";
@@ -28,7 +30,24 @@ pub struct Config {
     pub audit_file: Option<PathBuf>,
     /// Repository rules first, then global ones, each in file order: evaluation order.
     pub rules: Vec<Rule>,
+    /// Repository extensions first, then global ones.
+    pub extensions: Vec<Extension>,
+    pub server: Server,
+    /// Commits listed per change in an event.
+    pub max_commits: usize,
 }
+
+/// How the server is reached, for URLs in payloads.
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub base_url: String,
+    /// The owner in `github` payloads; default: the first segment of the repository name.
+    pub owner: Option<String>,
+}
+
+pub const DEFAULT_BASE_URL: &str = "http://localhost";
+pub const DEFAULT_MAX_COMMITS: usize = 100;
+const MAX_MAX_COMMITS: i64 = 2048;
 
 /// Where something was written: shown by `explain` and in errors.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,6 +188,9 @@ impl Config {
             audit_file: global_raw.audit.as_ref().map(|a| PathBuf::from(a.file.get_ref())),
             groups,
             rules: Vec::new(),
+            extensions: Vec::new(),
+            server: v.server(&global_at, global_raw.server.as_ref()),
+            max_commits: v.max_commits(&global_at, global_raw.max_commits.as_ref()),
         };
         if let (Some((path, text)), Some(repo_raw)) = (repo, &repo_raw) {
             let at = Source { path, text };
@@ -183,11 +205,20 @@ impl Config {
                 config.rules.push(rule);
             }
         }
-        if v.errors.is_empty() {
-            Ok(config)
-        } else {
-            Err(ConfigErrors(v.errors))
+        let repo_extensions = repo.iter().zip(repo_raw.iter()).flat_map(|((path, text), raw)| {
+            raw.extension.iter().map(move |e| (Source { path, text }, e))
+        });
+        let global_extensions = global_raw.extension.iter().map(|e| (Source { path: global, text: global_text }, e));
+        for (at, extension) in repo_extensions.chain(global_extensions) {
+            if let Some(extension) = v.extension(&at, extension, &config.extensions) {
+                config.extensions.push(extension);
+            }
         }
+        if v.errors.is_empty() {
+            return Ok(config);
+        }
+        v.errors.sort_by(|a, b| (&a.file, a.line, a.col).cmp(&(&b.file, b.line, b.col)));
+        Err(ConfigErrors(v.errors))
     }
 }
 
@@ -319,6 +350,31 @@ impl Validator {
             }
             for email in facts.emails.iter().filter(|e| !e.get_ref().contains('@')) {
                 self.fail(at, email.span(), format!("{:?} is not an email address", email.get_ref()));
+            }
+        }
+    }
+
+    fn server(&mut self, at: &Source, server: Option<&raw::Server>) -> Server {
+        let base_url = server.and_then(|s| s.base_url.as_ref());
+        if let Some(url) = base_url {
+            let valid = url.get_ref().starts_with("http://") || url.get_ref().starts_with("https://");
+            if !valid {
+                self.fail(at, url.span(), "base_url must start with http:// or https://");
+            }
+        }
+        Server {
+            base_url: base_url.map_or(DEFAULT_BASE_URL, |u| u.get_ref()).trim_end_matches('/').to_string(),
+            owner: server.and_then(|s| s.owner.as_ref()).map(|o| o.get_ref().clone()),
+        }
+    }
+
+    fn max_commits(&mut self, at: &Source, value: Option<&Spanned<i64>>) -> usize {
+        let Some(value) = value else { return DEFAULT_MAX_COMMITS };
+        match usize::try_from(*value.get_ref()) {
+            Ok(n) if (1..=MAX_MAX_COMMITS).contains(value.get_ref()) => n,
+            _ => {
+                self.fail(at, value.span(), format!("max_commits must be between 1 and {MAX_MAX_COMMITS}"));
+                DEFAULT_MAX_COMMITS
             }
         }
     }
@@ -632,6 +688,59 @@ mode = "warn"
         assert_eq!(config.rules[0].deny, [Op::Create, Op::Update, Op::Force, Op::Delete].into());
         let e = error("[[rule]]\npaths = [\"x\"]\nusers = [\"*\"]\nallow = [\"read\"]\n");
         assert!(e.starts_with("config.toml:4:10: a path rule cannot decide `read`"), "{e}");
+    }
+
+    #[test]
+    fn extensions_load_with_defaults() {
+        let config = parse(
+            r#"
+[server]
+base_url = "https://git.example.org/"
+[[extension]]
+name = "ci"
+type = "http"
+phase = "post"
+url = "http://127.0.0.1:8080/hook"
+secret_env = "CI_HOOK_SECRET"
+format = "github"
+headers = { "X-Team" = "web" }
+[[extension]]
+name = "lint"
+type = "script"
+phase = "pre"
+command = ["/usr/local/bin/lint", "--strict"]
+timeout = "500ms"
+on_error = "allow"
+mode = "warn"
+"#,
+        )
+        .unwrap();
+        assert_eq!(config.server.base_url, "https://git.example.org");
+        assert_eq!(config.max_commits, DEFAULT_MAX_COMMITS);
+        let [ci, lint] = &config.extensions[..] else { panic!("two extensions") };
+        assert_eq!(ci.format, extension::Format::Github);
+        assert!(ci.push_events && ci.enabled);
+        assert!(matches!(&ci.kind, extension::Kind::Http { secret: Some(extension::Secret::Env(e)), .. } if e == "CI_HOOK_SECRET"));
+        assert_eq!(lint.timeout, std::time::Duration::from_millis(500));
+        assert_eq!(lint.on_error, extension::OnError::Allow);
+        assert_eq!(lint.mode, Mode::Warn);
+    }
+
+    #[test]
+    fn extension_mistakes_are_positioned() {
+        let e = error(
+            "[[extension]]\nname = \"a\"\ntype = \"script\"\nphase = \"post\"\nurl = \"http://x\"\non_error = \"allow\"\n",
+        );
+        let lines: Vec<&str> = e.lines().collect();
+        assert!(lines[0].starts_with("config.toml:1:1: a script extension needs `command`"), "{e}");
+        assert!(lines.iter().any(|l| l.starts_with("config.toml:5:7: `url` does not apply to script")), "{e}");
+        assert!(lines.iter().any(|l| l.starts_with("config.toml:6:12: `on_error` applies to pre extensions only")), "{e}");
+        let dup = error("[[extension]]\nname = \"a\"\ntype = \"script\"\nphase = \"pre\"\ncommand = [\"x\"]\n[[extension]]\nname = \"a\"\ntype = \"script\"\nphase = \"pre\"\ncommand = [\"y\"]\n");
+        assert!(dup.contains("config.toml:7:8: extension name \"a\" is already used at config.toml:1"), "{dup}");
+        let bad = error("[[extension]]\nname = \"a b\"\ntype = \"ftp\"\nphase = \"later\"\n");
+        assert!(bad.contains("must match [A-Za-z0-9._-]"), "{bad}");
+        assert!(bad.contains("type \"ftp\""), "{bad}");
+        assert!(bad.contains("phase \"later\""), "{bad}");
     }
 
     #[test]

@@ -20,8 +20,12 @@ pub struct GlobalFile {
     pub users: BTreeMap<Spanned<String>, User>,
     pub limits: Option<Limits>,
     pub audit: Option<Audit>,
+    pub server: Option<Server>,
+    pub max_commits: Option<Spanned<i64>>,
     #[serde(default)]
     pub rule: Vec<Spanned<Rule>>,
+    #[serde(default)]
+    pub extension: Vec<Spanned<Extension>>,
 }
 
 /// A repository's own `pushgate.toml`: only what may differ per repository.
@@ -30,10 +34,42 @@ pub struct GlobalFile {
 pub struct RepoFile {
     #[serde(default)]
     pub rule: Vec<Spanned<Rule>>,
+    #[serde(default)]
+    pub extension: Vec<Spanned<Extension>>,
 }
 
 /// Keys that exist only in the global file, to explain why a repository file refuses them.
-pub const GLOBAL_ONLY_KEYS: [&str; 6] = ["repos_root", "identity", "groups", "users", "limits", "audit"];
+pub const GLOBAL_ONLY_KEYS: [&str; 8] =
+    ["repos_root", "identity", "groups", "users", "limits", "audit", "server", "max_commits"];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    pub base_url: Option<Text>,
+    pub owner: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Extension {
+    pub name: Text,
+    #[serde(rename = "type")]
+    pub kind: Text,
+    pub phase: Text,
+    pub url: Option<Text>,
+    pub command: Option<TextList>,
+    pub secret_env: Option<Text>,
+    pub secret_file: Option<Text>,
+    pub format: Option<Text>,
+    pub headers: Option<Spanned<BTreeMap<Spanned<String>, Text>>>,
+    pub refs: Option<TextList>,
+    pub repos: Option<TextList>,
+    pub timeout: Option<Text>,
+    pub events: Option<TextList>,
+    pub enabled: Option<bool>,
+    pub on_error: Option<Text>,
+    pub mode: Option<Text>,
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -1,6 +1,8 @@
-//! Sizes (`"5 MiB"`, `"100MB"`) as written in the configuration, and as shown back to people.
+//! Sizes (`"5 MiB"`, `"100MB"`) and durations (`"500ms"`, `"10s"`, `"3d"`) as written in the
+//! configuration, and sizes as shown back to people.
 
 use std::fmt;
+use std::time::Duration;
 
 /// A size limit, kept with the text the admin wrote so messages quote it back unchanged.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +36,20 @@ pub fn parse_size(text: &str) -> Result<Size, String> {
         return Err(format!("size {text:?} is out of range"));
     }
     Ok(Size { bytes: bytes as u64, text: text.trim().to_string() })
+}
+
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = split_number(text)?;
+    let seconds: f64 = match unit {
+        "ms" => 0.001,
+        "s" => 1.0,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        "d" => 86_400.0,
+        "w" => 7.0 * 86_400.0,
+        _ => return Err(format!("unknown duration unit {unit:?} in {text:?} (use ms, s, m, h, d or w, e.g. \"10s\")")),
+    };
+    Duration::try_from_secs_f64(number * seconds).map_err(|_| format!("duration {text:?} is out of range"))
 }
 
 fn split_number(text: &str) -> Result<(f64, &str), String> {
@@ -73,6 +89,16 @@ mod tests {
         assert!(parse_size("MiB").is_err());
         assert!(parse_size("").is_err());
         assert!(parse_size("1e999 GiB").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("3d").unwrap(), Duration::from_secs(3 * 86_400));
+        assert!(parse_duration("10").is_err());
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration(&format!("{}s", "9".repeat(400))).is_err());
     }
 
     #[test]

@@ -25,6 +25,8 @@ fn fail(context: impl std::fmt::Display, e: impl std::fmt::Display) -> RepoError
 pub struct Want {
     pub files: bool,
     pub blob_sizes: bool,
+    /// The tip commit of each change, with its files (for `github` payloads).
+    pub heads: bool,
 }
 
 /// An open repository, seeing the objects of a push still in quarantine.
@@ -48,6 +50,12 @@ impl GitRepo {
         }
         repo.object_cache_size_if_unset(4 << 20);
         Ok(GitRepo { repo, objects_dir, _quarantine: overlay })
+    }
+
+    /// The branch HEAD names, if it names one.
+    pub fn default_branch(&self) -> Option<String> {
+        let name = self.repo.head_name().ok()??;
+        name.as_bstr().to_str().ok()?.strip_prefix("refs/heads/").map(str::to_string)
     }
 
     /// The commit-graph of the real objects directory: gix looks for it next to the object
@@ -86,23 +94,19 @@ impl GitRepo {
                 None => self.ancestry_action(update)?,
             };
             let ids = tip.map(|tip| oldest_first(tip, &new_commits)).unwrap_or_default();
+            let read_files = want.files || want.blob_sizes;
             let mut commits = Vec::with_capacity(ids.len());
             for id in ids {
-                let parents = &new_commits[&id];
-                let files = if want.files || want.blob_sizes {
-                    if let Some(files) = files_by_commit.get(&id) {
-                        files.clone()
-                    } else {
-                        let files = self.changed_files(id, parents.first().copied(), want.blob_sizes)?;
-                        files_by_commit.insert(id, files.clone());
-                        files
-                    }
-                } else {
-                    Vec::new()
-                };
-                commits.push(self.commit(id, files)?);
+                commits.push(self.commit(id, read_files, want.blob_sizes, &mut files_by_commit)?);
             }
-            changes.push(Change { update: update.clone(), action, commits });
+            let head = match tip {
+                Some(tip) if want.heads => match commits.last() {
+                    Some(last) if last.id == tip => Some(last.clone()),
+                    _ => Some(self.commit(tip, true, want.blob_sizes, &mut files_by_commit)?),
+                },
+                _ => None,
+            };
+            changes.push(Change { update: update.clone(), action, commits, head });
         }
         Ok(Push { changes })
     }
@@ -180,12 +184,33 @@ impl GitRepo {
         Ok(if fast_forward { Action::Update } else { Action::Force })
     }
 
-    fn commit(&self, id: ObjectId, files: Vec<FileChange>) -> Result<Commit, RepoError> {
+    /// A commit with, when asked, the files it changes (cached: several updates of one push
+    /// may share commits).
+    fn commit(
+        &self,
+        id: ObjectId,
+        with_files: bool,
+        sizes: bool,
+        files_by_commit: &mut HashMap<ObjectId, Vec<FileChange>>,
+    ) -> Result<Commit, RepoError> {
         let object = self.repo.find_commit(id).map_err(|e| fail(format_args!("cannot read commit {id}"), e))?;
         let decoded = object.decode().map_err(|e| fail(format_args!("cannot decode commit {id}"), e))?;
+        let parents: Vec<ObjectId> = decoded.parents().collect();
+        let files = match files_by_commit.get(&id) {
+            Some(files) => files.clone(),
+            None if with_files => {
+                let files = self.changed_files(id, parents.first().copied(), sizes)?;
+                files_by_commit.insert(id, files.clone());
+                files
+            }
+            None => Vec::new(),
+        };
         Ok(Commit {
             id,
+            tree: decoded.tree(),
+            parents,
             author: person(decoded.author().ok()),
+            committer: person(decoded.committer().ok()),
             message: decoded.message.to_str_lossy().into_owned(),
             files,
         })

@@ -273,8 +273,16 @@ allow = ["all"]
                 blob: Some(Blob { id: id(*size as u8), size: *size }),
             })
             .collect();
-        let commit = Commit { id: id(7), author: Default::default(), message: String::new(), files };
-        Change { update: RefUpdate { old: id(1), new: id(2), name: name.into() }, action, commits: vec![commit] }
+        let commit = Commit {
+            id: id(7),
+            tree: id(8),
+            parents: vec![],
+            author: Default::default(),
+            committer: Default::default(),
+            message: String::new(),
+            files,
+        };
+        Change { update: RefUpdate { old: id(1), new: id(2), name: name.into() }, action, commits: vec![commit], head: None }
     }
 
     fn verdict(user: &str, changes: Vec<Change>) -> Verdict {

@@ -1,0 +1,289 @@
+//! `[[extension]]` tables: scripts and HTTP endpoints that veto pushes (`pre`) or are told
+//! about them (`post`).
+
+use super::{Mode, Origin, Source, Validator, raw, units};
+use crate::policy::glob::{Anchor, Glob};
+use std::path::PathBuf;
+use std::time::Duration;
+use toml::Spanned;
+
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone)]
+pub struct Extension {
+    /// Unique; also the connector's queue name.
+    pub name: String,
+    pub origin: Origin,
+    pub kind: Kind,
+    pub phase: Phase,
+    pub format: Format,
+    pub refs: Vec<Glob>,
+    pub repos: Vec<Glob>,
+    pub timeout: Duration,
+    /// Whether pushes reach it (`events` may also name pulls, which `pushgate shell` reports).
+    pub push_events: bool,
+    pub enabled: bool,
+    pub on_error: OnError,
+    pub mode: Mode,
+}
+
+#[derive(Debug, Clone)]
+pub enum Kind {
+    /// argv, run without a shell.
+    Script { command: Vec<String> },
+    Http { url: String, secret: Option<Secret>, headers: Vec<(String, String)> },
+}
+
+/// Where an HMAC key comes from. Read when used, never shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Secret {
+    Env(String),
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Pre,
+    Post,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Pushgate,
+    /// One GitHub-style push payload per change.
+    Github,
+}
+
+/// What a `pre` extension's crash, timeout or transient failure means for the push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    Reject,
+    Allow,
+}
+
+impl Extension {
+    /// Whether this extension is about `repo` and at least one of `refs`.
+    pub fn applies_to<'r>(&self, repo: &str, mut refs: impl Iterator<Item = &'r str>) -> bool {
+        self.repos.iter().any(|g| g.matches(repo)) && refs.any(|r| self.refs.iter().any(|g| g.matches(r)))
+    }
+
+    pub fn wants_ref(&self, name: &str) -> bool {
+        self.refs.iter().any(|g| g.matches(name))
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && !name.starts_with('.')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+/// An HTTP header name: an RFC 9110 token.
+fn valid_header_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+impl Validator {
+    pub(super) fn extension(
+        &mut self,
+        at: &Source,
+        spanned: &Spanned<raw::Extension>,
+        taken: &[Extension],
+    ) -> Option<Extension> {
+        let errors_before = self.errors.len();
+        let ext = spanned.get_ref();
+        let whole = spanned.span();
+        let (line, _) = at.position(whole.start);
+        let name = ext.name.get_ref().clone();
+        if !valid_name(&name) {
+            self.fail(at, ext.name.span(), format!("extension name {name:?} must match [A-Za-z0-9._-]{{1,64}}"));
+        }
+        if let Some(first) = taken.iter().find(|e| e.name == name) {
+            self.fail(at, ext.name.span(), format!("extension name {name:?} is already used at {}", first.origin));
+        }
+        let phase = match ext.phase.get_ref().as_str() {
+            "pre" => Phase::Pre,
+            "post" => Phase::Post,
+            other => {
+                self.fail(at, ext.phase.span(), format!("phase {other:?} must be \"pre\" or \"post\""));
+                Phase::Post
+            }
+        };
+        let kind = self.extension_kind(at, ext, whole.clone());
+        let format = match ext.format.as_ref().map(|f| (f.get_ref().as_str(), f.span())) {
+            None | Some(("pushgate", _)) => Format::Pushgate,
+            Some(("github", _)) => Format::Github,
+            Some((other, span)) => {
+                self.fail(at, span, format!("format {other:?} must be \"pushgate\" or \"github\""));
+                Format::Pushgate
+            }
+        };
+        let everything = || vec![Glob::new("**", Anchor::Whole).expect("`**` is a valid glob")];
+        let refs = ext.refs.as_ref().map_or_else(everything, |l| self.ref_globs(at, l));
+        let repos = ext.repos.as_ref().map_or_else(everything, |l| self.globs(at, l, Anchor::Whole, "repos"));
+        let timeout = match &ext.timeout {
+            Some(text) => units::parse_duration(text.get_ref()).map_err(|e| self.fail(at, text.span(), e)).ok(),
+            None => Some(DEFAULT_TIMEOUT),
+        };
+        if timeout.is_some_and(|t| t.is_zero()) {
+            self.fail(at, ext.timeout.as_ref().map_or(whole.clone(), |t| t.span()), "timeout must be above zero");
+        }
+        let push_events = self.extension_events(at, ext);
+        let on_error = match &ext.on_error {
+            None => OnError::Reject,
+            Some(_) if phase == Phase::Post => {
+                let span = ext.on_error.as_ref().map_or(whole.clone(), |o| o.span());
+                self.fail(at, span, "`on_error` applies to pre extensions only (post failures are retried)");
+                OnError::Reject
+            }
+            Some(text) => match text.get_ref().as_str() {
+                "reject" => OnError::Reject,
+                "allow" => OnError::Allow,
+                other => {
+                    self.fail(at, text.span(), format!("on_error {other:?} must be \"reject\" or \"allow\""));
+                    OnError::Reject
+                }
+            },
+        };
+        let mode = ext.mode.as_ref().map_or(Mode::Enforce, |m| self.mode(at, m));
+        if mode == Mode::Warn && phase == Phase::Post {
+            let span = ext.mode.as_ref().map_or(whole.clone(), |m| m.span());
+            self.fail(at, span, "mode = \"warn\" applies to pre extensions only (post extensions never reject)");
+        }
+        (self.errors.len() == errors_before).then(|| Extension {
+            name,
+            origin: Origin { file: at.path.to_path_buf(), line },
+            kind: kind.expect("no errors means the kind is known"),
+            phase,
+            format,
+            refs,
+            repos,
+            timeout: timeout.unwrap_or(DEFAULT_TIMEOUT),
+            push_events,
+            enabled: ext.enabled.unwrap_or(true),
+            on_error,
+            mode,
+        })
+    }
+
+    fn extension_kind(&mut self, at: &Source, ext: &raw::Extension, whole: std::ops::Range<usize>) -> Option<Kind> {
+        let misplaced = |key: &str, kind: &str| format!("`{key}` does not apply to {kind} extensions");
+        match ext.kind.get_ref().as_str() {
+            "script" => {
+                for (key, span) in [
+                    ("url", ext.url.as_ref().map(|v| v.span())),
+                    ("secret_env", ext.secret_env.as_ref().map(|v| v.span())),
+                    ("secret_file", ext.secret_file.as_ref().map(|v| v.span())),
+                    ("headers", ext.headers.as_ref().map(|v| v.span())),
+                ] {
+                    if let Some(span) = span {
+                        self.fail(at, span, misplaced(key, "script"));
+                    }
+                }
+                let Some(command) = &ext.command else {
+                    self.fail(at, whole, "a script extension needs `command` (an argv list, run without a shell)");
+                    return None;
+                };
+                if command.get_ref().is_empty() || command.get_ref()[0].get_ref().is_empty() {
+                    self.fail(at, command.span(), "`command` needs at least the program to run");
+                }
+                Some(Kind::Script { command: command.get_ref().iter().map(|a| a.get_ref().clone()).collect() })
+            }
+            "http" => {
+                if let Some(command) = &ext.command {
+                    self.fail(at, command.span(), misplaced("command", "http"));
+                }
+                let Some(url) = &ext.url else {
+                    self.fail(at, whole, "an http extension needs `url`");
+                    return None;
+                };
+                if let Err(e) = check_url(url.get_ref()) {
+                    self.fail(at, url.span(), e);
+                }
+                let secret = match (&ext.secret_env, &ext.secret_file) {
+                    (Some(_), Some(file)) => {
+                        self.fail(at, file.span(), "set `secret_env` or `secret_file`, not both");
+                        None
+                    }
+                    (Some(env), None) => Some(Secret::Env(env.get_ref().clone())),
+                    (None, Some(file)) => Some(Secret::File(PathBuf::from(file.get_ref()))),
+                    (None, None) => None,
+                };
+                let mut headers = Vec::new();
+                for (name, value) in ext.headers.iter().flat_map(|h| h.get_ref()) {
+                    if !valid_header_name(name.get_ref()) {
+                        self.fail(at, name.span(), format!("{:?} is not a valid header name", name.get_ref()));
+                    }
+                    if value.get_ref().bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+                        self.fail(at, value.span(), "a header value cannot contain CR, LF or NUL");
+                    }
+                    headers.push((name.get_ref().clone(), value.get_ref().clone()));
+                }
+                Some(Kind::Http { url: url.get_ref().clone(), secret, headers })
+            }
+            other => {
+                self.fail(at, ext.kind.span(), format!("type {other:?} must be \"script\" or \"http\""));
+                None
+            }
+        }
+    }
+
+    /// Whether `events` includes pushes.
+    fn extension_events(&mut self, at: &Source, ext: &raw::Extension) -> bool {
+        let Some(list) = &ext.events else { return true };
+        let mut push = false;
+        for event in list.get_ref() {
+            match event.get_ref().as_str() {
+                "push" => push = true,
+                "pull" => {}
+                other => self.fail(at, event.span(), format!("event {other:?} must be \"push\" or \"pull\"")),
+            }
+        }
+        if list.get_ref().is_empty() {
+            self.fail(at, list.span(), "`events` is empty: the extension would never run");
+        }
+        push
+    }
+}
+
+/// An absolute http(s) URL with a host.
+fn check_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| "url must start with http:// or https://".to_string())?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    if host.is_empty() || host.starts_with(':') {
+        return Err("url has no host".into());
+    }
+    if url.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+        return Err("url contains spaces or control characters".into());
+    }
+    Ok(())
+}
+
+/// A URL as logs and messages may show it: no credentials, no query (it may hold a token).
+pub fn redacted_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let rest = rest.split(['?', '#']).next().unwrap_or_default();
+    let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    let query = if url.contains('?') { "?…" } else { "" };
+    format!("{scheme}://{host}/{path}{query}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_checked_and_redacted() {
+        assert!(check_url("http://127.0.0.1:8080/hook").is_ok());
+        assert!(check_url("ftp://x").is_err());
+        assert!(check_url("http:///x").is_err());
+        assert!(check_url("http://a b").is_err());
+        assert_eq!(redacted_url("https://user:pw@example.org/hook?token=abc"), "https://example.org/hook?…");
+        assert_eq!(redacted_url("http://127.0.0.1:9/x"), "http://127.0.0.1:9/x");
+    }
+}

@@ -1,0 +1,314 @@
+//! The push event (`pushgate.push/1`): built once per push from what the gate computed, sent
+//! to extensions as is or as GitHub-style payloads. Pure: plain data in, plain data out.
+
+pub mod github;
+
+use crate::push::{Action, Commit, FileKind, Person, Push};
+use crate::time::rfc3339;
+use gix::bstr::ByteSlice;
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+
+pub const SCHEMA: &str = "pushgate.push/1";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub schema: String,
+    pub id: String,
+    /// Grows by one with each event of a repository; set when the event is spooled (post).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<u64>,
+    pub time: String,
+    pub phase: String,
+    pub vcs: String,
+    pub repository: Repository,
+    pub user: User,
+    pub push_options: Vec<String>,
+    pub changes: Vec<Change>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Repository {
+    pub name: String,
+    pub path: String,
+    /// The branch HEAD names, when it names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_branch: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    pub name: String,
+    pub groups: Vec<String>,
+    pub via: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    #[serde(rename = "ref")]
+    pub name: String,
+    pub before: String,
+    pub after: String,
+    pub action: String,
+    pub commits: Vec<EventCommit>,
+    pub commits_truncated: bool,
+    /// How many new commits the change brought, listed or not.
+    pub total_commits: usize,
+    /// The commit `after` names (peeled), new or not; null for a delete.
+    #[serde(default)]
+    pub head_commit: Option<EventCommit>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventCommit {
+    pub id: String,
+    pub tree_id: String,
+    pub parents: Vec<String>,
+    pub message: String,
+    pub timestamp: String,
+    pub author: Signature,
+    pub committer: Signature,
+    pub added: Vec<String>,
+    pub modified: Vec<String>,
+    pub removed: Vec<String>,
+    /// False when an earlier change of the same push already listed this commit.
+    pub distinct: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Signature {
+    pub name: String,
+    pub email: String,
+    pub date: String,
+}
+
+/// Facts about a push that do not come from the repository's objects.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub id: String,
+    pub time: String,
+    pub phase: &'static str,
+    pub vcs: &'static str,
+    pub repository: Repository,
+    pub user: User,
+    pub push_options: Vec<String>,
+    pub max_commits: usize,
+}
+
+/// The event for `push`.
+pub fn build(push: &Push, context: Context) -> Event {
+    let mut seen = HashSet::new();
+    let changes = push
+        .changes
+        .iter()
+        .map(|change| {
+            let commits: Vec<EventCommit> = change
+                .commits
+                .iter()
+                .take(context.max_commits)
+                .map(|c| {
+                    let distinct = seen.insert(c.id);
+                    event_commit(c, distinct)
+                })
+                .collect();
+            seen.extend(change.commits.iter().skip(context.max_commits).map(|c| c.id));
+            let head_commit = change.head.as_ref().map(|head| {
+                let head_id = head.id.to_string();
+                let listed = commits.iter().find(|c| c.id == head_id);
+                listed.cloned().unwrap_or_else(|| event_commit(head, false))
+            });
+            Change {
+                name: change.update.name.clone(),
+                before: change.update.old.to_string(),
+                after: change.update.new.to_string(),
+                action: change.action.as_str().to_string(),
+                commits_truncated: change.commits.len() > commits.len(),
+                total_commits: change.commits.len(),
+                commits,
+                head_commit: head_commit.filter(|_| change.action != Action::Delete),
+            }
+        })
+        .collect();
+    Event {
+        schema: SCHEMA.to_string(),
+        id: context.id,
+        sequence: None,
+        time: context.time,
+        phase: context.phase.to_string(),
+        vcs: context.vcs.to_string(),
+        repository: context.repository,
+        user: context.user,
+        push_options: context.push_options,
+        changes,
+    }
+}
+
+fn event_commit(commit: &Commit, distinct: bool) -> EventCommit {
+    let paths = |kind: FileKind| -> Vec<String> {
+        commit.files.iter().filter(|f| f.kind == kind).map(|f| f.path.to_str_lossy().into_owned()).collect()
+    };
+    EventCommit {
+        id: commit.id.to_string(),
+        tree_id: commit.tree.to_string(),
+        parents: commit.parents.iter().map(|p| p.to_string()).collect(),
+        message: commit.message.clone(),
+        timestamp: rfc3339(commit.author.time, commit.author.offset),
+        author: signature(&commit.author),
+        committer: signature(&commit.committer),
+        added: paths(FileKind::Added),
+        modified: paths(FileKind::Modified),
+        removed: paths(FileKind::Removed),
+        distinct,
+    }
+}
+
+fn signature(person: &Person) -> Signature {
+    Signature { name: person.name.clone(), email: person.email.clone(), date: rfc3339(person.time, person.offset) }
+}
+
+/// A random (version 4) UUID, for event and delivery ids.
+pub fn new_id() -> String {
+    let mut bytes = [0u8; 16];
+    fill_random(&mut bytes);
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
+}
+
+fn fill_random(bytes: &mut [u8]) {
+    let mut filled = 0;
+    while filled < bytes.len() {
+        let rest = &mut bytes[filled..];
+        // SAFETY: the pointer and length describe `rest`, a live, writable buffer.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        if n > 0 {
+            filled += n as usize;
+        } else if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            // No kernel randomness: fall back to time and pid, still unique enough for ids.
+            let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            let mixed = seed.as_nanos() ^ (u128::from(std::process::id()) << 64);
+            for (i, b) in rest.iter_mut().enumerate() {
+                *b = (mixed >> ((i % 16) * 8)) as u8;
+            }
+            return;
+        }
+    }
+}
+
+/// The push options a pusher sent (`git push -o ...`), from git's variables.
+pub fn push_options(lookup: impl Fn(&str) -> Option<String>) -> Vec<String> {
+    let count: usize = lookup("GIT_PUSH_OPTION_COUNT").and_then(|c| c.parse().ok()).unwrap_or(0);
+    (0..count.min(1000)).filter_map(|i| lookup(&format!("GIT_PUSH_OPTION_{i}"))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::push::{Blob, Change as PushChange, FileChange, RefUpdate};
+    use gix::ObjectId;
+
+    fn id(byte: u8) -> ObjectId {
+        ObjectId::from_bytes_or_panic(&[byte; 20])
+    }
+
+    fn commit(byte: u8, files: &[(&str, FileKind)]) -> Commit {
+        Commit {
+            id: id(byte),
+            tree: id(byte + 100),
+            parents: vec![id(byte - 1)],
+            author: Person { name: "A \"quoted\"\nname".into(), email: "a@x".into(), time: 1_795_348_800, offset: 3600 },
+            committer: Person { name: "C".into(), email: "c@x".into(), time: 1_795_348_800, offset: 0 },
+            message: "fix: \u{0}binary\u{7f} junk\n\nbody".into(),
+            files: files
+                .iter()
+                .map(|(p, k)| FileChange {
+                    path: p.as_bytes().to_vec(),
+                    kind: *k,
+                    blob: Some(Blob { id: id(9), size: 1 }),
+                })
+                .collect(),
+        }
+    }
+
+    fn context(max_commits: usize) -> Context {
+        Context {
+            id: "e1".into(),
+            time: "2026-11-22T12:00:00Z".into(),
+            phase: "post",
+            vcs: "git",
+            repository: Repository { name: "team/app".into(), path: "/srv/git/team/app.git".into(), default_branch: None },
+            user: User { name: "alice".into(), groups: vec!["devs".into()], via: "ssh".into() },
+            push_options: vec!["ci.skip".into()],
+            max_commits,
+        }
+    }
+
+    fn push() -> Push {
+        let c1 = commit(1, &[("a.txt", FileKind::Added), ("old", FileKind::Removed)]);
+        let c2 = commit(2, &[("a.txt", FileKind::Modified)]);
+        let update = |name: &str| RefUpdate { old: ObjectId::null(gix::hash::Kind::Sha1), new: id(2), name: name.into() };
+        Push {
+            changes: vec![
+                PushChange {
+                    update: update("refs/heads/main"),
+                    action: Action::Create,
+                    commits: vec![c1.clone(), c2.clone()],
+                    head: Some(c2.clone()),
+                },
+                PushChange { update: update("refs/heads/copy"), action: Action::Create, commits: vec![c1, c2.clone()], head: Some(c2) },
+            ],
+        }
+    }
+
+    #[test]
+    fn commits_are_listed_with_their_files_and_distinct_marks_the_first() {
+        let event = build(&push(), context(100));
+        assert_eq!(event.schema, "pushgate.push/1");
+        let main = &event.changes[0];
+        assert_eq!(main.commits[0].added, ["a.txt"]);
+        assert_eq!(main.commits[0].removed, ["old"]);
+        assert_eq!(main.commits[1].modified, ["a.txt"]);
+        assert_eq!(main.commits[0].timestamp, "2026-11-22T13:00:00+01:00");
+        assert!(main.commits.iter().all(|c| c.distinct));
+        assert!(event.changes[1].commits.iter().all(|c| !c.distinct));
+        assert_eq!(main.head_commit.as_ref().map(|c| c.id.clone()), Some(id(2).to_string()));
+    }
+
+    #[test]
+    fn commits_past_max_commits_are_truncated() {
+        let event = build(&push(), context(1));
+        assert_eq!(event.changes[0].commits.len(), 1);
+        assert!(event.changes[0].commits_truncated);
+        assert_eq!(event.changes[0].total_commits, 2);
+    }
+
+    #[test]
+    fn hostile_text_survives_a_json_round_trip() {
+        let event = build(&push(), context(100));
+        let text = serde_json::to_string(&event).unwrap();
+        let back: Event = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, event);
+        assert_eq!(back.changes[0].commits[0].author.name, "A \"quoted\"\nname");
+    }
+
+    #[test]
+    fn ids_are_uuids() {
+        let (a, b) = (new_id(), new_id());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 36);
+        assert_eq!(&a[14..15], "4");
+    }
+
+    #[test]
+    fn push_options_come_from_git_variables() {
+        let env = |name: &str| match name {
+            "GIT_PUSH_OPTION_COUNT" => Some("2".to_string()),
+            "GIT_PUSH_OPTION_0" => Some("ci.skip".to_string()),
+            "GIT_PUSH_OPTION_1" => Some("a=b".to_string()),
+            _ => None,
+        };
+        assert_eq!(push_options(env), ["ci.skip", "a=b"]);
+        assert!(push_options(|_| None).is_empty());
+    }
+}

@@ -1,0 +1,132 @@
+//! Running extensions: local scripts and HTTP endpoints. One call sends one body and
+//! classifies the answer; what an answer means (veto, retry, dead letter) is decided by the
+//! phase that called it.
+
+mod http;
+pub mod pre;
+mod script;
+pub mod sign;
+
+use crate::config::extension::{Extension, Kind, Secret};
+use std::ffi::OsString;
+use std::path::Path;
+use std::time::Duration;
+
+/// How many lines of an extension's output or refusal a pusher is shown.
+pub const MAX_LINES: usize = 40;
+/// How long a line of it may be.
+const MAX_LINE_CHARS: usize = 300;
+
+/// What an extension answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// Exit 0, or a 2xx status.
+    Accepted,
+    /// A refusal (other non-zero exit, other 3xx/4xx): pre: a veto; post: a permanent failure.
+    Refused { code: String, lines: Vec<String> },
+    /// A transient failure (exit 75, 408, 429, 5xx, timeout, crash, connection error): post:
+    /// retried; pre: `on_error` decides.
+    Failed { reason: String, retry_after: Option<Duration> },
+    /// HTTP 410: permanent, and the connector is disabled until re-enabled.
+    Gone { reason: String },
+}
+
+/// One call: the body and what describes it.
+pub struct Call<'a> {
+    pub body: &'a [u8],
+    pub phase: &'a str,
+    pub user: &'a str,
+    pub repo: &'a str,
+    pub event_id: &'a str,
+    pub delivery_id: &'a str,
+    /// Working directory of scripts: the repository.
+    pub cwd: &'a Path,
+    /// Present for `github` payloads: the headers GitHub's receivers look for.
+    pub github: Option<GithubHeaders>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct GithubHeaders {
+    pub total_commits: usize,
+}
+
+/// Send `call` to `extension`. `env` looks up variables (for `secret_env`).
+pub fn call(extension: &Extension, call: &Call, env: &dyn Fn(&str) -> Option<OsString>) -> Reply {
+    match &extension.kind {
+        Kind::Script { command } => script::run(command, extension.timeout, call),
+        Kind::Http { url, secret, headers } => {
+            let key = match secret.as_ref().map(|s| read_secret(s, env)).transpose() {
+                Ok(key) => key,
+                Err(reason) => return Reply::Failed { reason, retry_after: None },
+            };
+            http::post(url, headers, key.as_deref(), extension.timeout, call)
+        }
+    }
+}
+
+/// The secret's bytes. Errors name where it should be, never what it is.
+fn read_secret(secret: &Secret, env: &dyn Fn(&str) -> Option<OsString>) -> Result<Vec<u8>, String> {
+    let value = match secret {
+        Secret::Env(name) => env(name).filter(|v| !v.is_empty()).ok_or_else(|| format!("secret_env {name} is not set"))?,
+        Secret::File(path) => std::fs::read(path)
+            .map(|bytes| OsString::from(String::from_utf8_lossy(&bytes).trim_end_matches(['\r', '\n']).to_string()))
+            .map_err(|e| format!("cannot read secret_file {}: {}", path.display(), e.kind()))?,
+    };
+    Ok(value.into_encoded_bytes())
+}
+
+/// Output from outside made fit for a pusher's terminal: lossy UTF-8, control characters
+/// escaped, long lines cut, at most `MAX_LINES` lines (with a count of the rest).
+pub fn shown_lines(output: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(output);
+    let all: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let mut lines: Vec<String> = all
+        .iter()
+        .take(MAX_LINES)
+        .map(|line| {
+            let mut out = String::new();
+            for (i, c) in line.chars().enumerate() {
+                if i == MAX_LINE_CHARS {
+                    out.push('…');
+                    break;
+                }
+                if c.is_control() {
+                    out.extend(c.escape_default());
+                } else {
+                    out.push(c);
+                }
+            }
+            out
+        })
+        .collect();
+    if all.len() > MAX_LINES {
+        lines.push(format!("… and {} more lines", all.len() - MAX_LINES));
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_is_escaped_and_capped() {
+        let lines = shown_lines(b"ok\n\x1b[31mred\x1b[0m\n\n");
+        assert_eq!(lines, ["ok", "\\u{1b}[31mred\\u{1b}[0m"]);
+        let many: String = (0..100).map(|i| format!("line {i}\n")).collect();
+        let lines = shown_lines(many.as_bytes());
+        assert_eq!(lines.len(), MAX_LINES + 1);
+        assert_eq!(lines[MAX_LINES], "… and 60 more lines");
+        assert!(shown_lines("x".repeat(1000).as_bytes())[0].ends_with('…'));
+    }
+
+    #[test]
+    fn secrets_errors_do_not_leak_values() {
+        let env = |_: &str| None;
+        let e = read_secret(&Secret::Env("CI_SECRET".into()), &env).unwrap_err();
+        assert_eq!(e, "secret_env CI_SECRET is not set");
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), "whsec_abc\n").unwrap();
+        assert_eq!(read_secret(&Secret::File(file.path().into()), &env).unwrap(), b"whsec_abc");
+    }
+}

@@ -1,0 +1,180 @@
+//! Script extensions: argv without a shell, the body on stdin, `PUSHGATE_*` variables, the
+//! repository as working directory. A script past its timeout is killed with its whole
+//! process group, so its children (a `sleep`, a `curl`) do not keep pipes open.
+
+use super::{Call, Reply, shown_lines};
+use std::io::{Read, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Output kept per stream; the rest is read and dropped so the script never blocks on a
+/// full pipe.
+const MAX_OUTPUT: usize = 64 * 1024;
+/// Exit status meaning "try again later" (sysexits.h).
+const EX_TEMPFAIL: i32 = 75;
+
+pub fn run(command: &[String], timeout: Duration, call: &Call) -> Reply {
+    let (program, args) = command.split_first().expect("config validation requires a program");
+    let spawned = Command::new(program)
+        .args(args)
+        .current_dir(call.cwd)
+        .env("PUSHGATE_PHASE", call.phase)
+        .env("PUSHGATE_USER", call.user)
+        .env("PUSHGATE_REPO", call.repo)
+        .env("PUSHGATE_EVENT_ID", call.event_id)
+        .env("PUSHGATE_DELIVERY_ID", call.delivery_id)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) => return Reply::Failed { reason: format!("cannot run {program}: {e}"), retry_after: None },
+    };
+    let pid = child.id() as i32;
+    let (output_tx, output_rx) = mpsc::channel();
+    for (index, stream) in [child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>), child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>)]
+        .into_iter()
+        .enumerate()
+    {
+        let tx = output_tx.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send((index, stream.map(read_capped).unwrap_or_default()));
+        });
+    }
+    drop(output_tx);
+    if let Some(mut stdin) = child.stdin.take() {
+        let body = call.body.to_vec();
+        // A script that does not read its input closes the pipe: not an error.
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(&body);
+        });
+    }
+    let (status_tx, status_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = status_tx.send(child.wait());
+    });
+    let status = match status_rx.recv_timeout(timeout) {
+        Ok(status) => status,
+        Err(_) => {
+            kill_group(pid);
+            let _ = status_rx.recv();
+            return Reply::Failed { reason: format!("timed out after {}", seconds(timeout)), retry_after: None };
+        }
+    };
+    // The script is gone; its group may linger with our pipes: end it, then collect output.
+    kill_group(pid);
+    let mut outputs = [Vec::new(), Vec::new()];
+    while let Ok((index, bytes)) = output_rx.recv_timeout(Duration::from_secs(2)) {
+        outputs[index] = bytes;
+    }
+    classify(status, &outputs)
+}
+
+fn classify(status: std::io::Result<std::process::ExitStatus>, outputs: &[Vec<u8>; 2]) -> Reply {
+    let status = match status {
+        Ok(status) => status,
+        Err(e) => return Reply::Failed { reason: format!("cannot wait for the script: {e}"), retry_after: None },
+    };
+    match (status.code(), status.signal()) {
+        (Some(0), _) => Reply::Accepted,
+        (Some(EX_TEMPFAIL), _) => Reply::Failed { reason: "temporary failure (exit 75)".into(), retry_after: None },
+        (Some(code), _) => {
+            let mut lines = shown_lines(&outputs[0]);
+            lines.extend(shown_lines(&outputs[1]));
+            lines.truncate(super::MAX_LINES + 1);
+            Reply::Refused { code: format!("exit {code}"), lines }
+        }
+        (None, signal) => Reply::Failed {
+            reason: format!("crashed (signal {})", signal.map_or_else(|| "?".into(), |s| s.to_string())),
+            retry_after: None,
+        },
+    }
+}
+
+fn read_capped(mut stream: Box<dyn Read + Send>) -> Vec<u8> {
+    let mut kept = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return kept,
+            Ok(n) => {
+                let room = MAX_OUTPUT.saturating_sub(kept.len());
+                kept.extend_from_slice(&buf[..n.min(room)]);
+            }
+        }
+    }
+}
+
+fn kill_group(pgid: i32) {
+    // SAFETY: kill has no memory effects; a group that is already gone gives ESRCH.
+    unsafe {
+        libc::kill(-pgid, libc::SIGKILL);
+    }
+}
+
+pub fn seconds(d: Duration) -> String {
+    if d.subsec_millis() == 0 { format!("{}s", d.as_secs()) } else { format!("{}ms", d.as_millis()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn call(body: &[u8]) -> Call<'_> {
+        Call {
+            body,
+            phase: "pre",
+            user: "alice",
+            repo: "app",
+            event_id: "e1",
+            delivery_id: "d1",
+            cwd: Path::new("/"),
+            github: None,
+        }
+    }
+
+    fn sh(script: &str) -> Vec<String> {
+        vec!["/bin/sh".into(), "-c".into(), script.into()]
+    }
+
+    #[test]
+    fn exit_codes_classify() {
+        let t = Duration::from_secs(10);
+        assert_eq!(run(&sh("cat >/dev/null"), t, &call(b"{}")), Reply::Accepted);
+        assert!(matches!(run(&sh("exit 75"), t, &call(b"")), Reply::Failed { .. }));
+        assert!(matches!(run(&sh("kill -9 $$"), t, &call(b"")), Reply::Failed { reason, .. } if reason.contains("signal 9")));
+        let refused = run(&sh("echo \"user $PUSHGATE_USER\"; echo oops >&2; exit 3"), t, &call(b""));
+        assert_eq!(refused, Reply::Refused { code: "exit 3".into(), lines: vec!["user alice".into(), "oops".into()] });
+    }
+
+    #[test]
+    fn stdin_carries_the_body() {
+        let reply = run(&sh("test \"$(cat)\" = '{\"a\":1}'"), Duration::from_secs(10), &call(br#"{"a":1}"#));
+        assert_eq!(reply, Reply::Accepted);
+    }
+
+    #[test]
+    fn a_timeout_kills_the_whole_group() {
+        let started = std::time::Instant::now();
+        let reply = run(&sh("sleep 30 & sleep 30; echo done"), Duration::from_millis(300), &call(b""));
+        assert_eq!(reply, Reply::Failed { reason: "timed out after 300ms".into(), retry_after: None });
+        assert!(started.elapsed() < Duration::from_secs(10), "the group's pipes were released");
+    }
+
+    #[test]
+    fn chatty_scripts_do_not_block() {
+        let reply = run(&sh("head -c 5000000 /dev/zero | tr '\\0' x; exit 1"), Duration::from_secs(20), &call(b""));
+        assert!(matches!(reply, Reply::Refused { .. }));
+    }
+
+    #[test]
+    fn a_missing_program_is_a_failure() {
+        let reply = run(&["/nonexistent/hook".to_string()], Duration::from_secs(1), &call(b""));
+        assert!(matches!(reply, Reply::Failed { reason, .. } if reason.starts_with("cannot run /nonexistent/hook")));
+    }
+}
