@@ -19,6 +19,54 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// One line per connector: pending, dead, disabled, next attempt, last error.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// The jobs waiting (or dead), oldest first.
+    List {
+        #[arg(long)]
+        connector: Option<String>,
+        #[arg(long)]
+        dead: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One job, with the body it delivers.
+    Show {
+        job: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put dead jobs back at the front of their connector's queue.
+    Retry {
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        jobs: Vec<String>,
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        connector: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove jobs (waiting or dead).
+    Drop {
+        #[arg(required = true)]
+        jobs: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-enable a connector disabled by a 410.
+    Enable {
+        connector: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum Command {
     /// Git pre-receive hook: decide the whole push (exit 0 accepts, 1 rejects every ref).
     PreReceive,
@@ -29,9 +77,30 @@ pub enum Command {
         old: String,
         new: String,
     },
-    /// Git post-receive hook. Runs chained post-receive hooks and exits 0; spooling and
-    /// delivering the push event to `post` extensions comes with the delivery work.
+    /// Git post-receive hook: spool the push event for the `post` extensions, start a
+    /// detached deliverer, return at once.
     PostReceive,
+    /// Deliver spooled jobs to the `post` extensions.
+    Deliver {
+        /// Deliver what is due, then exit (what post-receive starts).
+        #[arg(long, conflicts_with = "watch")]
+        once: bool,
+        /// Keep running: deliver new events at once and retries on schedule.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Inspect and repair the delivery queues.
+    Queue {
+        #[command(subcommand)]
+        command: QueueCommand,
+    },
+    /// Delivery attempts: time, connector, outcome, status, duration (oldest first).
+    Log {
+        #[arg(long)]
+        connector: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate the configuration; errors as FILE:LINE:COL: message, exit 2 on error.
     Check {
         /// Also validate this repository's own pushgate.toml.

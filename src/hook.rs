@@ -13,6 +13,7 @@ use crate::git::{GitRepo, Quarantine, Want};
 use crate::identity;
 use crate::policy::{self, Subject, Verdict};
 use crate::push::{self, Push, RefUpdate};
+use crate::record;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -106,18 +107,50 @@ pub fn update(config_path: &Path, chain_dir: Option<&Path>, name: &str, old: &st
     }
 }
 
-/// Until delivery lands, post-receive only runs the hooks it replaced.
-pub fn post_receive(chain_dir: Option<&Path>) -> Outcome {
+/// Record the push for the `post` extensions (spool + detached deliverer), then run the
+/// hooks pushgate replaced. Failing to spool is said loudly and exits 1: git shows it, and
+/// the push itself has landed.
+pub fn post_receive(config_path: &Path, chain_dir: Option<&Path>) -> Outcome {
     let mut input = Vec::new();
-    if std::io::stdin().read_to_end(&mut input).is_err() {
-        return Outcome::Success;
+    if let Err(e) = std::io::stdin().read_to_end(&mut input) {
+        say(&[format!("pushgate: ERROR: cannot read the hook input ({e}): the push event is NOT recorded")]);
+        return Outcome::Rejected;
     }
-    if let Ok(site) = Site::from_env(chain_dir)
-        && let Err(e) = chain::run(&chain::chained_hooks(&site.hooks_dir, "post-receive"), &[], &input)
-    {
+    let site = match Site::from_env(chain_dir) {
+        Ok(site) => site,
+        Err(e) => {
+            say(&[format!("pushgate: ERROR: {e}: the push event is NOT recorded")]);
+            return Outcome::Rejected;
+        }
+    };
+    let mut outcome = Outcome::Success;
+    match push::parse_updates(&input) {
+        Ok(updates) if updates.is_empty() => {}
+        Ok(updates) => {
+            let env = |name: &str| std::env::var_os(name);
+            let landed = record::Landed { git_dir: &site.git_dir, input: &input, updates: &updates, env: &env };
+            match record::record(config_path, &landed) {
+                Ok(record::Recorded::NotNeeded) | Ok(record::Recorded::Spooled { warning: None }) => {}
+                Ok(record::Recorded::Spooled { warning: Some(warning) }) => {
+                    say(&[format!(
+                        "pushgate: warning: {warning}; the push event is spooled and waits for a valid configuration"
+                    )]);
+                }
+                Err(e) => {
+                    say(&[format!("pushgate: ERROR: {e}: the push event is NOT recorded; tell the server's admin")]);
+                    outcome = Outcome::Rejected;
+                }
+            }
+        }
+        Err(e) => {
+            say(&[format!("pushgate: ERROR: malformed hook input ({e}): the push event is NOT recorded")]);
+            outcome = Outcome::Rejected;
+        }
+    }
+    if let Err(e) = chain::run(&chain::chained_hooks(&site.hooks_dir, "post-receive"), &[], &input) {
         say(&[format!("pushgate: {e}")]);
     }
-    Outcome::Success
+    outcome
 }
 
 /// Decide `updates`, tell the pusher, record the decision.

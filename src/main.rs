@@ -18,6 +18,9 @@ mod identity;
 mod install;
 mod policy;
 mod push;
+mod queue;
+mod record;
+mod spool;
 mod time;
 
 use clap::Parser;
@@ -85,7 +88,7 @@ fn run(cli: cli::Cli) -> Result<Outcome, Error> {
     match cli.command {
         C::PreReceive => Ok(hook::pre_receive(&config_path, chain_dir.as_deref())),
         C::Update { name, old, new } => Ok(hook::update(&config_path, chain_dir.as_deref(), &name, &old, &new)),
-        C::PostReceive => Ok(hook::post_receive(chain_dir.as_deref())),
+        C::PostReceive => Ok(hook::post_receive(&config_path, chain_dir.as_deref())),
         C::Check { repo, json } => admin::check(&config_path, repo.as_deref(), json),
         C::Explain { user, ref_name, op, repo, path, json } => {
             admin::explain(&config_path, &admin::Question { user, ref_name, op, repo, path }, json)
@@ -93,6 +96,9 @@ fn run(cli: cli::Cli) -> Result<Outcome, Error> {
         C::Simulate { repo, user, json } => admin::simulate(&config_path, &repo, user, json),
         C::Install { per_ref, repos } => install::install(&repos, per_ref),
         C::Uninstall { repos } => install::uninstall(&repos),
+        C::Deliver { watch, .. } => queue::deliver(&config_path, watch),
+        C::Queue { command } => queue::run(&config_path, command),
+        C::Log { connector, json } => queue::log(&config_path, connector.as_deref(), json),
         C::Demo => demo::run(),
     }
 }

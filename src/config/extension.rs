@@ -30,8 +30,14 @@ pub struct Extension {
 #[derive(Debug, Clone)]
 pub enum Kind {
     /// argv, run without a shell.
-    Script { command: Vec<String> },
-    Http { url: String, secret: Option<Secret>, headers: Vec<(String, String)> },
+    Script {
+        command: Vec<String>,
+    },
+    Http {
+        url: String,
+        secret: Option<Secret>,
+        headers: Vec<(String, String)>,
+    },
 }
 
 /// Where an HMAC key comes from. Read when used, never shown.

@@ -8,12 +8,12 @@ pub mod units;
 
 use crate::policy::glob::{Anchor, Glob};
 use crate::push::Op;
+pub use extension::Extension;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
-pub use extension::Extension;
 pub use units::Size;
 
 pub const DEFAULT_PATH: &str = "/etc/pushgate/config.toml";
@@ -35,6 +35,37 @@ pub struct Config {
     pub server: Server,
     /// Commits listed per change in an event.
     pub max_commits: usize,
+    pub spool: SpoolConfig,
+}
+
+/// Where post events wait for delivery, and how failures are retried.
+#[derive(Debug, Clone)]
+pub struct SpoolConfig {
+    pub dir: PathBuf,
+    /// Waits after each transient failure (+-20% jitter); past the last, the job is dead.
+    pub retry: Vec<std::time::Duration>,
+    pub keep_log: std::time::Duration,
+}
+
+pub const DEFAULT_SPOOL_DIR: &str = "/var/lib/pushgate/spool";
+pub const DEFAULT_RETRY: [&str; 9] = ["5s", "5m", "30m", "2h", "5h", "10h", "14h", "20h", "24h"];
+pub const DEFAULT_KEEP_LOG: &str = "14d";
+
+impl SpoolConfig {
+    pub fn default_with_dir(dir: PathBuf) -> SpoolConfig {
+        let parse = |t: &str| units::parse_duration(t).expect("the defaults are valid durations");
+        SpoolConfig { dir, retry: DEFAULT_RETRY.iter().map(|t| parse(t)).collect(), keep_log: parse(DEFAULT_KEEP_LOG) }
+    }
+}
+
+/// The spool directory a configuration names, read leniently: post-receive must spool even
+/// when the rest of the configuration is broken. Falls back to the default.
+pub fn spool_dir_leniently(config_path: &Path) -> PathBuf {
+    let dir = std::fs::read_to_string(config_path)
+        .ok()
+        .and_then(|text| text.parse::<toml::Table>().ok())
+        .and_then(|table| table.get("spool")?.get("dir")?.as_str().map(PathBuf::from));
+    dir.unwrap_or_else(|| PathBuf::from(DEFAULT_SPOOL_DIR))
 }
 
 /// How the server is reached, for URLs in payloads.
@@ -191,6 +222,7 @@ impl Config {
             extensions: Vec::new(),
             server: v.server(&global_at, global_raw.server.as_ref()),
             max_commits: v.max_commits(&global_at, global_raw.max_commits.as_ref()),
+            spool: v.spool(&global_at, global_raw.spool.as_ref()),
         };
         if let (Some((path, text)), Some(repo_raw)) = (repo, &repo_raw) {
             let at = Source { path, text };
@@ -205,9 +237,10 @@ impl Config {
                 config.rules.push(rule);
             }
         }
-        let repo_extensions = repo.iter().zip(repo_raw.iter()).flat_map(|((path, text), raw)| {
-            raw.extension.iter().map(move |e| (Source { path, text }, e))
-        });
+        let repo_extensions = repo
+            .iter()
+            .zip(repo_raw.iter())
+            .flat_map(|((path, text), raw)| raw.extension.iter().map(move |e| (Source { path, text }, e)));
         let global_extensions = global_raw.extension.iter().map(|e| (Source { path: global, text: global_text }, e));
         for (at, extension) in repo_extensions.chain(global_extensions) {
             if let Some(extension) = v.extension(&at, extension, &config.extensions) {
@@ -366,6 +399,25 @@ impl Validator {
             base_url: base_url.map_or(DEFAULT_BASE_URL, |u| u.get_ref()).trim_end_matches('/').to_string(),
             owner: server.and_then(|s| s.owner.as_ref()).map(|o| o.get_ref().clone()),
         }
+    }
+
+    fn spool(&mut self, at: &Source, spool: Option<&raw::Spool>) -> SpoolConfig {
+        let dir =
+            spool.and_then(|s| s.dir.as_ref()).map_or(PathBuf::from(DEFAULT_SPOOL_DIR), |d| PathBuf::from(d.get_ref()));
+        let mut config = SpoolConfig::default_with_dir(dir);
+        if let Some(list) = spool.and_then(|s| s.retry.as_ref()) {
+            config.retry = list
+                .get_ref()
+                .iter()
+                .filter_map(|t| units::parse_duration(t.get_ref()).map_err(|e| self.fail(at, t.span(), e)).ok())
+                .collect();
+        }
+        if let Some(keep) = spool.and_then(|s| s.keep_log.as_ref()) {
+            config.keep_log = units::parse_duration(keep.get_ref())
+                .map_err(|e| self.fail(at, keep.span(), e))
+                .unwrap_or(config.keep_log);
+        }
+        config
     }
 
     fn max_commits(&mut self, at: &Source, value: Option<&Spanned<i64>>) -> usize {
@@ -720,7 +772,9 @@ mode = "warn"
         let [ci, lint] = &config.extensions[..] else { panic!("two extensions") };
         assert_eq!(ci.format, extension::Format::Github);
         assert!(ci.push_events && ci.enabled);
-        assert!(matches!(&ci.kind, extension::Kind::Http { secret: Some(extension::Secret::Env(e)), .. } if e == "CI_HOOK_SECRET"));
+        assert!(
+            matches!(&ci.kind, extension::Kind::Http { secret: Some(extension::Secret::Env(e)), .. } if e == "CI_HOOK_SECRET")
+        );
         assert_eq!(lint.timeout, std::time::Duration::from_millis(500));
         assert_eq!(lint.on_error, extension::OnError::Allow);
         assert_eq!(lint.mode, Mode::Warn);
@@ -734,8 +788,13 @@ mode = "warn"
         let lines: Vec<&str> = e.lines().collect();
         assert!(lines[0].starts_with("config.toml:1:1: a script extension needs `command`"), "{e}");
         assert!(lines.iter().any(|l| l.starts_with("config.toml:5:7: `url` does not apply to script")), "{e}");
-        assert!(lines.iter().any(|l| l.starts_with("config.toml:6:12: `on_error` applies to pre extensions only")), "{e}");
-        let dup = error("[[extension]]\nname = \"a\"\ntype = \"script\"\nphase = \"pre\"\ncommand = [\"x\"]\n[[extension]]\nname = \"a\"\ntype = \"script\"\nphase = \"pre\"\ncommand = [\"y\"]\n");
+        assert!(
+            lines.iter().any(|l| l.starts_with("config.toml:6:12: `on_error` applies to pre extensions only")),
+            "{e}"
+        );
+        let dup = error(
+            "[[extension]]\nname = \"a\"\ntype = \"script\"\nphase = \"pre\"\ncommand = [\"x\"]\n[[extension]]\nname = \"a\"\ntype = \"script\"\nphase = \"pre\"\ncommand = [\"y\"]\n",
+        );
         assert!(dup.contains("config.toml:7:8: extension name \"a\" is already used at config.toml:1"), "{dup}");
         let bad = error("[[extension]]\nname = \"a b\"\ntype = \"ftp\"\nphase = \"later\"\n");
         assert!(bad.contains("must match [A-Za-z0-9._-]"), "{bad}");
@@ -759,8 +818,10 @@ mode = "warn"
     fn rules_need_users_and_an_op_list() {
         assert!(error("[[rule]]\nallow = [\"all\"]\n").contains("rule has no `users`"));
         assert!(error("[[rule]]\nusers = [\"*\"]\n").contains("neither `allow` nor `deny`"));
-        assert!(error("[[rule]]\nusers = [\"*\"]\nallow = [\"update\"]\ndeny = [\"write\"]\n")
-            .contains("both allowed and denied"));
+        assert!(
+            error("[[rule]]\nusers = [\"*\"]\nallow = [\"update\"]\ndeny = [\"write\"]\n")
+                .contains("both allowed and denied")
+        );
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub struct GlobalFile {
     pub limits: Option<Limits>,
     pub audit: Option<Audit>,
     pub server: Option<Server>,
+    pub spool: Option<Spool>,
     pub max_commits: Option<Spanned<i64>>,
     #[serde(default)]
     pub rule: Vec<Spanned<Rule>>,
@@ -39,8 +40,16 @@ pub struct RepoFile {
 }
 
 /// Keys that exist only in the global file, to explain why a repository file refuses them.
-pub const GLOBAL_ONLY_KEYS: [&str; 8] =
-    ["repos_root", "identity", "groups", "users", "limits", "audit", "server", "max_commits"];
+pub const GLOBAL_ONLY_KEYS: [&str; 9] =
+    ["repos_root", "identity", "groups", "users", "limits", "audit", "server", "spool", "max_commits"];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spool {
+    pub dir: Option<Text>,
+    pub retry: Option<TextList>,
+    pub keep_log: Option<Text>,
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

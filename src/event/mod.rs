@@ -176,6 +176,13 @@ pub fn new_id() -> String {
     format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
 }
 
+/// A random number (for jitter).
+pub fn random_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    fill_random(&mut bytes);
+    u64::from_le_bytes(bytes)
+}
+
 fn fill_random(bytes: &mut [u8]) {
     let mut filled = 0;
     while filled < bytes.len() {
@@ -217,7 +224,12 @@ mod tests {
             id: id(byte),
             tree: id(byte + 100),
             parents: vec![id(byte - 1)],
-            author: Person { name: "A \"quoted\"\nname".into(), email: "a@x".into(), time: 1_795_348_800, offset: 3600 },
+            author: Person {
+                name: "A \"quoted\"\nname".into(),
+                email: "a@x".into(),
+                time: 1_795_348_800,
+                offset: 3600,
+            },
             committer: Person { name: "C".into(), email: "c@x".into(), time: 1_795_348_800, offset: 0 },
             message: "fix: \u{0}binary\u{7f} junk\n\nbody".into(),
             files: files
@@ -237,7 +249,11 @@ mod tests {
             time: "2026-11-22T12:00:00Z".into(),
             phase: "post",
             vcs: "git",
-            repository: Repository { name: "team/app".into(), path: "/srv/git/team/app.git".into(), default_branch: None },
+            repository: Repository {
+                name: "team/app".into(),
+                path: "/srv/git/team/app.git".into(),
+                default_branch: None,
+            },
             user: User { name: "alice".into(), groups: vec!["devs".into()], via: "ssh".into() },
             push_options: vec!["ci.skip".into()],
             max_commits,
@@ -247,7 +263,8 @@ mod tests {
     fn push() -> Push {
         let c1 = commit(1, &[("a.txt", FileKind::Added), ("old", FileKind::Removed)]);
         let c2 = commit(2, &[("a.txt", FileKind::Modified)]);
-        let update = |name: &str| RefUpdate { old: ObjectId::null(gix::hash::Kind::Sha1), new: id(2), name: name.into() };
+        let update =
+            |name: &str| RefUpdate { old: ObjectId::null(gix::hash::Kind::Sha1), new: id(2), name: name.into() };
         Push {
             changes: vec![
                 PushChange {
@@ -256,7 +273,12 @@ mod tests {
                     commits: vec![c1.clone(), c2.clone()],
                     head: Some(c2.clone()),
                 },
-                PushChange { update: update("refs/heads/copy"), action: Action::Create, commits: vec![c1, c2.clone()], head: Some(c2) },
+                PushChange {
+                    update: update("refs/heads/copy"),
+                    action: Action::Create,
+                    commits: vec![c1, c2.clone()],
+                    head: Some(c2),
+                },
             ],
         }
     }

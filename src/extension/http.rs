@@ -10,7 +10,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 const MAX_BODY: u64 = 64 * 1024;
 const USER_AGENT: &str = concat!("pushgate/", env!("CARGO_PKG_VERSION"));
 
-pub fn post(url: &str, extra_headers: &[(String, String)], secret: Option<&[u8]>, timeout: Duration, call: &Call) -> Reply {
+pub fn post(
+    url: &str,
+    extra_headers: &[(String, String)],
+    secret: Option<&[u8]>,
+    timeout: Duration,
+    call: &Call,
+) -> Reply {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
         .http_status_as_error(false)
@@ -106,7 +112,9 @@ mod tests {
     #[test]
     fn status_classes() {
         assert_eq!(classify(204, None, b"", "u"), Reply::Accepted);
-        assert!(matches!(classify(503, Some(Duration::from_secs(7)), b"", "u"), Reply::Failed { retry_after: Some(d), .. } if d.as_secs() == 7));
+        assert!(
+            matches!(classify(503, Some(Duration::from_secs(7)), b"", "u"), Reply::Failed { retry_after: Some(d), .. } if d.as_secs() == 7)
+        );
         assert!(matches!(classify(408, None, b"", "u"), Reply::Failed { .. }));
         assert!(matches!(classify(429, None, b"", "u"), Reply::Failed { .. }));
         assert!(matches!(classify(410, None, b"", "u"), Reply::Gone { .. }));
@@ -115,6 +123,9 @@ mod tests {
             classify(403, None, br#"{"message":"tests failed on abc\nsee CI"}"#, "u"),
             Reply::Refused { code: "HTTP 403".into(), lines: vec!["tests failed on abc".into(), "see CI".into()] }
         );
-        assert_eq!(classify(400, None, b"no\n", "u"), Reply::Refused { code: "HTTP 400".into(), lines: vec!["no".into()] });
+        assert_eq!(
+            classify(400, None, b"no\n", "u"),
+            Reply::Refused { code: "HTTP 400".into(), lines: vec!["no".into()] }
+        );
     }
 }

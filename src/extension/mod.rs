@@ -67,7 +67,9 @@ pub fn call(extension: &Extension, call: &Call, env: &dyn Fn(&str) -> Option<OsS
 /// The secret's bytes. Errors name where it should be, never what it is.
 fn read_secret(secret: &Secret, env: &dyn Fn(&str) -> Option<OsString>) -> Result<Vec<u8>, String> {
     let value = match secret {
-        Secret::Env(name) => env(name).filter(|v| !v.is_empty()).ok_or_else(|| format!("secret_env {name} is not set"))?,
+        Secret::Env(name) => {
+            env(name).filter(|v| !v.is_empty()).ok_or_else(|| format!("secret_env {name} is not set"))?
+        }
         Secret::File(path) => std::fs::read(path)
             .map(|bytes| OsString::from(String::from_utf8_lossy(&bytes).trim_end_matches(['\r', '\n']).to_string()))
             .map_err(|e| format!("cannot read secret_file {}: {}", path.display(), e.kind()))?,

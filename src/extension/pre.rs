@@ -28,7 +28,8 @@ pub fn run(
     verdict: &mut Verdict,
 ) {
     let replies: Vec<Reply> = std::thread::scope(|scope| {
-        let handles: Vec<_> = extensions.iter().map(|ext| scope.spawn(move || ask(ext, event, server, cwd, env))).collect();
+        let handles: Vec<_> =
+            extensions.iter().map(|ext| scope.spawn(move || ask(ext, event, server, cwd, env))).collect();
         handles
             .into_iter()
             .map(|h| h.join().unwrap_or(Reply::Failed { reason: "crashed".into(), retry_after: None }))
@@ -78,7 +79,9 @@ fn judge(ext: &Extension, reply: Reply, verdict: &mut Verdict) {
     let name = &ext.name;
     let (lines, is_veto) = match reply {
         Reply::Accepted => return,
-        Reply::Refused { code, lines } if lines.is_empty() => (vec![format!("{name}: refused the push ({code})")], true),
+        Reply::Refused { code, lines } if lines.is_empty() => {
+            (vec![format!("{name}: refused the push ({code})")], true)
+        }
         Reply::Refused { lines, .. } => (lines.iter().map(|l| format!("{name}: {l}")).collect(), true),
         Reply::Failed { reason, .. } | Reply::Gone { reason } => (vec![format!("{name}: failed: {reason}")], false),
     };

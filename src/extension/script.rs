@@ -36,9 +36,12 @@ pub fn run(command: &[String], timeout: Duration, call: &Call) -> Reply {
     };
     let pid = child.id() as i32;
     let (output_tx, output_rx) = mpsc::channel();
-    for (index, stream) in [child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>), child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>)]
-        .into_iter()
-        .enumerate()
+    for (index, stream) in [
+        child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+    ]
+    .into_iter()
+    .enumerate()
     {
         let tx = output_tx.clone();
         std::thread::spawn(move || {
@@ -147,7 +150,9 @@ mod tests {
         let t = Duration::from_secs(10);
         assert_eq!(run(&sh("cat >/dev/null"), t, &call(b"{}")), Reply::Accepted);
         assert!(matches!(run(&sh("exit 75"), t, &call(b"")), Reply::Failed { .. }));
-        assert!(matches!(run(&sh("kill -9 $$"), t, &call(b"")), Reply::Failed { reason, .. } if reason.contains("signal 9")));
+        assert!(
+            matches!(run(&sh("kill -9 $$"), t, &call(b"")), Reply::Failed { reason, .. } if reason.contains("signal 9"))
+        );
         let refused = run(&sh("echo \"user $PUSHGATE_USER\"; echo oops >&2; exit 3"), t, &call(b""));
         assert_eq!(refused, Reply::Refused { code: "exit 3".into(), lines: vec!["user alice".into(), "oops".into()] });
     }

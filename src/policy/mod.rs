@@ -282,7 +282,12 @@ allow = ["all"]
             message: String::new(),
             files,
         };
-        Change { update: RefUpdate { old: id(1), new: id(2), name: name.into() }, action, commits: vec![commit], head: None }
+        Change {
+            update: RefUpdate { old: id(1), new: id(2), name: name.into() },
+            action,
+            commits: vec![commit],
+            head: None,
+        }
     }
 
     fn verdict(user: &str, changes: Vec<Change>) -> Verdict {

@@ -1,0 +1,231 @@
+//! `deliver`, `queue ...` and `log`: running and inspecting the delivery queues.
+
+use crate::cli::QueueCommand;
+use crate::config::extension::Phase;
+use crate::config::{self, Config};
+use crate::spool::deliver::{Deliverer, now_ms};
+use crate::spool::job::{Job, Shelf};
+use crate::spool::{Journal, Spool};
+use crate::{Error, Outcome};
+use serde_json::json;
+use std::path::Path;
+
+/// `pushgate deliver [--once|--watch]`.
+pub fn deliver(config_path: &Path, watch: bool) -> Result<Outcome, Error> {
+    let config = Config::load(config_path, None)?;
+    let spool = open(&config.spool.dir)?;
+    let rebuild = |journal: &Journal| crate::record::rebuild(&config, journal);
+    let env = |name: &str| std::env::var_os(name);
+    let deliverer = Deliverer { spool: &spool, config: &config, rebuild: &rebuild, env: &env };
+    let result = if watch { deliverer.watch() } else { deliverer.run_once() };
+    result.map_err(|e| Error::new(format!("deliver: {e}")))?;
+    Ok(Outcome::Success)
+}
+
+fn open(dir: &Path) -> Result<Spool, Error> {
+    Spool::open(dir).map_err(|e| Error::new(format!("cannot open the spool: {e}")))
+}
+
+/// The spool of a configuration that may be broken: queue commands must still work.
+fn spool_of(config_path: &Path) -> Result<(Spool, Option<Config>), Error> {
+    match Config::load(config_path, None) {
+        Ok(config) => Ok((open(&config.spool.dir)?, Some(config))),
+        Err(_) => Ok((open(&config::spool_dir_leniently(config_path))?, None)),
+    }
+}
+
+/// Every connector worth showing: the configured `post` extensions, then any other queue.
+fn connectors(spool: &Spool, config: Option<&Config>) -> Result<Vec<String>, Error> {
+    let mut names: Vec<String> = config
+        .map(|c| c.extensions.iter().filter(|e| e.phase == Phase::Post).map(|e| e.name.clone()).collect())
+        .unwrap_or_default();
+    for name in spool.connectors().map_err(|e| Error::new(e.to_string()))? {
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    Ok(names)
+}
+
+pub fn run(config_path: &Path, command: QueueCommand) -> Result<Outcome, Error> {
+    let (spool, config) = spool_of(config_path)?;
+    match command {
+        QueueCommand::Status { json } => status(&spool, config.as_ref(), json),
+        QueueCommand::List { connector, dead, json } => list(&spool, config.as_ref(), connector.as_deref(), dead, json),
+        QueueCommand::Show { job, json } => show(&spool, &job, json),
+        QueueCommand::Retry { jobs, all, connector, json } => {
+            retry(&spool, config.as_ref(), &jobs, all, connector.as_deref(), json)
+        }
+        QueueCommand::Drop { jobs, json } => drop_jobs(&spool, &jobs, json),
+        QueueCommand::Enable { connector, json } => {
+            let was = spool.enable(&connector).map_err(|e| Error::new(e.to_string()))?;
+            if json {
+                println!("{}", json!({"connector": connector, "enabled": true, "was_disabled": was}));
+            } else if was {
+                println!("{connector}: enabled");
+            } else {
+                println!("{connector}: was not disabled");
+            }
+            Ok(Outcome::Success)
+        }
+    }
+}
+
+fn when(ms: u64) -> Option<String> {
+    (ms > now_ms()).then(|| crate::time::rfc3339((ms / 1000) as i64, 0))
+}
+
+fn status(spool: &Spool, config: Option<&Config>, json: bool) -> Result<Outcome, Error> {
+    let mut rows = Vec::new();
+    for name in connectors(spool, config)? {
+        let pending = spool.jobs(&name, Shelf::Queue).map_err(|e| Error::new(e.to_string()))?;
+        let dead = spool.job_names(&name, Shelf::Dead).map_err(|e| Error::new(e.to_string()))?.len();
+        let head = pending.first();
+        let dead_jobs = spool.jobs(&name, Shelf::Dead).unwrap_or_default();
+        let last_error =
+            head.and_then(|j| j.last_error.clone()).or_else(|| dead_jobs.last().and_then(|j| j.last_error.clone()));
+        rows.push(json!({
+            "connector": name,
+            "pending": pending.len(),
+            "dead": dead,
+            "disabled": spool.disabled_reason(&name).is_some(),
+            "next_attempt": head.and_then(|j| when(j.next_attempt)),
+            "last_error": last_error,
+        }));
+    }
+    if json {
+        println!("{}", serde_json::Value::Array(rows));
+        return Ok(Outcome::Success);
+    }
+    if rows.is_empty() {
+        println!("no connectors (no `post` extensions configured)");
+    }
+    for row in rows {
+        let next = row["next_attempt"].as_str().map(|t| format!(", next attempt {t}")).unwrap_or_default();
+        let disabled = if row["disabled"] == true { ", DISABLED (pushgate queue enable)" } else { "" };
+        let error = row["last_error"].as_str().map(|e| format!(", last error: {e}")).unwrap_or_default();
+        println!(
+            "{}: {} pending, {} dead{disabled}{next}{error}",
+            row["connector"].as_str().unwrap_or(""),
+            row["pending"],
+            row["dead"]
+        );
+    }
+    Ok(Outcome::Success)
+}
+
+fn job_row(job: &Job) -> serde_json::Value {
+    json!({
+        "id": job.id(),
+        "connector": job.connector,
+        "event_id": job.event_id,
+        "attempts": job.attempts,
+        "next_attempt": when(job.next_attempt),
+        "last_error": job.last_error,
+    })
+}
+
+fn list(spool: &Spool, config: Option<&Config>, only: Option<&str>, dead: bool, json: bool) -> Result<Outcome, Error> {
+    let shelf = if dead { Shelf::Dead } else { Shelf::Queue };
+    let mut jobs = Vec::new();
+    for name in connectors(spool, config)?.into_iter().filter(|n| only.is_none_or(|o| o == n)) {
+        jobs.extend(spool.jobs(&name, shelf).map_err(|e| Error::new(e.to_string()))?);
+    }
+    jobs.sort_by_key(|j| (j.number, j.change));
+    if json {
+        println!("{}", serde_json::Value::Array(jobs.iter().map(job_row).collect()));
+        return Ok(Outcome::Success);
+    }
+    for job in &jobs {
+        let next = when(job.next_attempt).map(|t| format!(" next {t}")).unwrap_or_default();
+        let error = job.last_error.as_ref().map(|e| format!(" last error: {e}")).unwrap_or_default();
+        println!("{} {} {} attempts {}{next}{error}", job.id(), job.repo, job.event_id, job.attempts);
+    }
+    Ok(Outcome::Success)
+}
+
+fn show(spool: &Spool, id: &str, json: bool) -> Result<Outcome, Error> {
+    let (job, shelf) = spool.find_job(id).ok_or_else(|| Error::new(format!("no job {id}")))?;
+    let mut value = serde_json::to_value(&job).map_err(|e| Error::new(e.to_string()))?;
+    value["id"] = json!(job.id());
+    value["dead"] = json!(shelf == Shelf::Dead);
+    if json {
+        println!("{value}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+    }
+    Ok(Outcome::Success)
+}
+
+fn retry(
+    spool: &Spool,
+    config: Option<&Config>,
+    ids: &[String],
+    all: bool,
+    only: Option<&str>,
+    json: bool,
+) -> Result<Outcome, Error> {
+    let mut chosen: Vec<Job> = Vec::new();
+    if all {
+        for name in connectors(spool, config)?.into_iter().filter(|n| only.is_none_or(|o| o == n)) {
+            chosen.extend(spool.jobs(&name, Shelf::Dead).map_err(|e| Error::new(e.to_string()))?);
+        }
+    } else {
+        for id in ids {
+            match spool.find_job(id) {
+                Some((job, Shelf::Dead)) => chosen.push(job),
+                Some((_, Shelf::Queue)) => return Err(Error::new(format!("job {id} is not dead: it is waiting"))),
+                None => return Err(Error::new(format!("no job {id}"))),
+            }
+        }
+    }
+    // A dead job's number is older than what waits behind it, so back in the queue it sorts
+    // first: the front of its connector's queue.
+    for job in &mut chosen {
+        job.attempts = 0;
+        job.next_attempt = 0;
+        spool.move_job(job, Shelf::Dead, Shelf::Queue).map_err(|e| Error::new(e.to_string()))?;
+    }
+    let ids: Vec<String> = chosen.iter().map(Job::id).collect();
+    if json {
+        println!("{}", json!({"retried": ids}));
+    } else {
+        let hint = if ids.is_empty() { "" } else { " (delivered by the next `pushgate deliver`)" };
+        println!("{} job(s) back at the front of their queues{hint}", ids.len());
+    }
+    Ok(Outcome::Success)
+}
+
+fn drop_jobs(spool: &Spool, ids: &[String], json: bool) -> Result<Outcome, Error> {
+    let mut dropped = Vec::new();
+    for id in ids {
+        let (job, shelf) = spool.find_job(id).ok_or_else(|| Error::new(format!("no job {id}")))?;
+        spool.remove_job(&job, shelf).map_err(|e| Error::new(e.to_string()))?;
+        dropped.push(job.id());
+    }
+    if json {
+        println!("{}", json!({"dropped": dropped}));
+    } else {
+        println!("{} job(s) dropped", dropped.len());
+    }
+    Ok(Outcome::Success)
+}
+
+/// `pushgate log`: every attempt kept, newest last.
+pub fn log(config_path: &Path, only: Option<&str>, json: bool) -> Result<Outcome, Error> {
+    let (spool, _) = spool_of(config_path)?;
+    let attempts = spool.attempts().map_err(|e| Error::new(e.to_string()))?;
+    for attempt in attempts.iter().filter(|a| only.is_none_or(|o| o == a.connector)) {
+        if json {
+            println!("{}", serde_json::to_string(attempt).unwrap_or_default());
+        } else {
+            let status = attempt.status.as_deref().unwrap_or("-");
+            let error = attempt.error.as_ref().map(|e| format!(" {e}")).unwrap_or_default();
+            println!(
+                "{} {} {} #{} {} {status} {}ms{error}",
+                attempt.time, attempt.connector, attempt.job, attempt.attempt, attempt.outcome, attempt.duration_ms
+            );
+        }
+    }
+    Ok(Outcome::Success)
+}

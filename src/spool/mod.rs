@@ -1,0 +1,281 @@
+//! The spool: a durable, ordered queue of push events and, per connector (`post`
+//! extension), of delivery jobs. Plain files, fsynced, renamed into place; `File::lock`
+//! orders the writers. Any number of hooks and deliverers may work on one spool at once.
+//!
+//! ```text
+//! spool/
+//!   lock                      held briefly: counters and fan-out
+//!   counters.json             the next global number, the last sequence of each repository
+//!   incoming/N.journal        what post-receive knows at once (locked while it works)
+//!   incoming/N.event          the event, ready to fan out (replaces the journal)
+//!   connectors/C/lock         held by the one deliverer working connector C
+//!   connectors/C/queue/N-S.json   jobs, oldest first by name
+//!   connectors/C/dead/N-S.json    dead letters
+//!   connectors/C/disabled     present after a 410, until `queue enable`
+//!   log/YYYY-MM-DD.jsonl      delivery attempts
+//! ```
+
+pub mod deliver;
+pub mod job;
+pub mod log;
+
+use crate::event::Event;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct Spool {
+    dir: PathBuf,
+}
+
+/// An exclusive lock, released when dropped (closing the file releases it).
+pub struct Lock {
+    _file: File,
+}
+
+/// What post-receive records before anything else, so that a post-receive killed while it
+/// reads the repository still leaves the push to be told: a deliverer rebuilds the event
+/// from it when its writer is gone.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Journal {
+    pub sequence: u64,
+    pub time: String,
+    pub git_dir: PathBuf,
+    pub repo: String,
+    pub user: String,
+    pub via: String,
+    pub push_options: Vec<String>,
+    /// The hook's stdin lines: `<old> <new> <ref>`.
+    pub updates: String,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Counters {
+    next: u64,
+    repos: BTreeMap<String, u64>,
+}
+
+/// One entry of `incoming/`, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming {
+    Event(u64),
+    Journal(u64),
+}
+
+impl Spool {
+    /// Open (creating when missing) the spool at `dir`.
+    pub fn open(dir: &Path) -> io::Result<Spool> {
+        for sub in ["incoming", "connectors", "log"] {
+            std::fs::create_dir_all(dir.join(sub)).map_err(|e| at(&dir.join(sub), e))?;
+        }
+        Ok(Spool { dir: dir.to_path_buf() })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The spool-wide lock: counters and fan-out.
+    pub fn lock(&self) -> io::Result<Lock> {
+        lock_file(&self.dir.join("lock"), true).map(|file| Lock { _file: file.expect("a blocking lock is taken") })
+    }
+
+    /// The next global number and the repository's next sequence, under the spool lock.
+    pub fn allocate(&self, _held: &Lock, repo: &str) -> io::Result<(u64, u64)> {
+        let path = self.dir.join("counters.json");
+        let mut counters: Counters = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| at(&path, io::Error::other(e)))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Counters::default(),
+            Err(e) => return Err(at(&path, e)),
+        };
+        // Never below what incoming/ already holds, even if counters.json was lost.
+        let highest = self.incoming()?.iter().map(|i| i.number()).max().unwrap_or(0);
+        let number = counters.next.max(highest + 1).max(1);
+        counters.next = number + 1;
+        let sequence = counters.repos.get(repo).copied().unwrap_or(0) + 1;
+        counters.repos.insert(repo.to_string(), sequence);
+        let bytes = serde_json::to_vec(&counters).map_err(io::Error::other)?;
+        write_durably(&self.dir, "counters.json", &bytes, false).map(|_| (number, sequence))
+    }
+
+    /// Write the journal for push `number`; the returned file holds its lock until dropped.
+    pub fn write_journal(&self, number: u64, journal: &Journal) -> io::Result<File> {
+        let bytes = serde_json::to_vec(journal).map_err(io::Error::other)?;
+        let file = write_durably(&self.dir.join("incoming"), &format!("{number:020}.journal"), &bytes, true)?;
+        Ok(file.expect("a locked write returns its file"))
+    }
+
+    /// Write the event for push `number` and drop its journal: the push is fully recorded.
+    pub fn write_event(&self, number: u64, event: &Event) -> io::Result<()> {
+        let bytes = serde_json::to_vec(event).map_err(io::Error::other)?;
+        let incoming = self.dir.join("incoming");
+        write_durably(&incoming, &format!("{number:020}.event"), &bytes, false)?;
+        remove_durably(&incoming.join(format!("{number:020}.journal")))
+    }
+
+    /// `incoming/`, oldest first; a number with both files counts as its event.
+    pub fn incoming(&self) -> io::Result<Vec<Incoming>> {
+        let dir = self.dir.join("incoming");
+        let mut found: BTreeMap<u64, Incoming> = BTreeMap::new();
+        for entry in std::fs::read_dir(&dir).map_err(|e| at(&dir, e))? {
+            let name = entry?.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if let Some(n) = name.strip_suffix(".event").and_then(|n| n.parse().ok()) {
+                found.insert(n, Incoming::Event(n));
+            } else if let Some(n) = name.strip_suffix(".journal").and_then(|n| n.parse().ok()) {
+                found.entry(n).or_insert(Incoming::Journal(n));
+            }
+        }
+        Ok(found.into_values().collect())
+    }
+
+    pub fn incoming_path(&self, entry: &Incoming) -> PathBuf {
+        let name = match entry {
+            Incoming::Event(n) => format!("{n:020}.event"),
+            Incoming::Journal(n) => format!("{n:020}.journal"),
+        };
+        self.dir.join("incoming").join(name)
+    }
+
+    pub fn connector_dir(&self, connector: &str) -> PathBuf {
+        self.dir.join("connectors").join(connector)
+    }
+
+    /// The connectors that have a directory (configured now or not).
+    pub fn connectors(&self) -> io::Result<Vec<String>> {
+        let dir = self.dir.join("connectors");
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .map_err(|e| at(&dir, e))?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+}
+
+impl Incoming {
+    pub fn number(&self) -> u64 {
+        match self {
+            Incoming::Event(n) | Incoming::Journal(n) => *n,
+        }
+    }
+}
+
+/// Open `path` (creating it) and lock it exclusively: waiting when `wait`, else `None` when
+/// another process holds it.
+pub fn lock_file(path: &Path, wait: bool) -> io::Result<Option<File>> {
+    let file =
+        std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).map_err(|e| at(path, e))?;
+    if wait {
+        file.lock().map_err(|e| at(path, e))?;
+        return Ok(Some(file));
+    }
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(at(path, e)),
+    }
+}
+
+/// Write `name` in `dir` so that after a crash it is either absent or complete: a
+/// temporary file, fsync, rename, fsync of the directory. With `keep_locked`, the file is
+/// locked before it appears and returned still locked.
+pub fn write_durably(dir: &Path, name: &str, bytes: &[u8], keep_locked: bool) -> io::Result<Option<File>> {
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let target = dir.join(name);
+    let result = (|| {
+        let mut file = File::create(&tmp)?;
+        if keep_locked {
+            file.lock()?;
+        }
+        file.write_all(bytes)?;
+        file.sync_data()?;
+        std::fs::rename(&tmp, &target)?;
+        File::open(dir)?.sync_all()?;
+        Ok(keep_locked.then_some(file))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(|e| at(&target, e))
+}
+
+/// Remove `path` (absent is fine) and make that durable.
+pub fn remove_durably(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(at(path, e)),
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| at(dir, e))
+}
+
+/// An I/O error that names its path.
+pub fn at(path: &Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_grow_globally_and_sequences_per_repository() {
+        let tmp = tempfile::tempdir().unwrap();
+        let spool = Spool::open(tmp.path()).unwrap();
+        let lock = spool.lock().unwrap();
+        assert_eq!(spool.allocate(&lock, "a").unwrap(), (1, 1));
+        assert_eq!(spool.allocate(&lock, "b").unwrap(), (2, 1));
+        assert_eq!(spool.allocate(&lock, "a").unwrap(), (3, 2));
+    }
+
+    #[test]
+    fn a_lost_counter_file_never_reuses_a_number() {
+        let tmp = tempfile::tempdir().unwrap();
+        let spool = Spool::open(tmp.path()).unwrap();
+        std::fs::write(tmp.path().join("incoming/00000000000000000041.event"), "{}").unwrap();
+        let lock = spool.lock().unwrap();
+        assert_eq!(spool.allocate(&lock, "a").unwrap().0, 42);
+    }
+
+    #[test]
+    fn incoming_lists_in_order_and_an_event_wins_over_its_journal() {
+        let tmp = tempfile::tempdir().unwrap();
+        let spool = Spool::open(tmp.path()).unwrap();
+        for name in [
+            "00000000000000000002.journal",
+            "00000000000000000001.event",
+            "00000000000000000002.event",
+            "00000000000000000003.journal",
+            ".x.tmp",
+        ] {
+            std::fs::write(tmp.path().join("incoming").join(name), "{}").unwrap();
+        }
+        assert_eq!(spool.incoming().unwrap(), [Incoming::Event(1), Incoming::Event(2), Incoming::Journal(3)]);
+    }
+
+    #[test]
+    fn a_locked_journal_cannot_be_locked_again_until_dropped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let spool = Spool::open(tmp.path()).unwrap();
+        let journal = Journal {
+            sequence: 1,
+            time: "t".into(),
+            git_dir: "/x".into(),
+            repo: "x".into(),
+            user: "u".into(),
+            via: "local".into(),
+            push_options: vec![],
+            updates: String::new(),
+        };
+        let held = spool.write_journal(7, &journal).unwrap();
+        let path = spool.incoming_path(&Incoming::Journal(7));
+        assert!(lock_file(&path, false).unwrap().is_none());
+        drop(held);
+        assert!(lock_file(&path, false).unwrap().is_some());
+    }
+}
