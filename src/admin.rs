@@ -17,9 +17,10 @@ pub fn check(config_path: &Path, repo: Option<&Path>, json: bool) -> Result<Outc
     match Config::load(config_path, repo_file.as_deref()) {
         Ok(config) => {
             if json {
-                println!("{}", json!({"ok": true, "rules": config.rules.len()}));
+                println!("{}", json!({"ok": true, "rules": config.rules.len(), "extensions": config.extensions.len()}));
             } else {
-                println!("pushgate: {} is valid ({} rules)", config_path.display(), config.rules.len());
+                let (rules, extensions) = (config.rules.len(), config.extensions.len());
+                println!("pushgate: {} is valid ({rules} rules, {extensions} extensions)", config_path.display());
             }
             Ok(Outcome::Success)
         }
