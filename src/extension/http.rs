@@ -68,7 +68,7 @@ pub fn post(
             let body = response.body_mut().with_config().limit(MAX_BODY).read_to_vec().unwrap_or_default();
             classify(status, retry_after, &body, &shown)
         }
-        Err(e) => Reply::Failed { reason: format!("{shown}: {}", describe(&e, timeout)), retry_after: None },
+        Err(e) => Reply::failed(format!("{shown}: {}", describe(&e, timeout))),
     }
 }
 
@@ -76,7 +76,11 @@ fn classify(status: u16, retry_after: Option<Duration>, body: &[u8], url: &str) 
     match status {
         200..=299 => Reply::Accepted,
         410 => Reply::Gone { reason: format!("{url} answered 410 Gone") },
-        408 | 429 | 500..=599 => Reply::Failed { reason: format!("{url} answered {status}"), retry_after },
+        408 | 429 | 500..=599 => Reply::Failed {
+            reason: format!("{url} answered {status}"),
+            status: Some(format!("HTTP {status}")),
+            retry_after,
+        },
         _ => Reply::Refused { code: format!("HTTP {status}"), lines: refusal_message(body) },
     }
 }

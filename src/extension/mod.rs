@@ -26,9 +26,15 @@ pub enum Reply {
     Refused { code: String, lines: Vec<String> },
     /// A transient failure (exit 75, 408, 429, 5xx, timeout, crash, connection error): post:
     /// retried; pre: `on_error` decides.
-    Failed { reason: String, retry_after: Option<Duration> },
+    Failed { reason: String, status: Option<String>, retry_after: Option<Duration> },
     /// HTTP 410: permanent, and the connector is disabled until re-enabled.
     Gone { reason: String },
+}
+
+impl Reply {
+    pub fn failed(reason: impl Into<String>) -> Reply {
+        Reply::Failed { reason: reason.into(), status: None, retry_after: None }
+    }
 }
 
 /// One call: the body and what describes it.
@@ -57,7 +63,7 @@ pub fn call(extension: &Extension, call: &Call, env: &dyn Fn(&str) -> Option<OsS
         Kind::Http { url, secret, headers } => {
             let key = match secret.as_ref().map(|s| read_secret(s, env)).transpose() {
                 Ok(key) => key,
-                Err(reason) => return Reply::Failed { reason, retry_after: None },
+                Err(reason) => return Reply::failed(reason),
             };
             http::post(url, headers, key.as_deref(), extension.timeout, call)
         }

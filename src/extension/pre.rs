@@ -30,10 +30,7 @@ pub fn run(
     let replies: Vec<Reply> = std::thread::scope(|scope| {
         let handles: Vec<_> =
             extensions.iter().map(|ext| scope.spawn(move || ask(ext, event, server, cwd, env))).collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or(Reply::Failed { reason: "crashed".into(), retry_after: None }))
-            .collect()
+        handles.into_iter().map(|h| h.join().unwrap_or(Reply::failed("crashed"))).collect()
     });
     for (ext, reply) in extensions.iter().zip(replies) {
         judge(ext, reply, verdict);

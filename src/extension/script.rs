@@ -32,7 +32,7 @@ pub fn run(command: &[String], timeout: Duration, call: &Call) -> Reply {
         .spawn();
     let mut child = match spawned {
         Ok(child) => child,
-        Err(e) => return Reply::Failed { reason: format!("cannot run {program}: {e}"), retry_after: None },
+        Err(e) => return Reply::failed(format!("cannot run {program}: {e}")),
     };
     let pid = child.id() as i32;
     let (output_tx, output_rx) = mpsc::channel();
@@ -65,7 +65,7 @@ pub fn run(command: &[String], timeout: Duration, call: &Call) -> Reply {
         Err(_) => {
             kill_group(pid);
             let _ = status_rx.recv();
-            return Reply::Failed { reason: format!("timed out after {}", seconds(timeout)), retry_after: None };
+            return Reply::failed(format!("timed out after {}", seconds(timeout)));
         }
     };
     // The script is gone; its group may linger with our pipes: end it, then collect output.
@@ -80,21 +80,24 @@ pub fn run(command: &[String], timeout: Duration, call: &Call) -> Reply {
 fn classify(status: std::io::Result<std::process::ExitStatus>, outputs: &[Vec<u8>; 2]) -> Reply {
     let status = match status {
         Ok(status) => status,
-        Err(e) => return Reply::Failed { reason: format!("cannot wait for the script: {e}"), retry_after: None },
+        Err(e) => return Reply::failed(format!("cannot wait for the script: {e}")),
     };
     match (status.code(), status.signal()) {
         (Some(0), _) => Reply::Accepted,
-        (Some(EX_TEMPFAIL), _) => Reply::Failed { reason: "temporary failure (exit 75)".into(), retry_after: None },
+        (Some(EX_TEMPFAIL), _) => Reply::Failed {
+            reason: "temporary failure (exit 75)".into(),
+            status: Some("exit 75".into()),
+            retry_after: None,
+        },
         (Some(code), _) => {
             let mut lines = shown_lines(&outputs[0]);
             lines.extend(shown_lines(&outputs[1]));
             lines.truncate(super::MAX_LINES + 1);
             Reply::Refused { code: format!("exit {code}"), lines }
         }
-        (None, signal) => Reply::Failed {
-            reason: format!("crashed (signal {})", signal.map_or_else(|| "?".into(), |s| s.to_string())),
-            retry_after: None,
-        },
+        (None, signal) => {
+            Reply::failed(format!("crashed (signal {})", signal.map_or_else(|| "?".into(), |s| s.to_string())))
+        }
     }
 }
 
@@ -167,7 +170,7 @@ mod tests {
     fn a_timeout_kills_the_whole_group() {
         let started = std::time::Instant::now();
         let reply = run(&sh("sleep 30 & sleep 30; echo done"), Duration::from_millis(300), &call(b""));
-        assert_eq!(reply, Reply::Failed { reason: "timed out after 300ms".into(), retry_after: None });
+        assert_eq!(reply, Reply::failed("timed out after 300ms"));
         assert!(started.elapsed() < Duration::from_secs(10), "the group's pipes were released");
     }
 

@@ -266,10 +266,9 @@ impl Deliverer<'_> {
                 let _ = self.spool.disable(&ext.name, &reason);
                 ("disabled", Some("HTTP 410".into()), Some(reason), false)
             }
-            Reply::Failed { reason, retry_after } => {
+            Reply::Failed { reason, status, retry_after } => {
                 job.last_error = Some(reason.clone());
                 let schedule = &self.config.spool.retry;
-                let status = reason.rsplit_once("answered ").map(|(_, s)| format!("HTTP {s}"));
                 if job.attempts as usize > schedule.len() {
                     let error = format!("gave up after {} attempts: {reason}", job.attempts);
                     job.last_error = Some(error.clone());
