@@ -9,6 +9,7 @@ mod audit;
 mod chain;
 mod cli;
 mod config;
+mod crashpoint;
 mod demo;
 mod event;
 mod extension;

@@ -72,9 +72,11 @@ pub fn record(config_path: &Path, landed: &Landed) -> Result<Recorded, String> {
         (number, held, journal)
     };
     // From here on a crash leaves the journal, from which a deliverer rebuilds the event.
+    crate::crashpoint::here("post-receive:after-journal");
     let event = post_event(config, &journal, landed.updates)?;
     spool.write_event(number, &event).map_err(|e| format!("cannot write the spool: {e}"))?;
     drop(held);
+    crate::crashpoint::here("post-receive:after-event");
     spawn_deliverer(config_path);
     Ok(Recorded::Spooled { warning: loaded.err().map(|e| format!("configuration error: {}", e.0[0])) })
 }

@@ -156,6 +156,7 @@ impl Deliverer<'_> {
                     body,
                 };
                 self.spool.put_job(&job, Shelf::Queue)?;
+                crate::crashpoint::here("deliver:after-first-job");
             }
         }
         Ok(())
@@ -222,7 +223,9 @@ impl Deliverer<'_> {
             github: job.total_commits.map(|total_commits| GithubHeaders { total_commits }),
         };
         let started = Instant::now();
+        crate::crashpoint::here("deliver:before-send");
         let reply = extension::call(ext, &call, self.env);
+        crate::crashpoint::here("deliver:after-send");
         let duration_ms = started.elapsed().as_millis() as u64;
         job.attempts += 1;
         let (outcome, status, error, go_on) = self.settle(ext, &mut job, reply);
