@@ -16,7 +16,9 @@ pub fn deliver(config_path: &Path, watch: bool) -> Result<Outcome, Error> {
     let spool = open(&config.spool.dir)?;
     let rebuild = |journal: &Journal| crate::record::rebuild(&config, journal);
     let env = |name: &str| std::env::var_os(name);
-    let deliverer = Deliverer { spool: &spool, config: &config, rebuild: &rebuild, env: &env };
+    let repo_config = |git_dir: &Path| Config::load(config_path, Some(&git_dir.join(config::REPO_FILE))).ok();
+    let deliverer =
+        Deliverer { spool: &spool, config: &config, rebuild: &rebuild, env: &env, repo_config: &repo_config };
     let result = if watch { deliverer.watch() } else { deliverer.run_once() };
     result.map_err(|e| Error::new(format!("deliver: {e}")))?;
     Ok(Outcome::Success)

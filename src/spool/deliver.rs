@@ -14,6 +14,7 @@ use crate::extension::{self, Call, GithubHeaders, Reply};
 use std::ffi::OsString;
 use std::io;
 use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// What a deliverer needs besides the spool and the configuration.
@@ -23,6 +24,9 @@ pub struct Deliverer<'a> {
     /// Rebuild the event of a push whose post-receive died before writing it.
     pub rebuild: &'a (dyn Fn(&Journal) -> Result<Event, String> + Sync),
     pub env: &'a (dyn Fn(&str) -> Option<OsString> + Sync),
+    /// The configuration as a repository sees it (global + its `pushgate.toml`): where
+    /// connectors defined by a repository come from.
+    pub repo_config: &'a (dyn Fn(&Path) -> Option<Config> + Sync),
 }
 
 /// The longest a `--watch` deliverer sleeps without looking at the queues.
@@ -48,8 +52,21 @@ impl Deliverer<'_> {
         }
     }
 
-    fn post_connectors(&self) -> impl Iterator<Item = &Extension> {
-        self.config.extensions.iter().filter(|e| e.phase == Phase::Post && e.enabled)
+    /// The connectors to work: the global `post` extensions, then those that a repository's
+    /// own file defines and that have jobs waiting.
+    fn post_connectors(&self) -> Vec<Extension> {
+        let mut connectors: Vec<Extension> = posts(self.config).cloned().collect();
+        for name in self.spool.connectors().unwrap_or_default() {
+            if connectors.iter().any(|c| c.name == name) {
+                continue;
+            }
+            let head = self.spool.jobs(&name, Shelf::Queue).ok().and_then(|jobs| jobs.into_iter().next());
+            let defined = head.and_then(|job| (self.repo_config)(&job.git_dir));
+            if let Some(ext) = defined.as_ref().and_then(|config| posts(config).find(|e| e.name == name)) {
+                connectors.push(ext.clone());
+            }
+        }
+        connectors
     }
 
     /// Move incoming events into connector queues, in push order. Stops at a journal whose
@@ -80,7 +97,7 @@ impl Deliverer<'_> {
     }
 
     /// Turn a dead writer's journal into its event (kept, so its ids never change again).
-    fn recover(&self, number: u64, path: &std::path::Path) -> io::Result<()> {
+    fn recover(&self, number: u64, path: &Path) -> io::Result<()> {
         let journal = std::fs::read(path).ok().and_then(|b| serde_json::from_slice::<Journal>(&b).ok());
         let rebuilt = match journal {
             Some(journal) => (self.rebuild)(&journal),
@@ -96,7 +113,7 @@ impl Deliverer<'_> {
     }
 
     /// Keep a file that cannot be delivered out of the way (`.failed`), and say why in the log.
-    fn set_aside(&self, path: &std::path::Path, why: &str) {
+    fn set_aside(&self, path: &Path, why: &str) {
         let _ = std::fs::rename(
             path,
             path.with_extension(format!("{}.failed", path.extension().and_then(|e| e.to_str()).unwrap_or(""))),
@@ -117,7 +134,9 @@ impl Deliverer<'_> {
 
     fn queue_jobs(&self, number: u64, event: &Event) -> io::Result<()> {
         let refs: Vec<&str> = event.changes.iter().map(|c| c.name.as_str()).collect();
-        for ext in self.post_connectors().filter(|e| e.push_events) {
+        let repo_config = (self.repo_config)(Path::new(&event.repository.path));
+        let config = repo_config.as_ref().unwrap_or(self.config);
+        for ext in posts(config).filter(|e| e.push_events) {
             if !ext.applies_to(&event.repository.name, refs.iter().copied()) {
                 continue;
             }
@@ -167,7 +186,7 @@ impl Deliverer<'_> {
     pub fn deliver_all(&self) {
         std::thread::scope(|scope| {
             for ext in self.post_connectors() {
-                scope.spawn(move || self.deliver_connector(ext));
+                scope.spawn(move || self.deliver_connector(&ext));
             }
         });
     }
@@ -293,6 +312,7 @@ impl Deliverer<'_> {
     fn next_due(&self) -> Option<Duration> {
         let now = now_ms();
         self.post_connectors()
+            .iter()
             .filter(|e| self.spool.disabled_reason(&e.name).is_none())
             .filter_map(|e| {
                 let name = self.spool.job_names(&e.name, Shelf::Queue).ok()?.into_iter().next()?;
@@ -301,6 +321,10 @@ impl Deliverer<'_> {
             .map(|job| Duration::from_millis(job.next_attempt.saturating_sub(now)))
             .min()
     }
+}
+
+fn posts(config: &Config) -> impl Iterator<Item = &Extension> {
+    config.extensions.iter().filter(|e| e.phase == Phase::Post && e.enabled)
 }
 
 pub fn now_ms() -> u64 {
@@ -320,7 +344,7 @@ struct Waker {
 }
 
 impl Waker {
-    fn new(dir: &std::path::Path) -> Waker {
+    fn new(dir: &Path) -> Waker {
         use std::os::unix::ffi::OsStrExt;
         let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else { return Waker { fd: None } };
         // SAFETY: plain syscalls on a descriptor we own and a NUL-terminated path.
