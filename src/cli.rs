@@ -101,6 +101,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Mercurial hooks, as `install --hg` writes them: `pretxnclose` decides, `txnclose` spools.
+    Hg {
+        #[arg(value_parser = ["pretxnclose", "txnclose"])]
+        hook: String,
+    },
     /// Validate the configuration; errors as FILE:LINE:COL: message, exit 2 on error.
     Check {
         /// Also validate this repository's own pushgate.toml.
@@ -141,8 +146,11 @@ pub enum Command {
     /// Install pushgate's hooks into repositories; existing hooks move to hooks/<name>.d/ and still run.
     Install {
         /// Decide per ref with the update hook (allowed refs of a mixed push land).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "hg")]
         per_ref: bool,
+        /// Mercurial repositories: add pushgate's hooks to .hg/hgrc.
+        #[arg(long)]
+        hg: bool,
         #[arg(required = true, value_name = "REPO")]
         repos: Vec<PathBuf>,
     },

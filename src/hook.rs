@@ -160,7 +160,8 @@ fn gate(config_path: &Path, site: &Site, updates: &[RefUpdate], hook: &str) -> O
         Err(e) => return reject(&e),
     };
     say(&decided.verdict.report(&decided.user));
-    if let Err(e) = record(hook, &decided) {
+    let d = &decided;
+    if let Err(e) = audit(d.audit_file.as_deref(), hook, &d.user, &d.repo, &d.push, &d.verdict) {
         return reject(&e);
     }
     if decided.verdict.accepted() { Outcome::Success } else { Outcome::Rejected }
@@ -188,7 +189,8 @@ pub fn judge_push(
     let push = git.read_push(updates, want(config, &pre)).map_err(|e| e.to_string())?;
     let mut verdict = policy::judge(config, Subject { user, repo: Some(repo) }, &push);
     if verdict.accepted() && !pre.is_empty() {
-        let event = event::build(&push, event_context(config, site, &git, user, repo, "pre"));
+        let place = Place { path: &site.git_dir, default_branch: git.default_branch(), vcs: "git" };
+        let event = event::build(&push, event_context(config, &place, user, repo, "pre"));
         pre::run(&pre, &event, &config.server, &site.git_dir, &|name| std::env::var_os(name), &mut verdict);
     }
     Ok((push, verdict))
@@ -205,24 +207,24 @@ pub fn want(config: &Config, extensions: &[&Extension]) -> Want {
     }
 }
 
+/// Where a push happens, as an event tells it.
+pub struct Place<'a> {
+    pub path: &'a Path,
+    pub default_branch: Option<String>,
+    pub vcs: &'static str,
+}
+
 /// Everything an event says that does not come from the repository's objects.
-pub fn event_context(
-    config: &Config,
-    site: &Site,
-    git: &GitRepo,
-    user: &str,
-    repo: &str,
-    phase: &'static str,
-) -> event::Context {
+pub fn event_context(config: &Config, place: &Place, user: &str, repo: &str, phase: &'static str) -> event::Context {
     event::Context {
         id: event::new_id(),
         time: crate::time::now_rfc3339(),
         phase,
-        vcs: "git",
+        vcs: place.vcs,
         repository: event::Repository {
             name: repo.to_string(),
-            path: site.git_dir.to_string_lossy().into_owned(),
-            default_branch: git.default_branch(),
+            path: place.path.to_string_lossy().into_owned(),
+            default_branch: place.default_branch.clone(),
         },
         user: event::User { name: user.to_string(), groups: config.groups.of(user), via: via(|n| std::env::var_os(n)) },
         push_options: event::push_options(|n| std::env::var(n).ok()),
@@ -257,17 +259,24 @@ fn config_failure(errors: crate::config::ConfigErrors) -> String {
     }
 }
 
-fn record(hook: &str, decided: &Decided) -> Result<(), String> {
-    let Some(file) = &decided.audit_file else {
+/// Append the decision to the `[audit] file`, when one is configured.
+pub fn audit(
+    audit_file: Option<&Path>,
+    hook: &str,
+    user: &str,
+    repo: &str,
+    push: &Push,
+    verdict: &Verdict,
+) -> Result<(), String> {
+    let Some(file) = audit_file else {
         return Ok(());
     };
     let entry = audit::Entry {
         time: crate::time::now_rfc3339(),
         hook,
-        user: &decided.user,
-        repo: &decided.repo,
-        updates: decided
-            .push
+        user,
+        repo,
+        updates: push
             .changes
             .iter()
             .map(|c| audit::Update {
@@ -277,9 +286,9 @@ fn record(hook: &str, decided: &Decided) -> Result<(), String> {
                 action: c.action.as_str(),
             })
             .collect(),
-        verdict: if decided.verdict.accepted() { "accepted" } else { "rejected" },
-        reasons: &decided.verdict.rejections,
-        warnings: &decided.verdict.warnings,
+        verdict: if verdict.accepted() { "accepted" } else { "rejected" },
+        reasons: &verdict.rejections,
+        warnings: &verdict.warnings,
     };
     audit::append(file, &entry).map_err(|e| format!("cannot write the audit log {}: {e}", file.display()))
 }
@@ -291,14 +300,14 @@ fn run_chain(site: &Site, name: &str, args: &[&str], input: &[u8]) -> Outcome {
     }
 }
 
-fn reject(reason: &str) -> Outcome {
+pub fn reject(reason: &str) -> Outcome {
     say(&[format!("pushgate: push rejected: {reason}")]);
     Outcome::Rejected
 }
 
 /// Lines for the pusher (git shows hook stderr as `remote: ...`). A closed stderr is not
 /// a reason to change the verdict.
-fn say(lines: &[String]) {
+pub fn say(lines: &[String]) {
     if lines.is_empty() {
         return;
     }

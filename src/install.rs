@@ -20,10 +20,14 @@ fn template(name: &str) -> &'static str {
     }
 }
 
-pub fn install(repos: &[PathBuf], per_ref: bool) -> Result<Outcome, Error> {
-    let binary = std::env::current_exe()
+fn own_path() -> Result<PathBuf, Error> {
+    std::env::current_exe()
         .and_then(|p| p.canonicalize())
-        .map_err(|e| Error::new(format!("cannot find pushgate's own path: {e}")))?;
+        .map_err(|e| Error::new(format!("cannot find pushgate's own path: {e}")))
+}
+
+pub fn install(repos: &[PathBuf], per_ref: bool) -> Result<Outcome, Error> {
+    let binary = own_path()?;
     let wanted: &[&str] = if per_ref { &["update", "post-receive"] } else { &["pre-receive", "post-receive"] };
     for repo in repos {
         let git_dir = repository(repo)?;
@@ -43,8 +47,63 @@ pub fn install(repos: &[PathBuf], per_ref: bool) -> Result<Outcome, Error> {
     Ok(Outcome::Success)
 }
 
+/// The block `install --hg` adds to `.hg/hgrc`, between these marker lines.
+const HG_BEGIN: &str = "# pushgate-hook: begin (added by `pushgate install --hg`; `pushgate uninstall` removes it)";
+const HG_END: &str = "# pushgate-hook: end";
+
+/// The `[hooks]` entries for Mercurial, for `binary`.
+pub fn hg_hooks(binary: &Path) -> String {
+    let exe = shell_quote(&binary.to_string_lossy());
+    format!("[hooks]\npretxnclose.pushgate = {exe} hg pretxnclose\ntxnclose.pushgate = {exe} hg txnclose\n")
+}
+
+pub fn install_hg(repos: &[PathBuf]) -> Result<Outcome, Error> {
+    let binary = own_path()?;
+    for repo in repos {
+        let hgrc = hg_repository(repo)?.join("hgrc");
+        let kept = without_our_block(&std::fs::read_to_string(&hgrc).unwrap_or_default());
+        let separator = if kept.is_empty() || kept.ends_with('\n') { "" } else { "\n" };
+        let text = format!("{kept}{separator}{HG_BEGIN}\n{}{HG_END}\n", hg_hooks(&binary));
+        std::fs::write(&hgrc, text).map_err(|e| io_error(&hgrc, e))?;
+        println!("pushgate: installed in {}", hgrc.display());
+    }
+    Ok(Outcome::Success)
+}
+
+fn hg_repository(repo: &Path) -> Result<PathBuf, Error> {
+    let dot_hg = repo.join(".hg");
+    if !dot_hg.join("requires").is_file() && !dot_hg.join("store").is_dir() {
+        return Err(Error::new(format!("{} is not a Mercurial repository", repo.display())));
+    }
+    dot_hg.canonicalize().map_err(|e| io_error(&dot_hg, e))
+}
+
+/// An hgrc without pushgate's block; everything else exactly as it was.
+fn without_our_block(text: &str) -> String {
+    let mut out = String::new();
+    let mut inside = false;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim_end();
+        if trimmed == HG_BEGIN {
+            inside = true;
+        } else if inside && trimmed == HG_END {
+            inside = false;
+        } else if !inside {
+            out.push_str(line);
+        }
+    }
+    out
+}
+
 pub fn uninstall(repos: &[PathBuf]) -> Result<Outcome, Error> {
     for repo in repos {
+        if let Ok(dot_hg) = hg_repository(repo) {
+            let hgrc = dot_hg.join("hgrc");
+            let text = std::fs::read_to_string(&hgrc).unwrap_or_default();
+            std::fs::write(&hgrc, without_our_block(&text)).map_err(|e| io_error(&hgrc, e))?;
+            println!("pushgate: uninstalled from {}", hgrc.display());
+            continue;
+        }
         let git_dir = repository(repo)?;
         let hooks_dir = git_dir.join("hooks");
         for name in HOOKS {
@@ -135,6 +194,14 @@ fn io_error(path: &Path, e: std::io::Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_hgrc_block_is_replaced_not_duplicated_and_removed_cleanly() {
+        let original = "[paths]\ndefault = /x\n[hooks]\nchangegroup.mine = echo hi\n";
+        let once = format!("{original}{HG_BEGIN}\n{}{HG_END}\n", hg_hooks(Path::new("/bin/pushgate")));
+        assert_eq!(without_our_block(&once), original);
+        assert!(hg_hooks(Path::new("/bin/pushgate")).contains("pretxnclose.pushgate = '/bin/pushgate' hg pretxnclose"));
+    }
 
     #[test]
     fn quoting_survives_hostile_paths() {

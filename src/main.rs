@@ -14,6 +14,7 @@ mod demo;
 mod event;
 mod extension;
 mod git;
+mod hg;
 mod hook;
 mod identity;
 mod install;
@@ -90,12 +91,15 @@ fn run(cli: cli::Cli) -> Result<Outcome, Error> {
         C::PreReceive => Ok(hook::pre_receive(&config_path, chain_dir.as_deref())),
         C::Update { name, old, new } => Ok(hook::update(&config_path, chain_dir.as_deref(), &name, &old, &new)),
         C::PostReceive => Ok(hook::post_receive(&config_path, chain_dir.as_deref())),
+        C::Hg { hook } if hook == "pretxnclose" => Ok(hg::hook::pretxnclose(&config_path)),
+        C::Hg { .. } => Ok(hg::hook::txnclose(&config_path)),
         C::Check { repo, json } => admin::check(&config_path, repo.as_deref(), json),
         C::Explain { user, ref_name, op, repo, path, json } => {
             admin::explain(&config_path, &admin::Question { user, ref_name, op, repo, path }, json)
         }
         C::Simulate { repo, user, json } => admin::simulate(&config_path, &repo, user, json),
-        C::Install { per_ref, repos } => install::install(&repos, per_ref),
+        C::Install { per_ref, hg: true, repos } if !per_ref => install::install_hg(&repos),
+        C::Install { per_ref, repos, .. } => install::install(&repos, per_ref),
         C::Uninstall { repos } => install::uninstall(&repos),
         C::Deliver { watch, .. } => queue::deliver(&config_path, watch),
         C::Queue { command } => queue::run(&config_path, command),

@@ -1,0 +1,151 @@
+//! Mercurial hooks: `pretxnclose` decides (it sees the whole transaction and can veto it),
+//! `txnclose` spools the event once the transaction is committed. One push is one decision
+//! and one event, like Git. The computed event waits between the two in
+//! `.hg/pushgate/<transaction>.json`.
+
+use super::HgRepo;
+use crate::Outcome;
+use crate::config::extension::Phase;
+use crate::config::{Config, REPO_FILE};
+use crate::event::{self, Event};
+use crate::extension::pre;
+use crate::hook::{Place, event_context, reject, repo_name, say};
+use crate::policy::{self, Subject};
+use crate::spool::Spool;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+/// What Mercurial tells a hook, from its `HG_*` variables.
+pub struct HgEnv {
+    pub root: PathBuf,
+    pub txn_name: String,
+    pub txn_id: String,
+    pub pending: Option<OsString>,
+    pub node: Option<String>,
+    pub node_last: Option<String>,
+}
+
+impl HgEnv {
+    pub fn from_env() -> Result<HgEnv, String> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let root = std::env::current_dir()
+            .and_then(|d| d.canonicalize())
+            .map_err(|e| format!("cannot find the repository: {e}"))?;
+        Ok(HgEnv {
+            root,
+            txn_name: var("HG_TXNNAME").unwrap_or_default(),
+            txn_id: var("HG_TXNID").unwrap_or_default(),
+            pending: std::env::var_os("HG_PENDING"),
+            node: var("HG_NODE"),
+            node_last: var("HG_NODE_LAST").or_else(|| var("HG_NODE")),
+        })
+    }
+
+    /// Pushes arrive as `push` (a local `hg push`) or `serve` (over ssh or http);
+    /// transactions of commits made on the server itself are not pushes.
+    fn is_push(&self) -> bool {
+        let source = self.txn_name.lines().next().unwrap_or("");
+        ["push", "serve", "unbundle"].contains(&source)
+    }
+
+    fn stash(&self) -> PathBuf {
+        let safe: String = self.txn_id.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+        self.root.join(".hg").join("pushgate").join(format!("{safe}.json"))
+    }
+}
+
+pub fn pretxnclose(config_path: &Path) -> Outcome {
+    let env = match HgEnv::from_env() {
+        Ok(env) => env,
+        Err(e) => return reject(&e),
+    };
+    if !env.is_push() {
+        return Outcome::Success;
+    }
+    match decide(config_path, &env) {
+        Ok(outcome) => outcome,
+        Err(e) => reject(&e),
+    }
+}
+
+fn decide(config_path: &Path, env: &HgEnv) -> Result<Outcome, String> {
+    let config = Config::load(config_path, Some(&env.root.join(".hg").join(REPO_FILE)))
+        .map_err(|e| format!("configuration error: {}", e.0[0]))?;
+    let user = crate::identity::resolve(&config.identity_env, |n| std::env::var_os(n)).map_err(|e| e.to_string())?;
+    let repo = repo_name(&env.root, config.repos_root.as_deref());
+    let hg = HgRepo::new(&env.root, env.pending.clone());
+    let added = env.node.as_deref().zip(env.node_last.as_deref());
+    let push = hg.read_push(added, config.max_blob_size.as_ref().map(|s| s.bytes))?;
+    if push.changes.is_empty() {
+        return Ok(Outcome::Success);
+    }
+    let mut verdict = policy::judge(&config, Subject { user: &user, repo: Some(&repo) }, &push);
+    let refs: Vec<&str> = push.changes.iter().map(|c| c.update.name.as_str()).collect();
+    let pres = pre::applicable(&config.extensions, &repo, &refs);
+    let place = Place { path: &env.root, default_branch: Some("default".into()), vcs: "hg" };
+    if verdict.accepted() && !pres.is_empty() {
+        let event = event::build(&push, event_context(&config, &place, &user, &repo, "pre"));
+        pre::run(&pres, &event, &config.server, &env.root, &|n| std::env::var_os(n), &mut verdict);
+    }
+    say(&verdict.report(&user));
+    crate::hook::audit(config.audit_file.as_deref(), "pretxnclose", &user, &repo, &push, &verdict)?;
+    if !verdict.accepted() {
+        return Ok(Outcome::Rejected);
+    }
+    let posts = config
+        .extensions
+        .iter()
+        .any(|e| e.phase == Phase::Post && e.enabled && e.push_events && e.applies_to(&repo, refs.iter().copied()));
+    if posts {
+        let event = event::build(&push, event_context(&config, &place, &user, &repo, "post"));
+        stash(&env.stash(), &event, &config.spool.dir)?;
+    }
+    Ok(Outcome::Success)
+}
+
+/// What txnclose needs: the event and where to spool it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Stashed {
+    spool: PathBuf,
+    event: Event,
+}
+
+fn stash(path: &Path, event: &Event, spool: &Path) -> Result<(), String> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot write {}: {e}", dir.display()))?;
+    let bytes =
+        serde_json::to_vec(&Stashed { spool: spool.to_path_buf(), event: event.clone() }).map_err(|e| e.to_string())?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("txn.json");
+    crate::spool::write_durably(dir, name, &bytes, false)
+        .map(|_| ())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Spool the event pretxnclose computed for this (now committed) transaction.
+pub fn txnclose(config_path: &Path) -> Outcome {
+    let Ok(env) = HgEnv::from_env() else { return Outcome::Success };
+    if !env.is_push() {
+        return Outcome::Success;
+    }
+    let path = env.stash();
+    let Ok(bytes) = std::fs::read(&path) else { return Outcome::Success };
+    let result = serde_json::from_slice::<Stashed>(&bytes).map_err(|e| e.to_string()).and_then(|stashed| {
+        let spool = Spool::open(&stashed.spool).map_err(|e| e.to_string())?;
+        let lock = spool.lock().map_err(|e| e.to_string())?;
+        let (number, sequence) = spool.allocate(&lock, &stashed.event.repository.name).map_err(|e| e.to_string())?;
+        let mut event = stashed.event;
+        event.sequence = Some(sequence);
+        spool.write_event(number, &event).map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(()) => {
+            let _ = std::fs::remove_file(&path);
+            crate::record::spawn_deliverer(config_path);
+            Outcome::Success
+        }
+        Err(e) => {
+            say(&[format!("pushgate: ERROR: cannot write the spool ({e}): the push event is NOT recorded")]);
+            Outcome::Rejected
+        }
+    }
+}
