@@ -159,6 +159,10 @@ pub enum Command {
         #[arg(required = true, value_name = "REPO")]
         repos: Vec<PathBuf>,
     },
+    /// SSH forced command: check access, set the identity, run git/hg (no shell).
+    Shell { user: String },
+    /// `authorized_keys` lines for every `<user>.pub` in DIR, with the forced command.
+    Keys { dir: PathBuf },
     /// A self-contained tour in a temp dir: real pushes allowed and rejected.
     Demo,
 }

@@ -22,6 +22,7 @@ mod policy;
 mod push;
 mod queue;
 mod record;
+mod shell;
 mod spool;
 mod time;
 
@@ -104,6 +105,10 @@ fn run(cli: cli::Cli) -> Result<Outcome, Error> {
         C::Deliver { watch, .. } => queue::deliver(&config_path, watch),
         C::Queue { command } => queue::run(&config_path, command),
         C::Log { connector, json } => queue::log(&config_path, connector.as_deref(), json),
+        C::Shell { user } => {
+            shell::run(&config_path, cli.config.is_some(), &user, std::env::var("SSH_ORIGINAL_COMMAND").ok())
+        }
+        C::Keys { dir } => shell::keys(&dir, cli.config.as_deref()),
         C::Demo => demo::run(),
     }
 }

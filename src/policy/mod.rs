@@ -91,13 +91,16 @@ fn decide<'c>(config: &'c Config, subject: Subject, ref_name: &str, op: Op, path
 }
 
 fn rule_applies(config: &Config, rule: &Rule, subject: Subject, ref_name: &str) -> bool {
+    applies(config, rule, subject) && rule.refs.iter().any(|g| g.matches(ref_name))
+}
+
+/// Whether `rule` is about this repository and this user (whatever its refs).
+pub fn applies(config: &Config, rule: &Rule, subject: Subject) -> bool {
     let repo_matches = match subject.repo {
         Some(repo) => rule.repos.iter().any(|g| g.matches(repo)),
         None => rule.repos.iter().any(|g| g.as_str() == "**"),
     };
-    repo_matches
-        && rule.refs.iter().any(|g| g.matches(ref_name))
-        && rule.users.iter().any(|u| user_matches(config, u, subject.user))
+    repo_matches && rule.users.iter().any(|u| user_matches(config, u, subject.user))
 }
 
 fn user_matches(config: &Config, pattern: &UserPattern, user: &str) -> bool {
