@@ -2,9 +2,12 @@
 //! decide what you may read and write. Only git's and hg's own server commands run, on
 //! repositories under `repos_root`, without a shell.
 
+use crate::config::extension::Phase;
 use crate::config::{Config, Mode};
+use crate::event::{self, PULL_SCHEMA, Pull};
 use crate::policy::{self, Subject};
 use crate::push::{Op, shown};
+use crate::spool::Spool;
 use crate::{Error, Outcome};
 use std::path::{Component, Path, PathBuf};
 use std::process::Command;
@@ -209,9 +212,47 @@ pub fn run(config_path: &Path, explicit_config: bool, user: &str, command: Optio
     if explicit_config {
         child.env("PUSHGATE_CONFIG", config_path);
     }
-    use std::os::unix::process::CommandExt;
-    let error = child.exec();
-    Err(Error::new(format!("cannot run {}: {error}", child.get_program().to_string_lossy())))
+    let told = config
+        .extensions
+        .iter()
+        .any(|e| e.phase == Phase::Post && e.enabled && e.pull_events && e.repos.iter().any(|g| g.matches(&name)));
+    let is_fetch = matches!(request, Request::Git { service: "upload-pack", .. });
+    if !(told && is_fetch) {
+        use std::os::unix::process::CommandExt;
+        let error = child.exec();
+        return Err(Error::new(format!("cannot run {}: {error}", child.get_program().to_string_lossy())));
+    }
+    // Someone wants to hear about fetches: wait for this one, then spool its event.
+    let status = child.status().map_err(|e| Error::new(format!("cannot run git: {e}")))?;
+    if status.success() {
+        let pull = Pull {
+            schema: PULL_SCHEMA.into(),
+            id: event::new_id(),
+            sequence: None,
+            time: crate::time::now_rfc3339(),
+            vcs: "git".into(),
+            repository: event::Repository {
+                name: name.clone(),
+                path: path.to_string_lossy().into_owned(),
+                default_branch: None,
+            },
+            user: event::User { name: user.to_string(), groups: config.groups.of(user), via: "ssh".into() },
+        };
+        if let Err(e) = spool_pull(&config, pull) {
+            eprintln!("pushgate: warning: the pull event is not recorded: {e}");
+        } else {
+            crate::record::spawn_deliverer(config_path);
+        }
+    }
+    Ok(if status.success() { Outcome::Success } else { Outcome::Rejected })
+}
+
+fn spool_pull(config: &Config, mut pull: Pull) -> std::io::Result<()> {
+    let spool = Spool::open(&config.spool.dir)?;
+    let lock = spool.lock()?;
+    let (number, sequence) = spool.allocate(&lock, &pull.repository.name)?;
+    pull.sequence = Some(sequence);
+    spool.write_event(number, &pull)
 }
 
 /// `authorized_keys` lines for every `<user>.pub` in `dir`.

@@ -20,8 +20,10 @@ pub struct Extension {
     pub refs: Vec<Glob>,
     pub repos: Vec<Glob>,
     pub timeout: Duration,
-    /// Whether pushes reach it (`events` may also name pulls, which `pushgate shell` reports).
+    /// Whether pushes reach it (`events` includes "push", the default).
     pub push_events: bool,
+    /// Whether fetches through `pushgate shell` reach it (`events` includes "pull").
+    pub pull_events: bool,
     pub enabled: bool,
     pub on_error: OnError,
     pub mode: Mode,
@@ -134,7 +136,11 @@ impl Validator {
         if timeout.is_some_and(|t| t.is_zero()) {
             self.fail(at, ext.timeout.as_ref().map_or(whole.clone(), |t| t.span()), "timeout must be above zero");
         }
-        let push_events = self.extension_events(at, ext);
+        let (push_events, pull_events) = self.extension_events(at, ext);
+        if pull_events && phase == Phase::Pre {
+            let span = ext.events.as_ref().map_or(whole.clone(), |e| e.span());
+            self.fail(at, span, "pull events reach post extensions only (a fetch cannot be vetoed by an extension)");
+        }
         let on_error = match &ext.on_error {
             None => OnError::Reject,
             Some(_) if phase == Phase::Post => {
@@ -166,6 +172,7 @@ impl Validator {
             repos,
             timeout: timeout.unwrap_or(DEFAULT_TIMEOUT),
             push_events,
+            pull_events,
             enabled: ext.enabled.unwrap_or(true),
             on_error,
             mode,
@@ -234,21 +241,21 @@ impl Validator {
         }
     }
 
-    /// Whether `events` includes pushes.
-    fn extension_events(&mut self, at: &Source, ext: &raw::Extension) -> bool {
-        let Some(list) = &ext.events else { return true };
-        let mut push = false;
+    /// Whether `events` includes pushes, and pulls.
+    fn extension_events(&mut self, at: &Source, ext: &raw::Extension) -> (bool, bool) {
+        let Some(list) = &ext.events else { return (true, false) };
+        let (mut push, mut pull) = (false, false);
         for event in list.get_ref() {
             match event.get_ref().as_str() {
                 "push" => push = true,
-                "pull" => {}
+                "pull" => pull = true,
                 other => self.fail(at, event.span(), format!("event {other:?} must be \"push\" or \"pull\"")),
             }
         }
         if list.get_ref().is_empty() {
             self.fail(at, list.span(), "`events` is empty: the extension would never run");
         }
-        push
+        (push, pull)
     }
 }
 

@@ -82,6 +82,39 @@ pub struct Signature {
     pub date: String,
 }
 
+pub const PULL_SCHEMA: &str = "pushgate.pull/1";
+
+/// A fetch or clone through `pushgate shell` (`pushgate.pull/1`), for extensions with
+/// `events = ["push", "pull"]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pull {
+    pub schema: String,
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<u64>,
+    pub time: String,
+    pub vcs: String,
+    pub repository: Repository,
+    pub user: User,
+}
+
+/// What the spool carries: a push or a pull, told apart by `schema`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Spooled {
+    Push(Event),
+    Pull(Pull),
+}
+
+impl Spooled {
+    pub fn from_json(bytes: &[u8]) -> Result<Spooled, String> {
+        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        match value.get("schema").and_then(|s| s.as_str()) {
+            Some(PULL_SCHEMA) => serde_json::from_value(value).map(Spooled::Pull).map_err(|e| e.to_string()),
+            _ => serde_json::from_value(value).map(Spooled::Push).map_err(|e| e.to_string()),
+        }
+    }
+}
+
 /// Facts about a push that do not come from the repository's objects.
 #[derive(Debug, Clone)]
 pub struct Context {

@@ -27,7 +27,7 @@ pub fn post(
     let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let mut headers: Vec<(String, String)> = vec![
         ("Content-Type".into(), "application/json".into()),
-        ("X-Pushgate-Event".into(), "push".into()),
+        ("X-Pushgate-Event".into(), call.event.into()),
         ("X-Pushgate-Delivery".into(), call.delivery_id.into()),
         ("webhook-id".into(), call.delivery_id.into()),
         ("webhook-timestamp".into(), timestamp.to_string()),

@@ -40,6 +40,8 @@ impl Reply {
 /// One call: the body and what describes it.
 pub struct Call<'a> {
     pub body: &'a [u8],
+    /// `push` or `pull`.
+    pub event: &'a str,
     pub phase: &'a str,
     pub user: &'a str,
     pub repo: &'a str,

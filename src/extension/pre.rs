@@ -56,6 +56,7 @@ fn ask(ext: &Extension, event: &Event, server: &Server, cwd: &Path, env: &dyn Fn
         let delivery_id = event::new_id();
         let call = Call {
             body: &body,
+            event: "push",
             phase: "pre",
             user: &event.user.name,
             repo: &event.repository.name,

@@ -134,6 +134,7 @@ mod tests {
     fn call(body: &[u8]) -> Call<'_> {
         Call {
             body,
+            event: "push",
             phase: "pre",
             user: "alice",
             repo: "app",

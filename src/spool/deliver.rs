@@ -9,7 +9,7 @@ use super::log::Attempt;
 use super::{Incoming, Journal, Spool, lock_file};
 use crate::config::Config;
 use crate::config::extension::{Extension, Format, Phase};
-use crate::event::{self, Event};
+use crate::event::{self, Event, Pull, Spooled};
 use crate::extension::{self, Call, GithubHeaders, Reply};
 use std::ffi::OsString;
 use std::io;
@@ -87,8 +87,9 @@ impl Deliverer<'_> {
             }
             let event_path = self.spool.incoming_path(&Incoming::Event(number));
             let Ok(bytes) = std::fs::read(&event_path) else { continue };
-            match serde_json::from_slice::<Event>(&bytes) {
-                Ok(event) => self.queue_jobs(number, &event)?,
+            match Spooled::from_json(&bytes) {
+                Ok(Spooled::Push(event)) => self.queue_jobs(number, &event)?,
+                Ok(Spooled::Pull(pull)) => self.queue_pull_jobs(number, &pull)?,
                 Err(e) => self.set_aside(&event_path, &format!("unreadable event: {e}")),
             }
             super::remove_durably(&event_path)?;
@@ -162,6 +163,7 @@ impl Deliverer<'_> {
                     number,
                     change,
                     event_id: event.id.clone(),
+                    event: "push".into(),
                     delivery_id: delivery_id(&event.id, &ext.name, change),
                     repo: event.repository.name.clone(),
                     git_dir: event.repository.path.clone().into(),
@@ -177,6 +179,39 @@ impl Deliverer<'_> {
                 self.spool.put_job(&job, Shelf::Queue)?;
                 crate::crashpoint::here("deliver:after-first-job");
             }
+        }
+        Ok(())
+    }
+
+    /// One job per interested connector, with the pull event as it is.
+    fn queue_pull_jobs(&self, number: u64, pull: &Pull) -> io::Result<()> {
+        let repo_config = (self.repo_config)(Path::new(&pull.repository.path));
+        let config = repo_config.as_ref().unwrap_or(self.config);
+        let interested =
+            posts(config).filter(|e| e.pull_events && e.repos.iter().any(|g| g.matches(&pull.repository.name)));
+        for ext in interested {
+            if [Shelf::Queue, Shelf::Dead].iter().any(|s| self.spool.has_job(&ext.name, *s, number, 0)) {
+                continue;
+            }
+            let job = Job {
+                connector: ext.name.clone(),
+                number,
+                change: 0,
+                event_id: pull.id.clone(),
+                event: "pull".into(),
+                delivery_id: delivery_id(&pull.id, &ext.name, 0),
+                repo: pull.repository.name.clone(),
+                git_dir: pull.repository.path.clone().into(),
+                user: pull.user.name.clone(),
+                sequence: pull.sequence,
+                created: pull.time.clone(),
+                attempts: 0,
+                next_attempt: 0,
+                last_error: None,
+                total_commits: None,
+                body: serde_json::to_value(pull).map_err(io::Error::other)?,
+            };
+            self.spool.put_job(&job, Shelf::Queue)?;
         }
         Ok(())
     }
@@ -233,6 +268,7 @@ impl Deliverer<'_> {
         let body = serde_json::to_vec(&job.body).unwrap_or_default();
         let call = Call {
             body: &body,
+            event: &job.event,
             phase: "post",
             user: &job.user,
             repo: &job.repo,

@@ -14,6 +14,9 @@ pub struct Job {
     /// The change index for `github` payloads (one per change), else 0.
     pub change: usize,
     pub event_id: String,
+    /// `push` or `pull`: the `X-Pushgate-Event` header.
+    #[serde(default = "push")]
+    pub event: String,
     /// The same on every attempt: receivers de-duplicate on it.
     pub delivery_id: String,
     pub repo: String,
@@ -29,6 +32,10 @@ pub struct Job {
     pub total_commits: Option<usize>,
     /// Exactly what is sent.
     pub body: serde_json::Value,
+}
+
+fn push() -> String {
+    "push".into()
 }
 
 /// Where a job lives.

@@ -19,7 +19,6 @@ pub mod deliver;
 pub mod job;
 pub mod log;
 
-use crate::event::Event;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -109,7 +108,7 @@ impl Spool {
     }
 
     /// Write the event for push `number` and drop its journal: the push is fully recorded.
-    pub fn write_event(&self, number: u64, event: &Event) -> io::Result<()> {
+    pub fn write_event(&self, number: u64, event: &impl Serialize) -> io::Result<()> {
         let bytes = serde_json::to_vec(event).map_err(io::Error::other)?;
         let incoming = self.dir.join("incoming");
         write_durably(&incoming, &format!("{number:020}.event"), &bytes, false)?;
