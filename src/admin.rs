@@ -84,6 +84,12 @@ pub fn explain(config_path: &Path, q: &Question, json: bool) -> Result<Outcome, 
     if let Some((path, d)) = &path_decision {
         print_decision(&format!("path pass for {path}"), op, d, "no path rule matched: allowed");
     }
+    for check in crate::policy::check::applicable_ignoring_exempt(&config, subject, &q.ref_name) {
+        let mode = if check.mode == Mode::Warn { " (mode = \"warn\")" } else { "" };
+        let exempt = check.exempt.iter().any(|u| crate::policy::user_matches(&config, u, &q.user));
+        let what = if exempt { format!("{} is exempt", q.user) } else { "applies to the new commits".to_string() };
+        println!("check {} at {}: {what}{mode}", check.number, check.origin);
+    }
     println!("verdict: {}", if allowed { "allowed" } else { "denied" });
     Ok(Outcome::Success)
 }

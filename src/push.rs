@@ -138,6 +138,8 @@ pub struct Commit {
     pub author: Person,
     pub committer: Person,
     pub message: String,
+    /// Whether the commit carries a signature header (`gpgsig`); the signature is not verified.
+    pub signed: bool,
     /// Files changed against the first parent (every file for a root commit).
     pub files: Vec<FileChange>,
 }

@@ -2,12 +2,14 @@
 //! `pushgate.toml`, merged into one typed [`Config`]. Every error names the file, line and
 //! column of the value at fault, with a suggestion where one is obvious.
 
+pub mod check;
 pub mod extension;
 mod raw;
 pub mod units;
 
 use crate::policy::glob::{Anchor, Glob};
 use crate::push::Op;
+pub use check::Check;
 pub use extension::Extension;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -32,10 +34,22 @@ pub struct Config {
     pub rules: Vec<Rule>,
     /// Repository extensions first, then global ones.
     pub extensions: Vec<Extension>,
+    /// Repository checks first, then global ones.
+    pub checks: Vec<Check>,
+    /// Facts about users: their emails (lowercase), for `author_is_pusher`.
+    pub users: BTreeMap<String, Vec<String>>,
     pub server: Server,
     /// Commits listed per change in an event.
     pub max_commits: usize,
     pub spool: SpoolConfig,
+}
+
+impl Config {
+    /// The smallest blob size limit anywhere (`[limits]` or a check): what must be measured.
+    pub fn smallest_blob_limit(&self) -> Option<u64> {
+        let checks = self.checks.iter().filter_map(|c| c.max_blob_size.as_ref());
+        self.max_blob_size.iter().chain(checks).map(|s| s.bytes).min()
+    }
 }
 
 /// Where post events wait for delivery, and how failures are retried.
@@ -207,7 +221,7 @@ impl Config {
         let mut v = Validator { errors: Vec::new() };
         let global_at = Source { path: global, text: global_text };
         let groups = v.groups(&global_at, &global_raw.groups);
-        v.users(&global_at, &global_raw.users);
+        let users = v.users(&global_at, &global_raw.users);
         let mut config = Config {
             repos_root: global_raw.repos_root.as_ref().map(|r| PathBuf::from(r.get_ref())),
             identity_env: v.identity(&global_at, global_raw.identity.as_ref()),
@@ -220,6 +234,8 @@ impl Config {
             groups,
             rules: Vec::new(),
             extensions: Vec::new(),
+            checks: Vec::new(),
+            users,
             server: v.server(&global_at, global_raw.server.as_ref()),
             max_commits: v.max_commits(&global_at, global_raw.max_commits.as_ref()),
             spool: v.spool(&global_at, global_raw.spool.as_ref()),
@@ -235,6 +251,16 @@ impl Config {
         for rule in &global_raw.rule {
             if let Some(rule) = v.rule(&global_at, rule, config.rules.len() + 1, &config.groups) {
                 config.rules.push(rule);
+            }
+        }
+        let repo_checks = repo
+            .iter()
+            .zip(repo_raw.iter())
+            .flat_map(|((path, text), raw)| raw.check.iter().map(move |c| (Source { path, text }, c)));
+        let global_checks = global_raw.check.iter().map(|c| (Source { path: global, text: global_text }, c));
+        for (at, check) in repo_checks.chain(global_checks) {
+            if let Some(check) = v.check(&at, check, config.checks.len() + 1, &config.groups) {
+                config.checks.push(check);
             }
         }
         let repo_extensions = repo
@@ -371,9 +397,11 @@ impl Validator {
         list.get_ref().iter().map(|n| n.get_ref().clone()).collect()
     }
 
-    /// `[users.<name>]` tables: validated now, used by the push checks.
-    fn users(&mut self, at: &Source, users: &BTreeMap<Spanned<String>, raw::User>) {
+    /// `[users.<name>]` tables: each user's emails, lowercase, for `author_is_pusher`.
+    fn users(&mut self, at: &Source, users: &BTreeMap<Spanned<String>, raw::User>) -> BTreeMap<String, Vec<String>> {
+        let mut out = BTreeMap::new();
         for (name, facts) in users {
+            out.insert(name.get_ref().clone(), facts.emails.iter().map(|e| e.get_ref().to_ascii_lowercase()).collect());
             if !valid_user_name(name.get_ref()) {
                 self.fail(
                     at,
@@ -385,6 +413,7 @@ impl Validator {
                 self.fail(at, email.span(), format!("{:?} is not an email address", email.get_ref()));
             }
         }
+        out
     }
 
     fn server(&mut self, at: &Source, server: Option<&raw::Server>) -> Server {

@@ -27,6 +27,8 @@ pub struct GlobalFile {
     pub rule: Vec<Spanned<Rule>>,
     #[serde(default)]
     pub extension: Vec<Spanned<Extension>>,
+    #[serde(default)]
+    pub check: Vec<Spanned<Check>>,
 }
 
 /// A repository's own `pushgate.toml`: only what may differ per repository.
@@ -37,6 +39,26 @@ pub struct RepoFile {
     pub rule: Vec<Spanned<Rule>>,
     #[serde(default)]
     pub extension: Vec<Spanned<Extension>>,
+    #[serde(default)]
+    pub check: Vec<Spanned<Check>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Check {
+    pub repos: Option<TextList>,
+    pub refs: Option<TextList>,
+    pub commit_message: Option<Text>,
+    pub author_email: Option<Text>,
+    pub committer_email: Option<Text>,
+    pub linear_history: Option<bool>,
+    pub max_files_changed: Option<Spanned<i64>>,
+    pub max_blob_size: Option<Text>,
+    pub forbid_paths: Option<TextList>,
+    pub require_signed: Option<bool>,
+    pub author_is_pusher: Option<bool>,
+    pub exempt: Option<TextList>,
+    pub mode: Option<Text>,
 }
 
 /// Keys that exist only in the global file, to explain why a repository file refuses them.

@@ -265,6 +265,7 @@ mod tests {
             },
             committer: Person { name: "C".into(), email: "c@x".into(), time: 1_795_348_800, offset: 0 },
             message: "fix: \u{0}binary\u{7f} junk\n\nbody".into(),
+            signed: false,
             files: files
                 .iter()
                 .map(|(p, k)| FileChange {

@@ -212,6 +212,7 @@ impl GitRepo {
             author: person(decoded.author().ok()),
             committer: person(decoded.committer().ok()),
             message: decoded.message.to_str_lossy().into_owned(),
+            signed: decoded.extra_headers().pgp_signature().is_some(),
             files,
         })
     }

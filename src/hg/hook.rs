@@ -75,7 +75,7 @@ fn decide(config_path: &Path, env: &HgEnv) -> Result<Outcome, String> {
     let repo = repo_name(&env.root, config.repos_root.as_deref());
     let hg = HgRepo::new(&env.root, env.pending.clone());
     let added = env.node.as_deref().zip(env.node_last.as_deref());
-    let push = hg.read_push(added, config.max_blob_size.as_ref().map(|s| s.bytes))?;
+    let push = hg.read_push(added, config.smallest_blob_limit())?;
     if push.changes.is_empty() {
         return Ok(Outcome::Success);
     }

@@ -215,6 +215,7 @@ fn commit(logged: &Logged, big: &HashMap<(String, String), u64>) -> Commit {
         author: person.clone(),
         committer: person,
         message: logged.desc.clone(),
+        signed: false,
         files,
     }
 }

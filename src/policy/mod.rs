@@ -1,6 +1,7 @@
 //! The decision: ref pass, path pass and size limits over a [`Push`], giving a [`Verdict`].
 //! Pure: plain data in, plain data out, no I/O.
 
+pub mod check;
 pub mod glob;
 
 use crate::config::{Config, Mode, Rule, UserPattern, units::human_size};
@@ -9,7 +10,7 @@ use gix::bstr::ByteSlice;
 use std::collections::BTreeSet;
 
 /// How many denied paths or oversized blobs one ref lists before summing up the rest.
-const MAX_LINES_PER_KIND: usize = 20;
+pub(crate) const MAX_LINES_PER_KIND: usize = 20;
 
 /// What pushgate decided about a push: every reason to reject, every warning.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -103,7 +104,7 @@ pub fn applies(config: &Config, rule: &Rule, subject: Subject) -> bool {
     repo_matches && rule.users.iter().any(|u| user_matches(config, u, subject.user))
 }
 
-fn user_matches(config: &Config, pattern: &UserPattern, user: &str) -> bool {
+pub(crate) fn user_matches(config: &Config, pattern: &UserPattern, user: &str) -> bool {
     match pattern {
         UserPattern::Any => true,
         UserPattern::Name(name) => name == user,
@@ -144,7 +145,8 @@ pub fn judge_change(config: &Config, subject: Subject, change: &Change, verdict:
         return;
     }
     judge_paths(config, subject, change, verdict);
-    judge_blob_sizes(config, change, verdict);
+    judge_blob_sizes(config, subject, change, verdict);
+    check::judge(config, subject, change, verdict);
 }
 
 fn judge_paths(config: &Config, subject: Subject, change: &Change, verdict: &mut Verdict) {
@@ -174,12 +176,18 @@ fn judge_paths(config: &Config, subject: Subject, change: &Change, verdict: &mut
     }
 }
 
-fn judge_blob_sizes(config: &Config, change: &Change, verdict: &mut Verdict) {
-    let Some(limit) = &config.max_blob_size else {
-        return;
+fn judge_blob_sizes(config: &Config, subject: Subject, change: &Change, verdict: &mut Verdict) {
+    // A check's max_blob_size overrides [limits] in its scope; a warn-mode one only warns.
+    let scoped =
+        check::applicable(config, subject, &change.update.name).into_iter().find(|c| c.max_blob_size.is_some());
+    let (limit, label, mode) = match scoped {
+        Some(c) => (c.max_blob_size.as_ref(), format!(" (check {})", c.number), c.mode),
+        None => (config.max_blob_size.as_ref(), String::new(), Mode::Enforce),
     };
+    let Some(limit) = limit else { return };
     let name = &change.update.name;
     let mut seen = BTreeSet::new();
+    let mut lines = Vec::new();
     let mut over = 0;
     for commit in &change.commits {
         for file in &commit.files {
@@ -189,12 +197,16 @@ fn judge_blob_sizes(config: &Config, change: &Change, verdict: &mut Verdict) {
             }
             over += 1;
             if over <= MAX_LINES_PER_KIND {
-                verdict.rejections.push(oversized(name, file, commit.id, limit));
+                lines.push(format!("{}{label}", oversized(name, file, commit.id, limit)));
             }
         }
     }
     if over > MAX_LINES_PER_KIND {
-        verdict.rejections.push(format!("{name}: … and {} more blobs over max_blob_size", over - MAX_LINES_PER_KIND));
+        lines.push(format!("{name}: … and {} more blobs over max_blob_size", over - MAX_LINES_PER_KIND));
+    }
+    match mode {
+        Mode::Enforce => verdict.rejections.extend(lines),
+        Mode::Warn => verdict.warnings.extend(lines),
     }
 }
 
@@ -283,6 +295,7 @@ allow = ["all"]
             author: Default::default(),
             committer: Default::default(),
             message: String::new(),
+            signed: false,
             files,
         };
         Change {
