@@ -38,7 +38,8 @@ impl Site {
             std::env::var_os("GIT_OBJECT_DIRECTORY"),
             std::env::var_os("GIT_ALTERNATE_OBJECT_DIRECTORIES"),
         )?;
-        let hooks_dir = chain_dir.map_or_else(|| git_dir.join("hooks"), Path::to_path_buf);
+        // An installed hook passes its own directory; anything else falls back to hooks/.
+        let hooks_dir = chain_dir.filter(|d| d.is_dir()).map_or_else(|| git_dir.join("hooks"), Path::to_path_buf);
         Ok(Site { git_dir, hooks_dir, quarantine })
     }
 }

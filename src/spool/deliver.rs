@@ -72,7 +72,7 @@ impl Deliverer<'_> {
     /// Move incoming events into connector queues, in push order. Stops at a journal whose
     /// post-receive is still at work: later pushes wait behind it.
     pub fn fan_out(&self) -> io::Result<()> {
-        let _lock = self.spool.lock()?;
+        let _lock = self.spool.lock_fan_out()?;
         for entry in self.spool.incoming()? {
             let number = entry.number();
             if let Incoming::Journal(_) = entry {

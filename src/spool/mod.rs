@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! spool/
-//!   lock                      held briefly: counters and fan-out
+//!   lock                      held briefly: counters
+//!   fan-out.lock              held by the deliverer moving events into queues
 //!   counters.json             the next global number, the last sequence of each repository
 //!   incoming/N.journal        what post-receive knows at once (locked while it works)
 //!   incoming/N.event          the event, ready to fan out (replaces the journal)
@@ -77,9 +78,15 @@ impl Spool {
         &self.dir
     }
 
-    /// The spool-wide lock: counters and fan-out.
+    /// The counters' lock: held for a moment by every post-receive.
     pub fn lock(&self) -> io::Result<Lock> {
         lock_file(&self.dir.join("lock"), true).map(|file| Lock { _file: file.expect("a blocking lock is taken") })
+    }
+
+    /// The fan-out lock: one deliverer at a time moves incoming events into the queues
+    /// (a separate lock, so that post-receive never waits for a fan-out).
+    pub fn lock_fan_out(&self) -> io::Result<Lock> {
+        lock_file(&self.dir.join("fan-out.lock"), true).map(|file| Lock { _file: file.expect("a blocking lock is taken") })
     }
 
     /// The next global number and the repository's next sequence, under the spool lock.
