@@ -493,14 +493,22 @@ impl Validator {
             }
         }
         let mut members = BTreeMap::new();
+        let mut in_reported_cycle: BTreeSet<String> = BTreeSet::new();
         for (name, list) in raw {
             let mut users = BTreeSet::new();
             let mut path = vec![name.get_ref().as_str()];
-            if let Err(cycle) = collect_members(&direct, list, &mut path, &mut users) {
-                self.fail(at, name.span(), format!("group cycle: {cycle}"));
-                return Groups::default();
+            match collect_members(&direct, list, &mut path, &mut users) {
+                Ok(()) => {
+                    members.insert(name.get_ref().clone(), users);
+                }
+                // One cycle, one error: its other groups would report it again.
+                Err(cycle) if !cycle.iter().any(|g| in_reported_cycle.contains(g)) => {
+                    let shown: Vec<String> = cycle.iter().map(|g| format!("@{g}")).collect();
+                    self.fail(at, name.span(), format!("group cycle: {}", shown.join(" -> ")));
+                    in_reported_cycle.extend(cycle);
+                }
+                Err(_) => {}
             }
-            members.insert(name.get_ref().clone(), users);
         }
         Groups { members }
     }
@@ -663,13 +671,13 @@ fn collect_members<'a>(
     list: &'a raw::TextList,
     path: &mut Vec<&'a str>,
     users: &mut BTreeSet<String>,
-) -> Result<(), String> {
+) -> Result<(), Vec<String>> {
     for member in list.get_ref() {
         match member.get_ref().strip_prefix('@') {
             Some(group) => {
-                if path.contains(&group) {
+                if let Some(start) = path.iter().position(|g| *g == group) {
                     path.push(group);
-                    return Err(path.iter().map(|g| format!("@{g}")).collect::<Vec<_>>().join(" -> "));
+                    return Err(path[start..].iter().map(|g| g.to_string()).collect());
                 }
                 let Some(nested) = direct.get(group) else {
                     continue;
