@@ -6,6 +6,18 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+/// Set for chained hooks to the pid of the pushgate that runs them.
+const CHAINED: &str = "PUSHGATE_CHAINED_BY";
+
+/// Whether this process is pushgate run as a chained hook by pushgate itself (the old hook
+/// was a link to pushgate): it must do nothing, or each would run the next forever. Only a
+/// direct child counts, so nothing a chained hook starts (a push to a mirror) is exempt.
+pub fn run_by_ourselves() -> bool {
+    // SAFETY: getppid has no preconditions.
+    let parent = unsafe { libc::getppid() };
+    std::env::var(CHAINED).is_ok_and(|pid| pid == parent.to_string())
+}
+
 /// The executables in `<hooks_dir>/<name>.d/`, sorted by name.
 pub fn chained_hooks(hooks_dir: &Path, name: &str) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(hooks_dir.join(format!("{name}.d"))) else {
@@ -27,6 +39,7 @@ pub fn run(hooks: &[PathBuf], args: &[&str], stdin: &[u8]) -> Result<(), String>
         let shown = hook.display();
         let mut child = Command::new(hook)
             .args(args)
+            .env(CHAINED, std::process::id().to_string())
             .stdin(Stdio::piped())
             .spawn()
             .map_err(|e| format!("cannot run chained hook {shown}: {e}"))?;

@@ -72,6 +72,9 @@ struct Decided {
 }
 
 pub fn pre_receive(config_path: &Path, chain_dir: Option<&Path>) -> Outcome {
+    if chain::run_by_ourselves() {
+        return Outcome::Success;
+    }
     let mut input = Vec::new();
     if let Err(e) = std::io::stdin().read_to_end(&mut input) {
         return reject(&format!("cannot read the hook input: {e}"));
@@ -94,6 +97,9 @@ pub fn pre_receive(config_path: &Path, chain_dir: Option<&Path>) -> Outcome {
 }
 
 pub fn update(config_path: &Path, chain_dir: Option<&Path>, name: &str, old: &str, new: &str) -> Outcome {
+    if chain::run_by_ourselves() {
+        return Outcome::Success;
+    }
     let update = match push::update_from_args(name, old, new) {
         Ok(update) => update,
         Err(e) => return reject(&format!("malformed update hook arguments: {e}")),
@@ -112,6 +118,9 @@ pub fn update(config_path: &Path, chain_dir: Option<&Path>, name: &str, old: &st
 /// hooks pushgate replaced. Failing to spool is said loudly and exits 1: git shows it, and
 /// the push itself has landed.
 pub fn post_receive(config_path: &Path, chain_dir: Option<&Path>) -> Outcome {
+    if chain::run_by_ourselves() {
+        return Outcome::Success;
+    }
     let mut input = Vec::new();
     if let Err(e) = std::io::stdin().read_to_end(&mut input) {
         say(&[format!("pushgate: ERROR: cannot read the hook input ({e}): the push event is NOT recorded")]);

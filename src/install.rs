@@ -31,7 +31,7 @@ pub fn install(repos: &[PathBuf], per_ref: bool) -> Result<Outcome, Error> {
     let wanted: &[&str] = if per_ref { &["update", "post-receive"] } else { &["pre-receive", "post-receive"] };
     for repo in repos {
         let git_dir = repository(repo)?;
-        let hooks_dir = git_dir.join("hooks");
+        let hooks_dir = hooks_dir(&git_dir)?;
         std::fs::create_dir_all(&hooks_dir).map_err(|e| io_error(&hooks_dir, e))?;
         for name in HOOKS {
             if wanted.contains(&name) {
@@ -105,7 +105,7 @@ pub fn uninstall(repos: &[PathBuf]) -> Result<Outcome, Error> {
             continue;
         }
         let git_dir = repository(repo)?;
-        let hooks_dir = git_dir.join("hooks");
+        let hooks_dir = hooks_dir(&git_dir)?;
         for name in HOOKS {
             remove_hook(&hooks_dir, name)?;
         }
@@ -122,8 +122,44 @@ fn repository(repo: &Path) -> Result<PathBuf, Error> {
     git_dir.canonicalize().map_err(|e| io_error(&git_dir, e))
 }
 
+/// pushgate's own hook: a script with the marker, or the pushgate binary itself (a symlink
+/// or a copy), which must be replaced, never chained (it would run itself forever).
 fn is_ours(path: &Path) -> bool {
-    std::fs::read_to_string(path).is_ok_and(|text| text.lines().any(|l| l.starts_with(MARKER)))
+    let marked = std::fs::read(path)
+        .is_ok_and(|bytes| bytes.split(|&b| b == b'\n').any(|line| line.starts_with(MARKER.as_bytes())));
+    marked || is_pushgate(path)
+}
+
+fn is_pushgate(path: &Path) -> bool {
+    let Ok(exe) = own_path() else { return false };
+    let Ok(target) = path.canonicalize() else { return false };
+    if target == exe {
+        return true;
+    }
+    let same_size = matches!((target.metadata(), exe.metadata()), (Ok(a), Ok(b)) if a.len() == b.len());
+    same_size && matches!((std::fs::read(&target), std::fs::read(&exe)), (Ok(a), Ok(b)) if a == b)
+}
+
+/// Where git looks for this repository's hooks: `core.hooksPath` when set (relative to the
+/// work tree, or to the git dir of a bare repository), else `hooks/`.
+fn hooks_dir(git_dir: &Path) -> Result<PathBuf, Error> {
+    let output = Command::new("git")
+        .arg("--git-dir")
+        .arg(git_dir)
+        .args(["config", "--get", "core.hooksPath"])
+        .output()
+        .map_err(|e| Error::new(format!("cannot run git to read core.hooksPath: {e}")))?;
+    let configured = String::from_utf8_lossy(&output.stdout).trim_end_matches('\n').to_string();
+    if !output.status.success() || configured.is_empty() {
+        return Ok(git_dir.join("hooks"));
+    }
+    let configured = PathBuf::from(configured);
+    if configured.is_absolute() {
+        return Ok(configured);
+    }
+    let base =
+        if git_dir.file_name().is_some_and(|n| n == ".git") { git_dir.parent().unwrap_or(git_dir) } else { git_dir };
+    Ok(base.join(configured))
 }
 
 fn install_hook(hooks_dir: &Path, name: &str, binary: &Path) -> Result<(), Error> {
