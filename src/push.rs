@@ -174,6 +174,9 @@ pub struct Blob {
     pub id: ObjectId,
     /// Bytes; 0 when sizes were not needed and not read.
     pub size: u64,
+    /// The repository had this blob before the push (a mode change, a rename, a revert):
+    /// size limits are about new blobs only.
+    pub preexisting: bool,
 }
 
 /// Malformed hook input, located by line (1-based) where it came from stdin.

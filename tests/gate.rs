@@ -531,7 +531,6 @@ fn a_fork_sharing_objects_through_alternates_is_read_in_full() {
 }
 
 #[test]
-#[ignore = "BUG: max_blob_size rejects blobs that are already in the repository (a mode change, a rename)"]
 fn a_large_blob_already_in_the_repository_is_not_new() {
     let server = TestServer::new().config("[[rule]]\nusers = [\"*\"]\nallow = [\"all\"]\n").install(&[]);
     let big: Vec<u8> = (0..300 * 1024).map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();

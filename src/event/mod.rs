@@ -271,7 +271,7 @@ mod tests {
                 .map(|(p, k)| FileChange {
                     path: p.as_bytes().to_vec(),
                     kind: *k,
-                    blob: Some(Blob { id: id(9), size: 1 }),
+                    blob: Some(Blob { id: id(9), size: 1, preexisting: false }),
                 })
                 .collect(),
         }

@@ -33,6 +33,8 @@ pub struct Want {
 pub struct GitRepo {
     repo: gix::Repository,
     objects_dir: PathBuf,
+    /// The objects from before the push, when the push is in quarantine.
+    main_objects: Option<gix::OdbHandle>,
     /// Kept alive: the object store reads through it.
     _quarantine: Option<quarantine::Overlay>,
 }
@@ -43,19 +45,27 @@ impl GitRepo {
             .map_err(|e| fail(format_args!("cannot open repository {}", git_dir.display()), e))?;
         let objects_dir = repo.objects.store_ref().path().to_path_buf();
         let overlay = quarantine.overlay(&objects_dir).map_err(|e| fail("cannot see quarantined objects", e))?;
+        let main_objects = overlay.as_ref().map(|_| repo.objects.clone());
         if let Some(overlay) = &overlay {
             let handle = gix::odb::at(overlay.objects_dir(), repo.object_hash())
                 .map_err(|e| fail("cannot open quarantined objects", e))?;
             repo.objects = gix::odb::memory::Proxy::new(handle, repo.object_hash()).with_write_passthrough();
         }
         repo.object_cache_size_if_unset(4 << 20);
-        Ok(GitRepo { repo, objects_dir, _quarantine: overlay })
+        Ok(GitRepo { repo, objects_dir, main_objects, _quarantine: overlay })
     }
 
     /// The branch HEAD names, if it names one.
     pub fn default_branch(&self) -> Option<String> {
         let name = self.repo.head_name().ok()??;
         name.as_bstr().to_str().ok()?.strip_prefix("refs/heads/").map(str::to_string)
+    }
+
+    /// Whether a blob of this push was in the repository before it: known exactly while the
+    /// push is in quarantine (the main store has it), else only for a mode change.
+    fn had_before(&self, oid: ObjectId, previous: Option<ObjectId>) -> bool {
+        use gix::objs::Exists;
+        previous == Some(oid) || self.main_objects.as_ref().is_some_and(|main| main.exists(&oid))
     }
 
     /// The commit-graph of the real objects directory: gix looks for it next to the object
@@ -247,10 +257,12 @@ impl GitRepo {
         let mut files = Vec::new();
         for change in recorder.records {
             use gix::diff::tree::recorder::Change as C;
-            let (path, kind, mode, oid) = match change {
-                C::Addition { path, entry_mode, oid, .. } => (path, FileKind::Added, entry_mode, oid),
-                C::Deletion { path, entry_mode, oid, .. } => (path, FileKind::Removed, entry_mode, oid),
-                C::Modification { path, entry_mode, oid, .. } => (path, FileKind::Modified, entry_mode, oid),
+            let (path, kind, mode, oid, previous) = match change {
+                C::Addition { path, entry_mode, oid, .. } => (path, FileKind::Added, entry_mode, oid, None),
+                C::Deletion { path, entry_mode, oid, .. } => (path, FileKind::Removed, entry_mode, oid, None),
+                C::Modification { path, entry_mode, oid, previous_oid, .. } => {
+                    (path, FileKind::Modified, entry_mode, oid, Some(previous_oid))
+                }
             };
             if mode.is_tree() {
                 continue;
@@ -261,7 +273,7 @@ impl GitRepo {
                 } else {
                     0
                 };
-                Some(Blob { id: oid, size })
+                Some(Blob { id: oid, size, preexisting: self.had_before(oid, previous) })
             } else {
                 None
             };

@@ -200,7 +200,7 @@ fn commit(logged: &Logged, big: &HashMap<(String, String), u64>) -> Commit {
             .iter()
             .map(|path| {
                 let size = big.get(&(logged.node.clone(), path.clone())).copied().unwrap_or(0);
-                let blob = (kind != FileKind::Removed).then(|| Blob { id: id(&logged.node), size });
+                let blob = (kind != FileKind::Removed).then(|| Blob { id: id(&logged.node), size, preexisting: false });
                 FileChange { path: path.clone().into_bytes(), kind, blob }
             })
             .collect()

@@ -175,7 +175,7 @@ mode = "warn"
                 .map(|(p, size)| FileChange {
                     path: p.as_bytes().to_vec(),
                     kind: FileKind::Added,
-                    blob: Some(Blob { id, size: *size }),
+                    blob: Some(Blob { id, size: *size, preexisting: false }),
                 })
                 .collect(),
         }

@@ -191,7 +191,7 @@ fn judge_blob_sizes(config: &Config, subject: Subject, change: &Change, verdict:
     let mut over = 0;
     for commit in &change.commits {
         for file in &commit.files {
-            let Some(blob) = &file.blob else { continue };
+            let Some(blob) = file.blob.as_ref().filter(|b| !b.preexisting) else { continue };
             if blob.size <= limit.bytes || !seen.insert((&file.path, blob.id)) {
                 continue;
             }
@@ -285,7 +285,7 @@ allow = ["all"]
             .map(|(path, size)| FileChange {
                 path: path.to_vec(),
                 kind: FileKind::Added,
-                blob: Some(Blob { id: id(*size as u8), size: *size }),
+                blob: Some(Blob { id: id(*size as u8), size: *size, preexisting: false }),
             })
             .collect();
         let commit = Commit {
