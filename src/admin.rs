@@ -156,7 +156,7 @@ pub fn simulate(config_path: &Path, repo: &Path, user: Option<String>, json: boo
     let updates = push::parse_updates(&input).map_err(|e| Error::new(format!("stdin: {e}")))?;
     let name = repo_name(&git_dir, config.repos_root.as_deref());
     let site = Site { hooks_dir: git_dir.join("hooks"), git_dir, quarantine: Quarantine::default() };
-    let (push, verdict) = judge_push(&config, &site, &user, &name, &updates).map_err(Error::new)?;
+    let (push, verdict) = judge_push(&config, &site, &user, &name, &updates, &updates).map_err(Error::new)?;
 
     if json {
         let changes: Vec<_> = push

@@ -69,7 +69,11 @@ pub enum QueueCommand {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Git pre-receive hook: decide the whole push (exit 0 accepts, 1 rejects every ref).
-    PreReceive,
+    PreReceive {
+        /// Decide nothing: record the push for the update hook (`install --per-ref`).
+        #[arg(long)]
+        per_ref: bool,
+    },
     /// Git update hook: decide one ref (non-zero rejects that ref only).
     Update {
         #[arg(value_name = "REF")]

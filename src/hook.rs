@@ -14,6 +14,7 @@ use crate::identity;
 use crate::policy::{self, Subject, Verdict};
 use crate::push::{self, Push, RefUpdate};
 use crate::record;
+use crate::whole_push;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -71,7 +72,7 @@ struct Decided {
     audit_file: Option<PathBuf>,
 }
 
-pub fn pre_receive(config_path: &Path, chain_dir: Option<&Path>) -> Outcome {
+pub fn pre_receive(config_path: &Path, chain_dir: Option<&Path>, per_ref: bool) -> Outcome {
     if chain::run_by_ourselves() {
         return Outcome::Success;
     }
@@ -90,7 +91,13 @@ pub fn pre_receive(config_path: &Path, chain_dir: Option<&Path>) -> Outcome {
     if updates.is_empty() {
         return run_chain(&site, "pre-receive", &[], &input);
     }
-    match gate(config_path, &site, &updates, "pre-receive") {
+    if per_ref {
+        return match whole_push::record(&site.git_dir, &input) {
+            Ok(()) => run_chain(&site, "pre-receive", &[], &input),
+            Err(e) => reject(e.as_str()),
+        };
+    }
+    match gate(config_path, &site, &updates, &updates, "pre-receive") {
         Outcome::Success => run_chain(&site, "pre-receive", &[], &input),
         Outcome::Rejected => Outcome::Rejected,
     }
@@ -108,7 +115,10 @@ pub fn update(config_path: &Path, chain_dir: Option<&Path>, name: &str, old: &st
         Ok(site) => site,
         Err(e) => return reject(&e),
     };
-    match gate(config_path, &site, &[update], "update") {
+    // Refs this push updated before this one have moved already: the recorded push says
+    // what they were, so their old commits stay hidden and the new ones count as new.
+    let whole = whole_push::recorded(&site.git_dir).unwrap_or_else(|| vec![update.clone()]);
+    match gate(config_path, &site, &[update], &whole, "update") {
         Outcome::Success => run_chain(&site, "update", &[name, old, new], &[]),
         Outcome::Rejected => Outcome::Rejected,
     }
@@ -160,12 +170,13 @@ pub fn post_receive(config_path: &Path, chain_dir: Option<&Path>) -> Outcome {
     if let Err(e) = chain::run(&chain::chained_hooks(&site.hooks_dir, "post-receive"), &[], &input) {
         say(&[format!("pushgate: {e}")]);
     }
+    whole_push::forget(&site.git_dir);
     outcome
 }
 
 /// Decide `updates`, tell the pusher, record the decision.
-fn gate(config_path: &Path, site: &Site, updates: &[RefUpdate], hook: &str) -> Outcome {
-    let decided = match decide(config_path, site, updates) {
+fn gate(config_path: &Path, site: &Site, updates: &[RefUpdate], whole: &[RefUpdate], hook: &str) -> Outcome {
+    let decided = match decide(config_path, site, updates, whole) {
         Ok(decided) => decided,
         Err(e) => return reject(&e),
     };
@@ -177,11 +188,11 @@ fn gate(config_path: &Path, site: &Site, updates: &[RefUpdate], hook: &str) -> O
     if decided.verdict.accepted() { Outcome::Success } else { Outcome::Rejected }
 }
 
-fn decide(config_path: &Path, site: &Site, updates: &[RefUpdate]) -> Result<Decided, String> {
+fn decide(config_path: &Path, site: &Site, updates: &[RefUpdate], whole: &[RefUpdate]) -> Result<Decided, String> {
     let config = Config::load(config_path, Some(&site.git_dir.join(REPO_FILE))).map_err(config_failure)?;
     let user = identity::resolve(&config.identity_env, |name| std::env::var_os(name)).map_err(|e| e.to_string())?;
     let repo = repo_name(&site.git_dir, config.repos_root.as_deref());
-    let (push, verdict) = judge_push(&config, site, &user, &repo, updates)?;
+    let (push, verdict) = judge_push(&config, site, &user, &repo, updates, whole)?;
     Ok(Decided { user, repo, push, verdict, audit_file: config.audit_file })
 }
 
@@ -192,11 +203,12 @@ pub fn judge_push(
     user: &str,
     repo: &str,
     updates: &[RefUpdate],
+    whole: &[RefUpdate],
 ) -> Result<(Push, Verdict), String> {
     let refs: Vec<&str> = updates.iter().map(|u| u.name.as_str()).collect();
     let pre = pre::applicable(&config.extensions, repo, &refs);
     let git = GitRepo::open(&site.git_dir, &site.quarantine).map_err(|e| e.to_string())?;
-    let push = git.read_push(updates, want(config, &pre)).map_err(|e| e.to_string())?;
+    let push = git.read_push(updates, whole, want(config, &pre)).map_err(|e| e.to_string())?;
     let mut verdict = policy::judge(config, Subject { user, repo: Some(repo) }, &push);
     if verdict.accepted() && !pre.is_empty() {
         let place = Place { path: &site.git_dir, default_branch: git.default_branch(), vcs: "git" };

@@ -12,8 +12,9 @@ use std::process::Command;
 const MARKER: &str = "# pushgate-hook:";
 const HOOKS: [&str; 3] = ["pre-receive", "update", "post-receive"];
 
-fn template(name: &str) -> &'static str {
+fn template(name: &str, per_ref: bool) -> &'static str {
     match name {
+        "pre-receive" if per_ref => include_str!("../hooks-templates/pre-receive.per-ref"),
         "pre-receive" => include_str!("../hooks-templates/pre-receive"),
         "update" => include_str!("../hooks-templates/update"),
         _ => include_str!("../hooks-templates/post-receive"),
@@ -28,14 +29,15 @@ fn own_path() -> Result<PathBuf, Error> {
 
 pub fn install(repos: &[PathBuf], per_ref: bool) -> Result<Outcome, Error> {
     let binary = own_path()?;
-    let wanted: &[&str] = if per_ref { &["update", "post-receive"] } else { &["pre-receive", "post-receive"] };
+    // Per ref, pre-receive only records the whole push for the update hook's decisions.
+    let wanted: &[&str] = if per_ref { &HOOKS } else { &["pre-receive", "post-receive"] };
     for repo in repos {
         let git_dir = repository(repo)?;
         let hooks_dir = hooks_dir(&git_dir)?;
         std::fs::create_dir_all(&hooks_dir).map_err(|e| io_error(&hooks_dir, e))?;
         for name in HOOKS {
             if wanted.contains(&name) {
-                install_hook(&hooks_dir, name, &binary)?;
+                install_hook(&hooks_dir, name, &binary, per_ref)?;
             } else {
                 remove_hook(&hooks_dir, name)?;
             }
@@ -162,7 +164,7 @@ fn hooks_dir(git_dir: &Path) -> Result<PathBuf, Error> {
     Ok(base.join(configured))
 }
 
-fn install_hook(hooks_dir: &Path, name: &str, binary: &Path) -> Result<(), Error> {
+fn install_hook(hooks_dir: &Path, name: &str, binary: &Path, per_ref: bool) -> Result<(), Error> {
     let path = hooks_dir.join(name);
     if path.symlink_metadata().is_ok() && !is_ours(&path) {
         let chained_dir = hooks_dir.join(format!("{name}.d"));
@@ -171,7 +173,7 @@ fn install_hook(hooks_dir: &Path, name: &str, binary: &Path) -> Result<(), Error
         std::fs::rename(&path, &kept).map_err(|e| io_error(&path, e))?;
         println!("pushgate: kept the existing {name} hook as {} (it still runs)", kept.display());
     }
-    let text = template(name).replace("@PUSHGATE@", &shell_quote(&binary.to_string_lossy()));
+    let text = template(name, per_ref).replace("@PUSHGATE@", &shell_quote(&binary.to_string_lossy()));
     let staged = hooks_dir.join(format!(".{name}.pushgate-new"));
     std::fs::write(&staged, text).map_err(|e| io_error(&staged, e))?;
     std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o755)).map_err(|e| io_error(&staged, e))?;
@@ -247,9 +249,11 @@ mod tests {
     #[test]
     fn templates_carry_the_marker_and_placeholder() {
         for name in HOOKS {
-            assert!(template(name).contains(MARKER));
-            assert!(template(name).contains("@PUSHGATE@"));
-            assert!(template(name).contains(&format!(" {name} ")));
+            for per_ref in [false, true] {
+                assert!(template(name, per_ref).contains(MARKER));
+                assert!(template(name, per_ref).contains("@PUSHGATE@"));
+                assert!(template(name, per_ref).contains(&format!(" {name} ")));
+            }
         }
     }
 }

@@ -25,6 +25,7 @@ mod record;
 mod shell;
 mod spool;
 mod time;
+mod whole_push;
 
 use clap::Parser;
 use std::ffi::OsString;
@@ -89,7 +90,7 @@ fn run(cli: cli::Cli) -> Result<Outcome, Error> {
     let config_path = cli.config.clone().unwrap_or_else(|| config::global_path(std::env::var_os("PUSHGATE_CONFIG")));
     let chain_dir = cli.chain_dir.clone();
     match cli.command {
-        C::PreReceive => Ok(hook::pre_receive(&config_path, chain_dir.as_deref())),
+        C::PreReceive { per_ref } => Ok(hook::pre_receive(&config_path, chain_dir.as_deref(), per_ref)),
         C::Update { name, old, new } => Ok(hook::update(&config_path, chain_dir.as_deref(), &name, &old, &new)),
         C::PostReceive => Ok(hook::post_receive(&config_path, chain_dir.as_deref())),
         C::Hg { hook } if hook == "pretxnclose" => Ok(hg::hook::pretxnclose(&config_path)),

@@ -85,8 +85,9 @@ pub fn record(config_path: &Path, landed: &Landed) -> Result<Recorded, String> {
 /// configuration, defaults stand in (no groups, default `max_commits`).
 pub fn post_event(config: Option<&Config>, journal: &Journal, updates: &[RefUpdate]) -> Result<Event, String> {
     let git = GitRepo::open(&journal.git_dir, &Quarantine::default()).map_err(|e| e.to_string())?;
-    let push =
-        git.read_push(updates, Want { files: true, blob_sizes: false, heads: true }).map_err(|e| e.to_string())?;
+    let push = git
+        .read_push(updates, updates, Want { files: true, blob_sizes: false, heads: true })
+        .map_err(|e| e.to_string())?;
     let context = event::Context {
         id: event::new_id(),
         time: journal.time.clone(),

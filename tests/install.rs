@@ -203,11 +203,13 @@ fn switching_to_per_ref_replaces_the_pre_receive_hook() {
     assert!(server.hooks().join("pre-receive").exists());
 
     let server = server.install(&["--per-ref"]);
-    assert!(!server.hooks().join("pre-receive").exists());
+    let pre_receive = std::fs::read_to_string(server.hooks().join("pre-receive")).unwrap();
+    assert!(pre_receive.contains("pre-receive --per-ref"), "per ref, pre-receive only records the push: {pre_receive}");
     assert!(server.hooks().join("update").exists());
 
     let server = server.install(&[]);
-    assert!(server.hooks().join("pre-receive").exists());
+    let pre_receive = std::fs::read_to_string(server.hooks().join("pre-receive")).unwrap();
+    assert!(!pre_receive.contains("--per-ref"), "{pre_receive}");
     assert!(!server.hooks().join("update").exists());
 }
 

@@ -77,15 +77,18 @@ impl GitRepo {
     /// Read what each update does. The hidden set is the same for every update: the old
     /// value of every touched ref and every ref the push does not touch. That is right in
     /// pre-receive (refs not moved yet) and in post-receive (refs already moved).
-    pub fn read_push(&self, updates: &[RefUpdate], want: Want) -> Result<Push, RepoError> {
-        let touched: HashSet<&str> = updates.iter().map(|u| u.name.as_str()).collect();
+    ///
+    /// `whole` is the whole push `updates` belong to (the update hook decides one ref of
+    /// it, after git has already moved the refs before it).
+    pub fn read_push(&self, updates: &[RefUpdate], whole: &[RefUpdate], want: Want) -> Result<Push, RepoError> {
+        let touched: HashSet<&str> = updates.iter().chain(whole).map(|u| u.name.as_str()).collect();
         let mut hidden: HashSet<ObjectId> = HashSet::new();
         for (name, target) in self.refs()? {
             if !touched.contains(name.as_str()) {
                 hidden.extend(self.peel_to_commit(target)?);
             }
         }
-        for update in updates.iter().filter(|u| !u.old.is_null()) {
+        for update in updates.iter().chain(whole).filter(|u| !u.old.is_null()) {
             hidden.extend(self.peel_to_commit(update.old)?);
         }
         let mut tips = Vec::with_capacity(updates.len());

@@ -86,7 +86,8 @@ impl Spool {
     /// The fan-out lock: one deliverer at a time moves incoming events into the queues
     /// (a separate lock, so that post-receive never waits for a fan-out).
     pub fn lock_fan_out(&self) -> io::Result<Lock> {
-        lock_file(&self.dir.join("fan-out.lock"), true).map(|file| Lock { _file: file.expect("a blocking lock is taken") })
+        lock_file(&self.dir.join("fan-out.lock"), true)
+            .map(|file| Lock { _file: file.expect("a blocking lock is taken") })
     }
 
     /// The next global number and the repository's next sequence, under the spool lock.
