@@ -1,0 +1,670 @@
+//! Durable delivery as an admin and a receiver see it: post-receive spools the push and
+//! returns; each `post` extension is a connector with its own ordered queue, retried on
+//! transient failures, dead-lettered on refusals, disabled by a 410, repaired with
+//! `pushgate queue`; nothing is lost or reordered by concurrent pushes or a kill -9 at any
+//! point.
+//!
+//! Where a test must decide who delivers, its pushes carry
+//! `PUSHGATE_CRASH_AT=deliver:before-send`: the deliverer post-receive detaches inherits it
+//! and dies just before sending, so the test's own `deliver --once` or `--watch` does the
+//! sending.
+
+mod common;
+mod support;
+
+use common::{Run, TestServer, ZERO, updates};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::mpsc;
+use support::{
+    ALLOW_ALL, Answer, Background, Receiver, Request, assert_valid, connector_status, deliver_once, event_schema,
+    files_under, json_of, log, poll, post_http, quoted, spool_dir, spool_table, summary, wait_for_detached_deliverers,
+};
+
+const RETRY: [&str; 3] = ["50ms", "50ms", "50ms"];
+
+/// Makes the deliverer a push detaches die before it sends anything.
+const NO_DETACHED_SEND: (&str, &str) = ("PUSHGATE_CRASH_AT", "deliver:before-send");
+
+/// A server that lets everyone push anything, with `tables` (extensions) and a spool in
+/// its temp dir retrying on `retry`.
+fn server_retrying(retry: &[&str], tables: &str) -> TestServer {
+    let server = TestServer::new();
+    let config = format!("{}{ALLOW_ALL}{tables}", spool_table(&server, retry));
+    server.config(&config).install(&[])
+}
+
+fn server(tables: &str) -> TestServer {
+    server_retrying(&RETRY, tables)
+}
+
+/// Commit `f<n>.txt` and push main as alice with `env`; the push must land. Returns the
+/// commit.
+fn push_next(server: &TestServer, n: usize, env: &[(&str, &str)]) -> String {
+    let tip = server.work().commit(&[(&format!("f{n}.txt"), &format!("{n}\n"))]);
+    let mut push = server.work().push(&["origin", "HEAD:refs/heads/main"]).env("PUSHGATE_USER", "alice");
+    for (key, value) in env {
+        push = push.env(key, value);
+    }
+    let pushed = push.run();
+    pushed.assert_accepted().assert_no_panic();
+    assert_eq!(server.ref_target("refs/heads/main").as_deref(), Some(tip.as_str()), "{pushed}");
+    tip
+}
+
+/// The `after` of an event's first change.
+fn after(request: &Request) -> String {
+    request.json()["changes"][0]["after"].as_str().unwrap().to_string()
+}
+
+fn sequences(requests: &[Request]) -> Vec<u64> {
+    requests.iter().map(Request::sequence).collect()
+}
+
+/// `pushgate log --json`: the attempts on `connector`. (A deliverer racing a post-receive
+/// may also log a phantom dead letter for no connector: see
+/// `deliverers_racing_post_receive_log_no_phantom_dead_letters`.)
+fn log_of(server: &TestServer, connector: &str) -> Vec<serde_json::Value> {
+    log(server).into_iter().filter(|a| a["connector"] == connector).collect()
+}
+
+/// The one job `queue list [--dead] --json` shows.
+#[track_caller]
+fn only_job(server: &TestServer, dead: bool) -> serde_json::Value {
+    let jobs = json_of(server, if dead { &["queue", "list", "--dead"] } else { &["queue", "list"] });
+    let jobs = jobs.as_array().unwrap();
+    assert_eq!(jobs.len(), 1, "{jobs:#?}");
+    jobs[0].clone()
+}
+
+/// `(pending, dead, disabled)` of a connector.
+#[track_caller]
+fn counts(server: &TestServer, connector: &str) -> (u64, u64, bool) {
+    let row = connector_status(server, connector);
+    (row["pending"].as_u64().unwrap(), row["dead"].as_u64().unwrap(), row["disabled"].as_bool().unwrap())
+}
+
+// ---------------------------------------------------------------------------------------
+// Retries, backlog and order
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_watching_deliverer_retries_through_503s_and_keeps_push_order() {
+    let receiver = Receiver::scripted([Answer::status(503), Answer::status(503)], Answer::ok());
+    let server = server(&post_http("ci", &receiver.url("/hook"), ""));
+    let mut watch = Background::start(&server.sandbox, &["deliver", "--watch"]);
+
+    let tips: Vec<String> = (1..=3).map(|n| push_next(&server, n, &[NO_DETACHED_SEND])).collect();
+
+    let requests = receiver.take(5);
+    assert_eq!(sequences(&requests), [1, 1, 1, 2, 3], "{:#?}", requests.iter().map(summary).collect::<Vec<_>>());
+    let first = requests[0].delivery();
+    assert!(requests[..3].iter().all(|r| r.delivery() == first), "every retry has the failed attempt's id");
+    assert!(requests[..3].iter().all(|r| r.header("webhook-id") == first));
+    let delivered: Vec<String> = [&requests[2], &requests[3], &requests[4]].iter().map(|r| after(r)).collect();
+    assert_eq!(delivered, tips);
+    let ids: BTreeSet<String> = requests.iter().map(Request::delivery).collect();
+    assert_eq!(ids.len(), 3);
+
+    let attempts = poll("three deliveries in the log", || {
+        let attempts = log_of(&server, "ci");
+        (attempts.iter().filter(|a| a["outcome"] == "delivered").count() == 3).then_some(attempts)
+    });
+    let of_first: Vec<(u64, &str, Option<&str>)> = attempts
+        .iter()
+        .filter(|a| a["delivery_id"] == first.as_str())
+        .map(|a| (a["attempt"].as_u64().unwrap(), a["outcome"].as_str().unwrap(), a["status"].as_str()))
+        .collect();
+    assert_eq!(of_first, [(1, "retry", Some("HTTP 503")), (2, "retry", Some("HTTP 503")), (3, "delivered", None)]);
+    assert_eq!(counts(&server, "ci"), (0, 0, false));
+    watch.assert_running();
+    receiver.assert_no_more();
+}
+
+#[test]
+fn git_push_returns_while_the_endpoint_still_hangs() {
+    let receiver = Receiver::scripted([Answer::Hang], Answer::ok());
+    let server = server(&post_http("ci", &receiver.url("/hook"), "timeout = \"60s\""));
+    let tip = server.work().commit(&[("README.md", "# app\n")]);
+    let (done, pushed) = mpsc::channel::<Run>();
+
+    std::thread::scope(|scope| {
+        scope.spawn(|| done.send(server.push_as("alice", &["origin", "HEAD:refs/heads/main"])).unwrap());
+        let held = receiver.next();
+        let pushed = pushed.recv_timeout(support::WAIT);
+        // Released before judging: a push that waits on the endpoint must fail the test,
+        // not hang it.
+        receiver.release();
+        let pushed = pushed.expect("git push returns while the endpoint holds the request");
+        pushed.assert_accepted().assert_no_panic();
+        assert_eq!(after(&held), tip);
+    });
+
+    poll("the held delivery to be logged", || {
+        log_of(&server, "ci").iter().any(|a| a["outcome"] == "delivered").then_some(())
+    });
+    assert_eq!(counts(&server, "ci"), (0, 0, false));
+}
+
+#[test]
+fn a_transient_failure_backlogs_its_connector_only() {
+    let good = Receiver::ok();
+    let failing = Receiver::always(Answer::status(503));
+    // Retried after an hour: during the test the failing job stays at its queue's head.
+    let server = server_retrying(
+        &["1h"],
+        &[post_http("good", &good.url("/hook"), ""), post_http("failing", &failing.url("/hook"), "")].concat(),
+    );
+
+    let tips: Vec<String> = (1..=2).map(|n| push_next(&server, n, &[])).collect();
+
+    let delivered = good.take(2);
+    assert_eq!(sequences(&delivered), [1, 2]);
+    assert_eq!(delivered.iter().map(after).collect::<Vec<_>>(), tips);
+    wait_for_detached_deliverers(&server.sandbox);
+    let tried = failing.drain();
+    assert_eq!(sequences(&tried), [1], "the second event waits behind the first");
+    assert_eq!(counts(&server, "good"), (0, 0, false));
+    let status = connector_status(&server, "failing");
+    assert_eq!((status["pending"].as_u64(), status["dead"].as_u64()), (Some(2), Some(0)));
+    assert!(status["last_error"].as_str().unwrap().ends_with("/hook answered 503"), "{status}");
+    assert!(status["next_attempt"].is_string(), "{status}");
+}
+
+#[test]
+fn running_out_of_retries_makes_a_dead_letter_and_the_connector_goes_on() {
+    let receiver = Receiver::scripted([503, 503, 503, 503].map(Answer::status), Answer::ok());
+    let server = server(&post_http("ci", &receiver.url("/hook"), "secret_env = \"CI_SECRET\""));
+    let secret = ("CI_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+    let _watch = Background::start_with_env(&server.sandbox, &["deliver", "--watch"], &[secret]);
+
+    let tips: Vec<String> = (1..=2).map(|n| push_next(&server, n, &[NO_DETACHED_SEND])).collect();
+
+    let requests = receiver.take(5);
+    assert_eq!(sequences(&requests), [1, 1, 1, 1, 2], "three retries, then the next event");
+    assert_eq!(after(&requests[4]), tips[1]);
+    for request in &requests {
+        let (id, timestamp) = (request.header("webhook-id"), request.header("webhook-timestamp"));
+        let expected = support::standard_signature(secret.1, id, timestamp, &request.body);
+        assert_eq!(request.header("webhook-signature"), expected, "each attempt is signed for its own time");
+    }
+    let dead = poll("the dead letter", || {
+        let jobs = json_of(&server, &["queue", "list", "--dead"]);
+        jobs.as_array().unwrap().first().cloned()
+    });
+    assert_eq!(dead["attempts"], 4);
+    let error = dead["last_error"].as_str().unwrap();
+    assert!(error.starts_with("gave up after 4 attempts: ") && error.ends_with("/hook answered 503"), "{error}");
+    let attempts = poll("the second event's delivery in the log", || {
+        let attempts = log_of(&server, "ci");
+        attempts.iter().any(|a| a["outcome"] == "delivered").then_some(attempts)
+    });
+    let outcomes: Vec<&str> = attempts.iter().map(|a| a["outcome"].as_str().unwrap()).collect();
+    assert_eq!(outcomes, ["retry", "retry", "retry", "dead", "delivered"], "{attempts:#?}");
+    assert_eq!(counts(&server, "ci"), (0, 1, false));
+    for args in [&["log", "--json"][..], &["queue", "status", "--json"], &["queue", "list", "--dead", "--json"]] {
+        let shown = server.pushgate(args).run();
+        assert!(!format!("{}{}", shown.stdout, shown.stderr).contains(&secret.1[6..]), "the secret is shown\n{shown}");
+    }
+}
+
+#[test]
+fn retry_after_is_honoured() {
+    let receiver = Receiver::always(Answer::status(429).header("Retry-After", "3600"));
+    let server = server(&post_http("ci", &receiver.url("/hook"), ""));
+
+    push_next(&server, 1, &[]);
+    receiver.next();
+    wait_for_detached_deliverers(&server.sandbox);
+
+    let job = only_job(&server, false);
+    let shown = json_of(&server, &["queue", "show", job["id"].as_str().unwrap()]);
+    let now_ms = support::unix_now() * 1000;
+    let wait_ms = shown["next_attempt"].as_u64().unwrap().saturating_sub(now_ms);
+    assert!(wait_ms > 3_500_000, "the next attempt is {wait_ms}ms away, not Retry-After's hour: {shown:#}");
+    deliver_once(&server);
+    receiver.assert_no_more();
+}
+
+// ---------------------------------------------------------------------------------------
+// Dead letters, disabled connectors, repairs
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_refusal_is_a_dead_letter_that_queue_retry_brings_back() {
+    let receiver = Receiver::scripted([Answer::status(400).body("bad payload\n")], Answer::ok());
+    let server = server(&post_http("ci", &receiver.url("/hook"), ""));
+    let tips: Vec<String> = (1..=2).map(|n| push_next(&server, n, &[NO_DETACHED_SEND])).collect();
+    wait_for_detached_deliverers(&server.sandbox);
+
+    deliver_once(&server);
+
+    let requests = receiver.take(2);
+    assert_eq!(sequences(&requests), [1, 2], "the connector goes on past the refused event");
+    assert_eq!(after(&requests[1]), tips[1]);
+    let dead = only_job(&server, true);
+    assert_eq!(dead["connector"], "ci");
+    assert_eq!(dead["event_id"], requests[0].json()["id"]);
+    assert_eq!(dead["attempts"], 1);
+    assert_eq!(dead["last_error"], "refused (HTTP 400): bad payload");
+    assert_eq!(counts(&server, "ci"), (0, 1, false));
+    let id = dead["id"].as_str().unwrap().to_string();
+
+    let retried = json_of(&server, &["queue", "retry", &id]);
+    assert_eq!(retried, serde_json::json!({"retried": [id]}));
+    assert_eq!(counts(&server, "ci"), (1, 0, false));
+    deliver_once(&server);
+
+    let again = receiver.next();
+    assert_eq!(again.delivery(), requests[0].delivery(), "a retried dead letter keeps its delivery id");
+    assert_eq!(after(&again), tips[0]);
+    assert_eq!(counts(&server, "ci"), (0, 0, false));
+    let outcomes: Vec<String> =
+        log_of(&server, "ci").iter().map(|a| a["outcome"].as_str().unwrap().to_string()).collect();
+    assert_eq!(outcomes, ["dead", "delivered", "delivered"]);
+    receiver.assert_no_more();
+}
+
+#[test]
+fn queue_drop_removes_a_waiting_job() {
+    let receiver = Receiver::ok();
+    let server = server(&post_http("ci", &receiver.url("/hook"), ""));
+    push_next(&server, 1, &[NO_DETACHED_SEND]);
+    wait_for_detached_deliverers(&server.sandbox);
+    let job = only_job(&server, false);
+    let id = job["id"].as_str().unwrap().to_string();
+    assert_eq!(job["attempts"], 0);
+
+    let dropped = json_of(&server, &["queue", "drop", &id]);
+
+    assert_eq!(dropped, serde_json::json!({"dropped": [id]}));
+    assert_eq!(counts(&server, "ci"), (0, 0, false));
+    deliver_once(&server);
+    receiver.assert_no_more();
+    let shown = server.pushgate(&["queue", "show", &id]).run();
+    shown.assert_code(2);
+    assert_eq!(shown.stderr, format!("pushgate: no job {id}\n"));
+}
+
+#[test]
+fn a_410_disables_the_connector_until_queue_enable() {
+    let receiver = Receiver::scripted([Answer::status(410)], Answer::ok());
+    let server = server(&post_http("ci", &receiver.url("/hook"), ""));
+    push_next(&server, 1, &[NO_DETACHED_SEND]);
+    wait_for_detached_deliverers(&server.sandbox);
+    deliver_once(&server);
+    assert_eq!(receiver.next().sequence(), 1);
+    assert_eq!(counts(&server, "ci"), (0, 1, true));
+
+    // Later events wait, whoever delivers.
+    let second = push_next(&server, 2, &[]);
+    wait_for_detached_deliverers(&server.sandbox);
+    deliver_once(&server);
+    receiver.assert_no_more();
+    let status = connector_status(&server, "ci");
+    assert_eq!((status["pending"].as_u64(), status["disabled"].as_bool()), (Some(1), Some(true)), "{status}");
+    assert!(status["last_error"].as_str().is_some_and(|e| e.contains("410")), "{status}");
+
+    let enabled = json_of(&server, &["queue", "enable", "ci"]);
+    assert_eq!(enabled, serde_json::json!({"connector": "ci", "enabled": true, "was_disabled": true}));
+    deliver_once(&server);
+
+    let delivered = receiver.next();
+    assert_eq!((delivered.sequence(), after(&delivered)), (2, second));
+    assert_eq!(counts(&server, "ci"), (0, 1, false), "the 410'd event stays a dead letter");
+    receiver.assert_no_more();
+}
+
+// ---------------------------------------------------------------------------------------
+// Post script extensions
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_post_script_gets_the_event_and_a_failing_one_is_dead_lettered() {
+    let server = TestServer::new();
+    let out = server.root().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let script = r#"cat > "$1/$PUSHGATE_DELIVERY_ID.json"; env > "$1/$PUSHGATE_DELIVERY_ID.env"; pwd > "$1/pwd""#;
+    let tables = format!(
+        "\n[[extension]]\nname = \"copy\"\ntype = \"script\"\nphase = \"post\"\ncommand = [\"/bin/sh\", \"-c\", {}, \"sh\", {}]\n\
+         \n[[extension]]\nname = \"broken\"\ntype = \"script\"\nphase = \"post\"\ncommand = [\"/bin/sh\", \"-c\", \"echo nope >&2; exit 3\"]\n",
+        quoted(script),
+        quoted(out.to_string_lossy())
+    );
+    let config = format!("{}{ALLOW_ALL}{tables}", spool_table(&server, &RETRY));
+    let server = server.config(&config).install(&[]);
+
+    let tip = push_next(&server, 1, &[]);
+    wait_for_detached_deliverers(&server.sandbox);
+
+    let bodies: Vec<_> = files_under(&out).into_iter().filter(|p| p.extension().is_some_and(|e| e == "json")).collect();
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    let event: serde_json::Value = serde_json::from_slice(&std::fs::read(&bodies[0]).unwrap()).unwrap();
+    assert_valid(&event_schema(), &event);
+    assert_eq!((event["sequence"].as_u64(), event["changes"][0]["after"].as_str()), (Some(1), Some(tip.as_str())));
+    let env = std::fs::read_to_string(bodies[0].with_extension("env")).unwrap();
+    for expected in ["PUSHGATE_PHASE=post", "PUSHGATE_USER=alice", "PUSHGATE_REPO=server"] {
+        assert!(env.lines().any(|l| l == expected), "no {expected} in\n{env}");
+    }
+    assert!(env.lines().any(|l| l == format!("PUSHGATE_EVENT_ID={}", event["id"].as_str().unwrap())));
+    assert_eq!(std::fs::read_to_string(out.join("pwd")).unwrap().trim_end(), server.repo.to_string_lossy());
+    assert_eq!(counts(&server, "copy"), (0, 0, false));
+    let dead = only_job(&server, true);
+    assert_eq!(
+        (dead["connector"].as_str(), dead["last_error"].as_str()),
+        (Some("broken"), Some("refused (exit 3): nope"))
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Concurrency and crashes
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn twenty_concurrent_pushes_are_all_delivered_once_in_sequence() {
+    const PUSHES: usize = 20;
+    let receiver = Receiver::ok();
+    let server = server(&post_http("ci", &receiver.url("/hook"), ""));
+    let clones: Vec<common::Work> = (0..PUSHES).map(|i| server.clone_as(&format!("clone{i}"))).collect();
+    let tips: Vec<String> =
+        clones.iter().enumerate().map(|(i, w)| w.commit(&[(&format!("c{i}.txt"), "x\n")])).collect();
+    let start = std::sync::Barrier::new(PUSHES);
+
+    let runs: Vec<Run> = std::thread::scope(|scope| {
+        let handles: Vec<_> = clones
+            .iter()
+            .enumerate()
+            .map(|(i, work)| {
+                let start = &start;
+                scope.spawn(move || {
+                    start.wait();
+                    work.push_as("alice", &["origin", &format!("HEAD:refs/heads/b{i}")])
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+
+    for run in &runs {
+        run.assert_accepted().assert_no_panic();
+    }
+    let mut requests = receiver.take(PUSHES);
+    wait_for_detached_deliverers(&server.sandbox);
+    requests.extend(receiver.drain());
+    let mut seen = BTreeSet::new();
+    let unique: Vec<&Request> = requests.iter().filter(|r| seen.insert(r.delivery())).collect();
+    let order: Vec<u64> = unique.iter().map(|r| r.sequence()).collect();
+    assert_eq!(order, (1..=PUSHES as u64).collect::<Vec<_>>(), "each event once, in sequence order");
+    assert_eq!(requests.len(), PUSHES, "no event was delivered twice");
+    let mut pushed: BTreeMap<String, String> = BTreeMap::new();
+    for request in &unique {
+        let change = &request.json()["changes"][0];
+        pushed.insert(change["ref"].as_str().unwrap().into(), change["after"].as_str().unwrap().into());
+    }
+    let expected: BTreeMap<String, String> =
+        tips.iter().enumerate().map(|(i, tip)| (format!("refs/heads/b{i}"), tip.clone())).collect();
+    assert_eq!(pushed, expected);
+    assert_eq!(counts(&server, "ci"), (0, 0, false));
+}
+
+/// Push once with the process killed at `point`, deliver with a later `deliver --once`,
+/// push again normally: what each of two connectors received, by connector.
+fn crash_at(point: &str) -> BTreeMap<String, Vec<Request>> {
+    let receiver = Receiver::ok();
+    let server = server(&[post_http("a", &receiver.url("/a"), ""), post_http("b", &receiver.url("/b"), "")].concat());
+    let work = server.work();
+
+    let first = work.commit(&[("one.txt", "1\n")]);
+    let pushed = work
+        .push(&["-o", "note=crash", "origin", "HEAD:refs/heads/main"])
+        .env("PUSHGATE_USER", "alice")
+        .env("PUSHGATE_CRASH_AT", point)
+        .run();
+    pushed.assert_accepted();
+    assert_eq!(server.ref_target("refs/heads/main").as_deref(), Some(first.as_str()), "the push landed\n{pushed}");
+    wait_for_detached_deliverers(&server.sandbox);
+    deliver_once(&server);
+    let mut received = receiver.drain();
+    for connector in ["/a", "/b"] {
+        let told = received.iter().any(|r| r.path == connector && r.sequence() == 1);
+        assert!(told, "{connector} has the first event once a later `deliver --once` ran: {received:#?}");
+    }
+    let second = push_next(&server, 2, &[]);
+    wait_for_detached_deliverers(&server.sandbox);
+    received.extend(receiver.drain());
+
+    let mut by_connector: BTreeMap<String, Vec<Request>> = BTreeMap::new();
+    for request in received {
+        by_connector.entry(request.path.clone()).or_default().push(request);
+    }
+    assert_eq!(by_connector.keys().collect::<Vec<_>>(), ["/a", "/b"]);
+    for (connector, requests) in &by_connector {
+        let mut collapsed = sequences(requests);
+        collapsed.dedup();
+        assert_eq!(collapsed, [1, 2], "{connector}: {:#?}", requests.iter().map(summary).collect::<Vec<_>>());
+        let first_ids: BTreeSet<String> =
+            requests.iter().filter(|r| r.sequence() == 1).map(Request::delivery).collect();
+        assert_eq!(first_ids.len(), 1, "{connector}: a repeated delivery keeps its id");
+        let event = requests[0].json();
+        assert_valid(&event_schema(), &event);
+        assert_eq!(event["changes"][0]["after"], first.as_str());
+        assert_eq!(event["changes"][0]["action"], "create");
+        assert_eq!(event["user"]["name"], "alice");
+        assert_eq!(event["push_options"], serde_json::json!(["note=crash"]));
+        assert_eq!(after(requests.last().unwrap()), second);
+        let name = connector.trim_start_matches('/');
+        assert_eq!(counts(&server, name), (0, 0, false));
+    }
+    by_connector
+}
+
+/// Each connector got the first event exactly once, then the second.
+#[track_caller]
+fn assert_delivered_once(by_connector: &BTreeMap<String, Vec<Request>>) {
+    for (connector, requests) in by_connector {
+        assert_eq!(sequences(requests), [1, 2], "{connector}");
+    }
+}
+
+#[test]
+fn a_post_receive_killed_after_its_journal_loses_nothing() {
+    let received = crash_at("post-receive:after-journal");
+    assert_delivered_once(&received);
+}
+
+#[test]
+fn a_post_receive_killed_after_its_event_loses_nothing() {
+    let received = crash_at("post-receive:after-event");
+    assert_delivered_once(&received);
+}
+
+#[test]
+fn a_deliverer_killed_after_queueing_its_first_job_loses_nothing() {
+    let received = crash_at("deliver:after-first-job");
+    assert_delivered_once(&received);
+}
+
+#[test]
+fn a_deliverer_killed_before_sending_loses_nothing() {
+    let received = crash_at("deliver:before-send");
+    assert_delivered_once(&received);
+}
+
+#[test]
+fn a_deliverer_killed_after_sending_delivers_again_with_the_same_id() {
+    let received = crash_at("deliver:after-send");
+    let repeated: Vec<&String> = received
+        .iter()
+        .filter(|(_, requests)| requests.iter().filter(|r| r.sequence() == 1).count() > 1)
+        .map(|(c, _)| c)
+        .collect();
+    assert!(!repeated.is_empty(), "the event sent before the kill is sent again: {received:#?}");
+}
+
+#[test]
+#[ignore = "BUG: a deliverer that lists incoming/N.journal just before its post-receive replaces it with \
+            N.event re-creates it empty (fan_out, src/spool/deliver.rs:80, locks it with lock_file, which opens \
+            with create(true), src/spool/mod.rs:177), 'recovers' it and logs a phantom dead letter (connector \
+            \"\", \"unreadable journal\"), leaving an empty N.journal.failed; the event itself is delivered"]
+fn deliverers_racing_post_receive_log_no_phantom_dead_letters() {
+    const CLONES: usize = 4;
+    const PUSHES: usize = 10;
+    let receiver = Receiver::ok();
+    let server = server(&post_http("ci", &receiver.url("/hook"), ""));
+    let _watch = Background::start(&server.sandbox, &["deliver", "--watch"]);
+    let clones: Vec<common::Work> = (0..CLONES).map(|i| server.clone_as(&format!("clone{i}"))).collect();
+
+    std::thread::scope(|scope| {
+        for (i, work) in clones.iter().enumerate() {
+            scope.spawn(move || {
+                for n in 0..PUSHES {
+                    work.commit(&[("f.txt", &format!("{n}\n"))]);
+                    work.push_as("alice", &["origin", &format!("HEAD:refs/heads/b{i}")]).assert_accepted();
+                }
+            });
+        }
+    });
+
+    let delivered: BTreeSet<String> = receiver.take(CLONES * PUSHES).iter().map(Request::delivery).collect();
+    assert_eq!(delivered.len(), CLONES * PUSHES, "every event is delivered");
+    wait_for_detached_deliverers(&server.sandbox);
+    let attempts = poll("every delivery in the log", || {
+        let attempts = log(&server);
+        (attempts.iter().filter(|a| a["outcome"] == "delivered").count() == CLONES * PUSHES).then_some(attempts)
+    });
+    let phantoms: Vec<&serde_json::Value> = attempts.iter().filter(|a| a["outcome"] != "delivered").collect();
+    let failed: Vec<_> = files_under(&spool_dir(&server).join("incoming"));
+    assert!(
+        phantoms.is_empty() && failed.is_empty(),
+        "phantom dead letters {phantoms:#?}\nleft in incoming/: {failed:#?}"
+    );
+}
+
+#[test]
+#[ignore = "BUG: an event rebuilt from a journal lists the commits its push brought as of now, not as of \
+            the push: a later push of another ref at the same commit empties it (src/record.rs:114 rebuild -> \
+            post_event -> src/git/mod.rs:80 read_push hides every ref the updates do not name, as it is now)"]
+fn a_recovered_event_lists_the_commits_its_push_brought() {
+    let receiver = Receiver::ok();
+    let server = server(&post_http("ci", &receiver.url("/hook"), ""));
+    let work = server.work();
+    let first = work.commit(&[("one.txt", "1\n")]);
+    work.push(&["origin", "HEAD:refs/heads/main"])
+        .env("PUSHGATE_USER", "alice")
+        .env("PUSHGATE_CRASH_AT", "post-receive:after-journal")
+        .run()
+        .assert_accepted();
+
+    // The usual next step: tag what was just pushed. Its deliverer finishes the first push.
+    server.push_as("alice", &["origin", "HEAD:refs/tags/v1"]).assert_accepted();
+    wait_for_detached_deliverers(&server.sandbox);
+
+    let requests = receiver.take(2);
+    assert_eq!(sequences(&requests), [1, 2]);
+    let main = &requests[0].json()["changes"][0];
+    assert_eq!(main["ref"], "refs/heads/main");
+    let listed: Vec<&str> = main["commits"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+    assert_eq!(listed, [first.as_str()], "the push of main brought {first}");
+    assert_eq!(requests[1].json()["changes"][0]["commits"], serde_json::json!([]), "the tag brought nothing new");
+}
+
+// ---------------------------------------------------------------------------------------
+// A spool that cannot be written
+// ---------------------------------------------------------------------------------------
+
+/// A server whose `[spool] dir` lies under a regular file (mkdir fails with ENOTDIR, which
+/// running as root does not get around), with `tables`.
+fn server_with_blocked_spool(tables: &str) -> (TestServer, std::path::PathBuf) {
+    let server = TestServer::new();
+    let blocker = server.root().join("blocker");
+    std::fs::write(&blocker, "a file, not a directory\n").unwrap();
+    let spool = blocker.join("spool");
+    let config = format!("[spool]\ndir = {}\n{ALLOW_ALL}{tables}", quoted(spool.to_string_lossy()));
+    (server.config(&config).install(&[]), spool)
+}
+
+#[test]
+fn a_spool_that_cannot_be_written_is_said_loudly_and_the_push_still_lands() {
+    let receiver = Receiver::ok();
+    let (server, spool) = server_with_blocked_spool(&post_http("ci", &receiver.url("/hook"), ""));
+    let tip = server.work().commit(&[("README.md", "# app\n")]);
+
+    let pushed = server.push_as("alice", &["origin", "HEAD:refs/heads/main"]);
+
+    pushed.assert_accepted().assert_no_panic();
+    assert_eq!(server.ref_target("refs/heads/main"), Some(tip.clone()), "the push landed");
+    let lines = pushed.pushgate_lines();
+    assert_eq!(lines.len(), 1, "{pushed}");
+    assert!(lines[0].starts_with("pushgate: ERROR: cannot open the spool: "), "{pushed}");
+    assert!(lines[0].contains(&spool.to_string_lossy().into_owned()), "{pushed}");
+    assert!(lines[0].ends_with("the push event is NOT recorded; tell the server's admin"), "{pushed}");
+
+    let by_hand = server.hook("alice", &["post-receive"]).stdin(updates(&[(ZERO, &tip, "refs/heads/again")])).run();
+
+    by_hand.assert_code(1).assert_no_panic();
+    assert_eq!(by_hand.stderr.lines().collect::<Vec<_>>(), [lines[0].as_str()]);
+    receiver.assert_no_more();
+}
+
+#[test]
+fn without_post_extensions_nothing_is_spooled_and_nothing_is_said() {
+    let (server, _) = server_with_blocked_spool(
+        r#"
+[[extension]]
+name = "lint"
+type = "script"
+phase = "pre"
+command = ["/bin/true"]
+
+[[extension]]
+name = "off"
+type = "http"
+phase = "post"
+url = "http://127.0.0.1:9/x"
+enabled = false
+"#,
+    );
+    let tip = server.work().commit(&[("README.md", "# app\n")]);
+
+    let pushed = server.push_as("alice", &["origin", "HEAD:refs/heads/main"]);
+
+    pushed.assert_accepted();
+    assert_eq!(pushed.remote_lines(), Vec::<String>::new(), "{pushed}");
+    let by_hand = server.hook("alice", &["post-receive"]).stdin(updates(&[(ZERO, &tip, "refs/heads/again")])).run();
+    by_hand.assert_code(0);
+    assert_eq!(by_hand.stderr, "");
+
+    // With a spool directory that could be made, it is not made either.
+    let server = server_retrying(&RETRY, "");
+    server.work().commit(&[("README.md", "# app\n")]);
+    server.push_as("alice", &["origin", "HEAD:refs/heads/main"]).assert_accepted();
+    assert!(!spool_dir(&server).exists(), "a spool was made: {:?}", files_under(&spool_dir(&server)));
+}
+
+#[test]
+fn an_event_spooled_under_a_broken_configuration_is_delivered_once_it_is_fixed() {
+    let receiver = Receiver::ok();
+    let server = server(&post_http("ci", &receiver.url("/hook"), ""));
+    let tip = server.work().commit(&[("README.md", "# app\n")]);
+    server.push_as("alice", &["origin", "HEAD:refs/heads/main"]).assert_accepted();
+    receiver.next();
+    wait_for_detached_deliverers(&server.sandbox);
+    let good = std::fs::read_to_string(server.config_path()).unwrap();
+    std::fs::write(server.config_path(), format!("{good}\nunknown_key = 1\n")).unwrap();
+
+    let run = server.hook("alice", &["post-receive"]).stdin(updates(&[(ZERO, &tip, "refs/heads/copy")])).run();
+
+    run.assert_code(0).assert_no_panic();
+    let said: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(said.len(), 1, "{run}");
+    assert!(said[0].starts_with("pushgate: warning: configuration error: "), "{run}");
+    assert!(said[0].ends_with("; the push event is spooled and waits for a valid configuration"), "{run}");
+    wait_for_detached_deliverers(&server.sandbox);
+    receiver.assert_no_more();
+
+    std::fs::write(server.config_path(), good).unwrap();
+    deliver_once(&server);
+
+    let request = receiver.next();
+    assert_eq!((request.sequence(), request.json()["changes"][0]["ref"].as_str()), (2, Some("refs/heads/copy")));
+    assert_valid(&event_schema(), &request.json());
+}
