@@ -501,10 +501,6 @@ fn a_deliverer_killed_after_sending_delivers_again_with_the_same_id() {
 }
 
 #[test]
-#[ignore = "BUG: a deliverer that lists incoming/N.journal just before its post-receive replaces it with \
-            N.event re-creates it empty (fan_out, src/spool/deliver.rs:80, locks it with lock_file, which opens \
-            with create(true), src/spool/mod.rs:177), 'recovers' it and logs a phantom dead letter (connector \
-            \"\", \"unreadable journal\"), leaving an empty N.journal.failed; the event itself is delivered"]
 fn deliverers_racing_post_receive_log_no_phantom_dead_letters() {
     const CLONES: usize = 4;
     const PUSHES: usize = 10;

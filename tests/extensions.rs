@@ -143,9 +143,6 @@ fn check_accepts_valid_extensions_and_counts_them() {
 }
 
 #[test]
-#[ignore = "BUG: a duplicate extension name is not reported when the first extension of that name has \
-            another error: src/config/extension.rs:109 looks only among the extensions that validated \
-            (src/config/mod.rs:272 passes config.extensions)"]
 fn check_reports_a_duplicate_name_even_when_the_first_use_is_invalid() {
     let errors = check_errors(
         r#"[[extension]]

@@ -13,7 +13,6 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Extension {
     /// Unique; also the connector's queue name.
     pub name: String,
-    pub origin: Origin,
     pub kind: Kind,
     pub phase: Phase,
     pub format: Format,
@@ -96,7 +95,7 @@ impl Validator {
         &mut self,
         at: &Source,
         spanned: &Spanned<raw::Extension>,
-        taken: &[Extension],
+        taken: &mut Vec<(String, Origin)>,
     ) -> Option<Extension> {
         let errors_before = self.errors.len();
         let ext = spanned.get_ref();
@@ -106,9 +105,10 @@ impl Validator {
         if !valid_name(&name) {
             self.fail(at, ext.name.span(), format!("extension name {name:?} must match [A-Za-z0-9._-]{{1,64}}"));
         }
-        if let Some(first) = taken.iter().find(|e| e.name == name) {
-            self.fail(at, ext.name.span(), format!("extension name {name:?} is already used at {}", first.origin));
+        if let Some((_, first)) = taken.iter().find(|(n, _)| *n == name) {
+            self.fail(at, ext.name.span(), format!("extension name {name:?} is already used at {first}"));
         }
+        taken.push((name.clone(), Origin { file: at.path.to_path_buf(), line }));
         let phase = match ext.phase.get_ref().as_str() {
             "pre" => Phase::Pre,
             "post" => Phase::Post,
@@ -164,7 +164,6 @@ impl Validator {
         }
         (self.errors.len() == errors_before).then(|| Extension {
             name,
-            origin: Origin { file: at.path.to_path_buf(), line },
             kind: kind.expect("no errors means the kind is known"),
             phase,
             format,

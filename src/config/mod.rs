@@ -268,8 +268,9 @@ impl Config {
             .zip(repo_raw.iter())
             .flat_map(|((path, text), raw)| raw.extension.iter().map(move |e| (Source { path, text }, e)));
         let global_extensions = global_raw.extension.iter().map(|e| (Source { path: global, text: global_text }, e));
+        let mut names = Vec::new();
         for (at, extension) in repo_extensions.chain(global_extensions) {
-            if let Some(extension) = v.extension(&at, extension, &config.extensions) {
+            if let Some(extension) = v.extension(&at, extension, &mut names) {
                 config.extensions.push(extension);
             }
         }

@@ -77,12 +77,19 @@ impl Deliverer<'_> {
             let number = entry.number();
             if let Incoming::Journal(_) = entry {
                 let path = self.spool.incoming_path(&entry);
-                let Some(held) = lock_file(&path, false)? else { break };
-                // Its writer finished between our listing and our lock: the event is there.
-                let still_there =
-                    std::fs::metadata(&path).is_ok_and(|m| held.metadata().is_ok_and(|h| h.ino() == m.ino()));
-                if still_there {
-                    self.recover(number, &path)?;
+                match super::try_lock_existing(&path)? {
+                    Some(held) => {
+                        // Its writer may have finished between our listing and our lock.
+                        let still_there =
+                            std::fs::metadata(&path).is_ok_and(|m| held.metadata().is_ok_and(|h| h.ino() == m.ino()));
+                        if still_there {
+                            self.recover(number, &path)?;
+                        }
+                    }
+                    // Gone: its writer finished and left the event. Held: still at work,
+                    // and the pushes after it wait behind it.
+                    None if path.exists() => break,
+                    None => {}
                 }
             }
             let event_path = self.spool.incoming_path(&Incoming::Event(number));

@@ -176,6 +176,20 @@ impl Incoming {
 pub fn lock_file(path: &Path, wait: bool) -> io::Result<Option<File>> {
     let file =
         std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).map_err(|e| at(path, e))?;
+    take_lock(file, path, wait)
+}
+
+/// Lock an existing file without waiting: `Ok(None)` when another process holds it or when
+/// it is gone (never creates it).
+pub fn try_lock_existing(path: &Path) -> io::Result<Option<File>> {
+    match File::open(path) {
+        Ok(file) => take_lock(file, path, false),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(at(path, e)),
+    }
+}
+
+fn take_lock(file: File, path: &Path, wait: bool) -> io::Result<Option<File>> {
     if wait {
         file.lock().map_err(|e| at(path, e))?;
         return Ok(Some(file));
