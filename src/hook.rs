@@ -208,7 +208,7 @@ pub fn judge_push(
     let refs: Vec<&str> = updates.iter().map(|u| u.name.as_str()).collect();
     let pre = pre::applicable(&config.extensions, repo, &refs);
     let git = GitRepo::open(&site.git_dir, &site.quarantine).map_err(|e| e.to_string())?;
-    let push = git.read_push(updates, whole, want(config, &pre)).map_err(|e| e.to_string())?;
+    let push = git.read_push(updates, whole, None, want(config, &pre)).map_err(|e| e.to_string())?;
     let mut verdict = policy::judge(config, Subject { user, repo: Some(repo) }, &push);
     if verdict.accepted() && !pre.is_empty() {
         let place = Place { path: &site.git_dir, default_branch: git.default_branch(), vcs: "git" };

@@ -63,7 +63,14 @@ pub fn record(config_path: &Path, landed: &Landed) -> Result<Recorded, String> {
         via: crate::hook::via(landed.env),
         push_options: event::push_options(|n| (landed.env)(n).and_then(|v| v.into_string().ok())),
         updates: String::from_utf8_lossy(landed.input).into_owned(),
+        refs: None,
     };
+    // The refs now, for a deliverer that has to finish this work later; the journal is
+    // written even when the repository cannot be read.
+    let git = GitRepo::open(landed.git_dir, &Quarantine::default()).map_err(|e| e.to_string());
+    let refs = git.as_ref().ok().and_then(|g| g.refs().ok());
+    let journal =
+        Journal { refs: refs.map(|r| r.into_iter().map(|(name, id)| (name, id.to_string())).collect()), ..journal };
     let (number, held, journal) = {
         let lock = spool.lock().map_err(|e| format!("cannot lock the spool: {e}"))?;
         let (number, sequence) = spool.allocate(&lock, &repo).map_err(|e| format!("cannot write the spool: {e}"))?;
@@ -73,7 +80,7 @@ pub fn record(config_path: &Path, landed: &Landed) -> Result<Recorded, String> {
     };
     // From here on a crash leaves the journal, from which a deliverer rebuilds the event.
     crate::crashpoint::here("post-receive:after-journal");
-    let event = post_event(config, &journal, landed.updates)?;
+    let event = post_event(config, &git?, &journal, landed.updates)?;
     spool.write_event(number, &event).map_err(|e| format!("cannot write the spool: {e}"))?;
     drop(held);
     crate::crashpoint::here("post-receive:after-event");
@@ -83,11 +90,19 @@ pub fn record(config_path: &Path, landed: &Landed) -> Result<Recorded, String> {
 
 /// The `post` event of a push, read from the repository as it is now. With a broken
 /// configuration, defaults stand in (no groups, default `max_commits`).
-pub fn post_event(config: Option<&Config>, journal: &Journal, updates: &[RefUpdate]) -> Result<Event, String> {
-    let git = GitRepo::open(&journal.git_dir, &Quarantine::default()).map_err(|e| e.to_string())?;
-    let push = git
-        .read_push(updates, updates, Want { files: true, blob_sizes: false, heads: true })
-        .map_err(|e| e.to_string())?;
+pub fn post_event(
+    config: Option<&Config>,
+    git: &GitRepo,
+    journal: &Journal,
+    updates: &[RefUpdate],
+) -> Result<Event, String> {
+    let refs: Option<Vec<(String, gix::ObjectId)>> = journal.refs.as_ref().map(|refs| {
+        refs.iter()
+            .filter_map(|(name, id)| Some((name.clone(), gix::ObjectId::from_hex(id.as_bytes()).ok()?)))
+            .collect()
+    });
+    let want = Want { files: true, blob_sizes: false, heads: true };
+    let push = git.read_push(updates, updates, refs.as_deref(), want).map_err(|e| e.to_string())?;
     let context = event::Context {
         id: event::new_id(),
         time: journal.time.clone(),
@@ -114,7 +129,8 @@ pub fn post_event(config: Option<&Config>, journal: &Journal, updates: &[RefUpda
 /// The deliverer's way to finish the work of a post-receive that died after its journal.
 pub fn rebuild(config: &Config, journal: &Journal) -> Result<Event, String> {
     let updates = push::parse_updates(journal.updates.as_bytes()).map_err(|e| e.to_string())?;
-    post_event(Some(config), journal, &updates)
+    let git = GitRepo::open(&journal.git_dir, &Quarantine::default()).map_err(|e| e.to_string())?;
+    post_event(Some(config), &git, journal, &updates)
 }
 
 /// Start `pushgate deliver --once` detached: its own session, fds 0-2 on /dev/null and no

@@ -536,9 +536,6 @@ fn deliverers_racing_post_receive_log_no_phantom_dead_letters() {
 }
 
 #[test]
-#[ignore = "BUG: an event rebuilt from a journal lists the commits its push brought as of now, not as of \
-            the push: a later push of another ref at the same commit empties it (src/record.rs:114 rebuild -> \
-            post_event -> src/git/mod.rs:80 read_push hides every ref the updates do not name, as it is now)"]
 fn a_recovered_event_lists_the_commits_its_push_brought() {
     let receiver = Receiver::ok();
     let server = server(&post_http("ci", &receiver.url("/hook"), ""));

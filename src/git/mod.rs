@@ -79,11 +79,22 @@ impl GitRepo {
     /// pre-receive (refs not moved yet) and in post-receive (refs already moved).
     ///
     /// `whole` is the whole push `updates` belong to (the update hook decides one ref of
-    /// it, after git has already moved the refs before it).
-    pub fn read_push(&self, updates: &[RefUpdate], whole: &[RefUpdate], want: Want) -> Result<Push, RepoError> {
+    /// it, after git has already moved the refs before it). `refs`, when given, are the refs
+    /// as they were right after the push (an event rebuilt later must not see later pushes).
+    pub fn read_push(
+        &self,
+        updates: &[RefUpdate],
+        whole: &[RefUpdate],
+        refs: Option<&[(String, ObjectId)]>,
+        want: Want,
+    ) -> Result<Push, RepoError> {
         let touched: HashSet<&str> = updates.iter().chain(whole).map(|u| u.name.as_str()).collect();
         let mut hidden: HashSet<ObjectId> = HashSet::new();
-        for (name, target) in self.refs()? {
+        let refs = match refs {
+            Some(refs) => refs.to_vec(),
+            None => self.refs()?,
+        };
+        for (name, target) in refs {
             if !touched.contains(name.as_str()) {
                 hidden.extend(self.peel_to_commit(target)?);
             }
@@ -125,7 +136,7 @@ impl GitRepo {
     }
 
     /// Every direct ref with the object it names (symbolic refs resolve to direct ones).
-    fn refs(&self) -> Result<Vec<(String, ObjectId)>, RepoError> {
+    pub fn refs(&self) -> Result<Vec<(String, ObjectId)>, RepoError> {
         let platform = self.repo.references().map_err(|e| fail("cannot read refs", e))?;
         let iter = platform.all().map_err(|e| fail("cannot read refs", e))?;
         let mut out = Vec::new();

@@ -50,6 +50,10 @@ pub struct Journal {
     pub push_options: Vec<String>,
     /// The hook's stdin lines: `<old> <new> <ref>`.
     pub updates: String,
+    /// Every ref and its target right after the push, when the repository could be read:
+    /// a rebuilt event must count the push's commits as of then.
+    #[serde(default)]
+    pub refs: Option<Vec<(String, String)>>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -292,6 +296,7 @@ mod tests {
             via: "local".into(),
             push_options: vec![],
             updates: String::new(),
+            refs: None,
         };
         let held = spool.write_journal(7, &journal).unwrap();
         let path = spool.incoming_path(&Incoming::Journal(7));
