@@ -56,7 +56,10 @@ const HG_END: &str = "# pushgate-hook: end";
 /// The `[hooks]` entries for Mercurial, for `binary`.
 pub fn hg_hooks(binary: &Path) -> String {
     let exe = shell_quote(&binary.to_string_lossy());
-    format!("[hooks]\npretxnclose.pushgate = {exe} hg pretxnclose\ntxnclose.pushgate = {exe} hg txnclose\n")
+    format!(
+        "[hooks]\npretxnclose.pushgate = {exe} hg pretxnclose\ntxnclose.pushgate = {exe} hg txnclose\n\
+         outgoing.pushgate = {exe} hg outgoing\n"
+    )
 }
 
 pub fn install_hg(repos: &[PathBuf]) -> Result<Outcome, Error> {

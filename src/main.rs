@@ -94,6 +94,7 @@ fn run(cli: cli::Cli) -> Result<Outcome, Error> {
         C::Update { name, old, new } => Ok(hook::update(&config_path, chain_dir.as_deref(), &name, &old, &new)),
         C::PostReceive => Ok(hook::post_receive(&config_path, chain_dir.as_deref())),
         C::Hg { hook } if hook == "pretxnclose" => Ok(hg::hook::pretxnclose(&config_path)),
+        C::Hg { hook } if hook == "outgoing" => Ok(hg::hook::outgoing(&config_path)),
         C::Hg { .. } => Ok(hg::hook::txnclose(&config_path)),
         C::Check { repo, json } => admin::check(&config_path, repo.as_deref(), json),
         C::Explain { user, ref_name, op, repo, path, json } => {

@@ -133,6 +133,48 @@ pub fn rebuild(config: &Config, journal: &Journal) -> Result<Event, String> {
     post_event(Some(config), &git, journal, &updates)
 }
 
+/// Whether a `post` extension wants to hear about fetches of `repo`.
+pub fn wants_pulls(config: &Config, repo: &str) -> bool {
+    config
+        .extensions
+        .iter()
+        .any(|e| e.phase == Phase::Post && e.enabled && e.pull_events && e.repos.iter().any(|g| g.matches(repo)))
+}
+
+/// Spool a `pushgate.pull/1` event for a fetch and start a deliverer.
+pub fn record_pull(
+    config_path: &Path,
+    config: &Config,
+    vcs: &str,
+    path: &Path,
+    repo: &str,
+    user: &str,
+    via: &str,
+) -> std::io::Result<()> {
+    let mut pull = event::Pull {
+        schema: event::PULL_SCHEMA.into(),
+        id: event::new_id(),
+        sequence: None,
+        time: crate::time::now_rfc3339(),
+        vcs: vcs.into(),
+        repository: event::Repository {
+            name: repo.into(),
+            path: path.to_string_lossy().into_owned(),
+            default_branch: None,
+        },
+        user: event::User { name: user.into(), groups: config.groups.of(user), via: via.into() },
+    };
+    let spool = Spool::open(&config.spool.dir)?;
+    {
+        let lock = spool.lock()?;
+        let (number, sequence) = spool.allocate(&lock, repo)?;
+        pull.sequence = Some(sequence);
+        spool.write_event(number, &pull)?;
+    }
+    spawn_deliverer(config_path);
+    Ok(())
+}
+
 /// Start `pushgate deliver --once` detached: its own session, fds 0-2 on /dev/null and no
 /// other inherited descriptors, so git does not wait for it.
 pub fn spawn_deliverer(config_path: &Path) {

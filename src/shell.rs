@@ -2,12 +2,9 @@
 //! decide what you may read and write. Only git's and hg's own server commands run, on
 //! repositories under `repos_root`, without a shell.
 
-use crate::config::extension::Phase;
 use crate::config::{Config, Mode};
-use crate::event::{self, PULL_SCHEMA, Pull};
 use crate::policy::{self, Subject};
 use crate::push::{Op, shown};
-use crate::spool::Spool;
 use crate::{Error, Outcome};
 use std::path::{Component, Path, PathBuf};
 use std::process::Command;
@@ -212,10 +209,9 @@ pub fn run(config_path: &Path, explicit_config: bool, user: &str, command: Optio
     if explicit_config {
         child.env("PUSHGATE_CONFIG", config_path);
     }
-    let told = config
-        .extensions
-        .iter()
-        .any(|e| e.phase == Phase::Post && e.enabled && e.pull_events && e.repos.iter().any(|g| g.matches(&name)));
+    // hg's pulls are told by its `outgoing` hook (`pushgate hg outgoing`): `hg serve`
+    // carries pushes and pulls alike.
+    let told = crate::record::wants_pulls(&config, &name);
     let is_fetch = matches!(request, Request::Git { service: "upload-pack", .. });
     if !(told && is_fetch) {
         use std::os::unix::process::CommandExt;
@@ -224,35 +220,12 @@ pub fn run(config_path: &Path, explicit_config: bool, user: &str, command: Optio
     }
     // Someone wants to hear about fetches: wait for this one, then spool its event.
     let status = child.status().map_err(|e| Error::new(format!("cannot run git: {e}")))?;
-    if status.success() {
-        let pull = Pull {
-            schema: PULL_SCHEMA.into(),
-            id: event::new_id(),
-            sequence: None,
-            time: crate::time::now_rfc3339(),
-            vcs: "git".into(),
-            repository: event::Repository {
-                name: name.clone(),
-                path: path.to_string_lossy().into_owned(),
-                default_branch: None,
-            },
-            user: event::User { name: user.to_string(), groups: config.groups.of(user), via: "ssh".into() },
-        };
-        if let Err(e) = spool_pull(&config, pull) {
-            eprintln!("pushgate: warning: the pull event is not recorded: {e}");
-        } else {
-            crate::record::spawn_deliverer(config_path);
-        }
+    if status.success()
+        && let Err(e) = crate::record::record_pull(config_path, &config, "git", &path, &name, user, "ssh")
+    {
+        eprintln!("pushgate: warning: the pull event is not recorded: {e}");
     }
     Ok(if status.success() { Outcome::Success } else { Outcome::Rejected })
-}
-
-fn spool_pull(config: &Config, mut pull: Pull) -> std::io::Result<()> {
-    let spool = Spool::open(&config.spool.dir)?;
-    let lock = spool.lock()?;
-    let (number, sequence) = spool.allocate(&lock, &pull.repository.name)?;
-    pull.sequence = Some(sequence);
-    spool.write_event(number, &pull)
 }
 
 /// `authorized_keys` lines for every `<user>.pub` in `dir`.
@@ -266,7 +239,8 @@ pub fn keys(dir: &Path, config: Option<&Path>) -> Result<Outcome, Error> {
         .filter(|p| p.extension().is_some_and(|x| x == "pub"))
         .collect();
     entries.sort();
-    let quote = |p: &Path| p.to_string_lossy().replace('\\', "\\\\").replace('"', "\\\"");
+    // sshd unescapes only `\"` inside command="...": nothing else may be escaped.
+    let quote = |p: &Path| p.to_string_lossy().replace('"', "\\\"");
     let config_arg = config.map(|c| format!("--config '{}' ", quote(c).replace('\'', "'\\''"))).unwrap_or_default();
     for path in entries {
         let user = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();

@@ -121,6 +121,30 @@ fn stash(path: &Path, event: &Event, spool: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
+/// `outgoing`: changesets left the repository. For a pull or clone (over `hg serve` or
+/// from a local path) by a known user, extensions with `events = ["push", "pull"]` are told.
+pub fn outgoing(config_path: &Path) -> Outcome {
+    let source = std::env::var("HG_SOURCE").unwrap_or_default();
+    if !["serve", "pull"].contains(&source.as_str()) {
+        return Outcome::Success;
+    }
+    let Ok(root) = std::env::current_dir().and_then(|d| d.canonicalize()) else { return Outcome::Success };
+    let Ok(config) = Config::load(config_path, Some(&root.join(".hg").join(REPO_FILE))) else {
+        return Outcome::Success;
+    };
+    let repo = repo_name(&root, config.repos_root.as_deref());
+    let Ok(user) = crate::identity::resolve(&config.identity_env, |n| std::env::var_os(n)) else {
+        return Outcome::Success;
+    };
+    if crate::record::wants_pulls(&config, &repo) {
+        let via = crate::hook::via(|n| std::env::var_os(n));
+        if let Err(e) = crate::record::record_pull(config_path, &config, "hg", &root, &repo, &user, &via) {
+            say(&[format!("pushgate: warning: the pull event is not recorded: {e}")]);
+        }
+    }
+    Outcome::Success
+}
+
 /// Spool the event pretxnclose computed for this (now committed) transaction.
 pub fn txnclose(config_path: &Path) -> Outcome {
     let Ok(env) = HgEnv::from_env() else { return Outcome::Success };

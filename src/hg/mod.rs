@@ -89,7 +89,7 @@ impl HgRepo {
             None => Vec::new(),
         };
         let big = match (size_limit, added) {
-            (Some(limit), Some((first, last))) if !logged.is_empty() => self.big_files(first, last, limit)?,
+            (Some(limit), Some((first, last))) if !logged.is_empty() => self.big_files(first, last, limit, &logged)?,
             _ => HashMap::new(),
         };
         let undecided: Vec<(String, String)> = moved
@@ -135,7 +135,18 @@ impl HgRepo {
     }
 
     /// Files over `limit` that the new changesets add or modify, with their sizes.
-    fn big_files(&self, first: &str, last: &str, limit: u64) -> Result<HashMap<(String, String), u64>, String> {
+    fn big_files(
+        &self,
+        first: &str,
+        last: &str,
+        limit: u64,
+        logged: &[Logged],
+    ) -> Result<HashMap<(String, String), u64>, String> {
+        // `files(...)` lists the whole manifest's big files: keep those the changeset writes.
+        let written: HashSet<(&str, &str)> = logged
+            .iter()
+            .flat_map(|l| l.file_adds.iter().chain(&l.file_mods).map(move |f| (l.node.as_str(), f.as_str())))
+            .collect();
         // File names cannot hold newlines in Mercurial: a line per node, then its files.
         let template = format!("{{node}}\\n{{files(\"set:size('>{limit}')\") % '  {{file}}\\n'}}");
         let out = self.hg(true, &["log", "-r", &format!("{}:{}", hex(first)?, hex(last)?), "-T", &template])?;
@@ -143,9 +154,10 @@ impl HgRepo {
         let mut node = String::new();
         for line in String::from_utf8_lossy(&out).lines() {
             match line.strip_prefix("  ") {
-                Some(path) => {
+                Some(path) if written.contains(&(node.as_str(), path)) => {
                     found.insert((node.clone(), path.to_string()), limit + 1);
                 }
+                Some(_) => {}
                 None => node = line.to_string(),
             }
         }
