@@ -2,6 +2,7 @@
 //! commits, the paths they change and the sizes of new blobs. No `git` subprocess.
 
 mod quarantine;
+mod walk;
 
 pub use quarantine::Quarantine;
 
@@ -10,7 +11,7 @@ use gix::ObjectId;
 use gix::bstr::ByteSlice;
 use gix::prelude::FindExt;
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -19,6 +20,9 @@ pub struct RepoError(String);
 fn fail(context: impl std::fmt::Display, e: impl std::fmt::Display) -> RepoError {
     RepoError(format!("{context}: {e}"))
 }
+
+/// Bytes of decompressed pack objects kept while reading a push.
+const PACK_CACHE: usize = 64 << 20;
 
 /// What to read beyond actions and commits: the tree diffs are the costly part.
 #[derive(Debug, Clone, Copy, Default)]
@@ -32,9 +36,11 @@ pub struct Want {
 /// An open repository, seeing the objects of a push still in quarantine.
 pub struct GitRepo {
     repo: gix::Repository,
-    objects_dir: PathBuf,
     /// The objects from before the push, when the push is in quarantine.
     main_objects: Option<gix::OdbHandle>,
+    /// The commit-graph of the real objects directory, when there is one: gix looks for it
+    /// next to the object store, which is the quarantine overlay in pre-receive.
+    graph: Option<gix::commitgraph::Graph>,
     /// Kept alive: the object store reads through it.
     _quarantine: Option<quarantine::Overlay>,
 }
@@ -44,7 +50,8 @@ impl GitRepo {
         let mut repo = gix::open_opts(git_dir, gix::open::Options::isolated())
             .map_err(|e| fail(format_args!("cannot open repository {}", git_dir.display()), e))?;
         let objects_dir = repo.objects.store_ref().path().to_path_buf();
-        let overlay = quarantine.overlay(&objects_dir).map_err(|e| fail("cannot see quarantined objects", e))?;
+        let overlay =
+            quarantine.overlay(&objects_dir, git_dir).map_err(|e| fail("cannot see quarantined objects", e))?;
         let main_objects = overlay.as_ref().map(|_| repo.objects.clone());
         if let Some(overlay) = &overlay {
             let handle = gix::odb::at(overlay.objects_dir(), repo.object_hash())
@@ -52,7 +59,11 @@ impl GitRepo {
             repo.objects = gix::odb::memory::Proxy::new(handle, repo.object_hash()).with_write_passthrough();
         }
         repo.object_cache_size_if_unset(4 << 20);
-        Ok(GitRepo { repo, objects_dir, main_objects, _quarantine: overlay })
+        // Without a pack cache every tree read decompresses its whole delta chain again:
+        // half of a 1000-commit push's time went there.
+        repo.objects.set_pack_cache(|| Box::new(gix::odb::pack::cache::lru::MemoryCappedHashmap::new(PACK_CACHE)));
+        let graph = gix::commitgraph::Graph::at(&objects_dir.join("info"), repo.object_hash(), None).ok();
+        Ok(GitRepo { repo, main_objects, graph, _quarantine: overlay })
     }
 
     /// The branch HEAD names, if it names one.
@@ -66,12 +77,6 @@ impl GitRepo {
     fn had_before(&self, oid: ObjectId, previous: Option<ObjectId>) -> bool {
         use gix::objs::Exists;
         previous == Some(oid) || self.main_objects.as_ref().is_some_and(|main| main.exists(&oid))
-    }
-
-    /// The commit-graph of the real objects directory: gix looks for it next to the object
-    /// store, which is the quarantine overlay in pre-receive.
-    fn commit_graph(&self) -> Option<gix::commitgraph::Graph> {
-        gix::commitgraph::Graph::at(&self.objects_dir.join("info"), self.repo.object_hash(), None).ok()
     }
 
     /// Read what each update does. The hidden set is the same for every update: the old
@@ -178,13 +183,13 @@ impl GitRepo {
         if tips.is_empty() {
             return Ok(new);
         }
-        let walk = self
-            .repo
-            .rev_walk(tips)
-            .with_hidden(hidden)
-            .with_commit_graph(self.commit_graph())
-            .all()
-            .map_err(|e| fail("cannot walk the new commits", e))?;
+        if let Some(graph) = &self.graph {
+            let mut commits = GraphCommits { graph, objects: &self.repo.objects, buf: Vec::new() };
+            return walk::new_commits(&mut commits, &tips, &hidden).map_err(|e| fail("cannot walk the new commits", e));
+        }
+        // Without a commit-graph there are no generation numbers to stop early on.
+        let walk =
+            self.repo.rev_walk(tips).with_hidden(hidden).all().map_err(|e| fail("cannot walk the new commits", e))?;
         for info in walk {
             let info = info.map_err(|e| fail("cannot walk the new commits", e))?;
             new.insert(info.id, info.parent_ids.to_vec());
@@ -200,8 +205,7 @@ impl GitRepo {
         if old == new {
             return Ok(Action::Update);
         }
-        let cache = self.commit_graph();
-        let mut graph = self.repo.revision_graph(cache.as_ref());
+        let mut graph = self.repo.revision_graph(self.graph.as_ref());
         let bases = gix_revision::merge_base(old, &[new], &mut graph)
             .map_err(|e| fail(format_args!("cannot compare {} with {}", update.old, update.new), e))?;
         let fast_forward = bases.is_some_and(|bases| bases.iter().any(|b| *b == old));
@@ -294,6 +298,30 @@ impl GitRepo {
             files.push(FileChange { path: path.into(), kind, blob });
         }
         Ok(files)
+    }
+}
+
+/// Commits as the walk needs them: from the commit-graph when it has them, else from the
+/// objects (the pushed commits, and anything since the graph was written).
+struct GraphCommits<'a> {
+    graph: &'a gix::commitgraph::Graph,
+    objects: &'a gix::OdbHandle,
+    buf: Vec<u8>,
+}
+
+impl walk::Commits for GraphCommits<'_> {
+    fn lookup(&mut self, id: ObjectId) -> Result<(walk::Key, Vec<ObjectId>), String> {
+        if let Some(commit) = self.graph.commit_by_id(id) {
+            let key = (u64::from(commit.generation()), commit.committer_timestamp() as i64);
+            let parents: Result<Vec<ObjectId>, String> = commit
+                .iter_parents()
+                .map(|p| p.map(|pos| self.graph.id_at(pos).to_owned()).map_err(|e| e.to_string()))
+                .collect();
+            return Ok((key, parents?));
+        }
+        let commit = self.objects.find_commit(&id, &mut self.buf).map_err(|e| format!("commit {id}: {e}"))?;
+        let time = commit.committer().ok().and_then(|c| c.time().ok()).map_or(0, |t| t.seconds);
+        Ok(((u64::MAX, time), commit.parents().collect()))
     }
 }
 

@@ -29,7 +29,7 @@ impl Quarantine {
 
     /// An overlay over `main_objects` when the objects live elsewhere; `None` when there is
     /// no quarantine (post-receive, the update hook, a manual run).
-    pub(super) fn overlay(&self, main_objects: &Path) -> std::io::Result<Option<Overlay>> {
+    pub(super) fn overlay(&self, main_objects: &Path, git_dir: &Path) -> std::io::Result<Option<Overlay>> {
         let Some(object_dir) = &self.object_dir else {
             return Ok(None);
         };
@@ -37,7 +37,12 @@ impl Quarantine {
         if same_dir(&object_dir, main_objects) {
             return Ok(None);
         }
-        let dir = tempfile::Builder::new().prefix("pushgate-objects-").tempdir()?;
+        // Next to the repository (same disk, often a fast one), else in the temp dir.
+        let builder = tempfile::Builder::new().prefix("pushgate-objects-").clone();
+        let beside = git_dir.join("pushgate");
+        let dir = std::fs::create_dir_all(&beside)
+            .and_then(|()| builder.tempdir_in(&beside))
+            .or_else(|_| builder.tempdir())?;
         std::fs::create_dir(dir.path().join("info"))?;
         let mut entries = vec![object_dir];
         entries.extend(self.alternates.iter().map(|a| absolute(a)));
