@@ -11,6 +11,7 @@
 //! passes the mark on: the result is exact either way.
 
 use gix::ObjectId;
+use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 
 const VISIBLE: u8 = 1;
@@ -78,11 +79,10 @@ impl Walk {
             return Ok(());
         }
         self.flags.insert(id, after);
-        if !self.info.contains_key(&id) {
-            let info = commits.lookup(id)?;
-            self.info.insert(id, info);
-        }
-        let key = self.info[&id].0;
+        let key = match self.info.entry(id) {
+            Entry::Occupied(known) => known.get().0,
+            Entry::Vacant(unknown) => unknown.insert(commits.lookup(id)?).0,
+        };
         if self.queued.insert(id) {
             self.queue.push((key, id));
         }
