@@ -220,11 +220,13 @@ pub fn judge_push(
 
 /// What the decision (and the extensions about to be told) need read from the repository.
 pub fn want(config: &Config, extensions: &[&Extension]) -> Want {
-    let sizes = config.smallest_blob_limit().is_some();
     let checks_files = config.checks.iter().any(|c| !c.forbid_paths.is_empty() || c.max_files_changed.is_some());
     Want {
-        files: sizes || checks_files || config.rules.iter().any(|r| r.paths.is_some()) || !extensions.is_empty(),
-        blob_sizes: sizes,
+        files: config.smallest_blob_limit().is_some()
+            || checks_files
+            || config.rules.iter().any(|r| r.paths.is_some())
+            || !extensions.is_empty(),
+        blob_sizes: config.smallest_blob_limit(),
         heads: extensions.iter().any(|e| e.format == Format::Github),
     }
 }

@@ -101,7 +101,7 @@ pub fn post_event(
             .filter_map(|(name, id)| Some((name.clone(), gix::ObjectId::from_hex(id.as_bytes()).ok()?)))
             .collect()
     });
-    let want = Want { files: true, blob_sizes: false, heads: true };
+    let want = Want { files: true, blob_sizes: None, heads: true };
     let push = git.read_push(updates, updates, refs.as_deref(), want).map_err(|e| e.to_string())?;
     let context = event::Context {
         id: event::new_id(),

@@ -28,7 +28,9 @@ const PACK_CACHE: usize = 64 << 20;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Want {
     pub files: bool,
-    pub blob_sizes: bool,
+    /// Read the size of each new blob; for blobs above this many bytes, also whether the
+    /// repository had them before (size limits are about new blobs).
+    pub blob_sizes: Option<u64>,
     /// The tip commit of each change, with its files (for `github` payloads).
     pub heads: bool,
 }
@@ -52,11 +54,14 @@ impl GitRepo {
         let objects_dir = repo.objects.store_ref().path().to_path_buf();
         let overlay =
             quarantine.overlay(&objects_dir, git_dir).map_err(|e| fail("cannot see quarantined objects", e))?;
+        // A hook never waits for objects to appear: no re-scan of the object dirs on a miss.
+        repo.objects.refresh_never();
         let main_objects = overlay.as_ref().map(|_| repo.objects.clone());
         if let Some(overlay) = &overlay {
             let handle = gix::odb::at(overlay.objects_dir(), repo.object_hash())
                 .map_err(|e| fail("cannot open quarantined objects", e))?;
             repo.objects = gix::odb::memory::Proxy::new(handle, repo.object_hash()).with_write_passthrough();
+            repo.objects.refresh_never();
         }
         repo.object_cache_size_if_unset(4 << 20);
         // Without a pack cache every tree read decompresses its whole delta chain again:
@@ -123,7 +128,7 @@ impl GitRepo {
                 None => self.ancestry_action(update)?,
             };
             let ids = tip.map(|tip| oldest_first(tip, &new_commits)).unwrap_or_default();
-            let read_files = want.files || want.blob_sizes;
+            let read_files = want.files || want.blob_sizes.is_some();
             let mut commits = Vec::with_capacity(ids.len());
             for id in ids {
                 commits.push(self.commit(id, read_files, want.blob_sizes, &mut files_by_commit)?);
@@ -218,7 +223,7 @@ impl GitRepo {
         &self,
         id: ObjectId,
         with_files: bool,
-        sizes: bool,
+        sizes: Option<u64>,
         files_by_commit: &mut HashMap<ObjectId, Vec<FileChange>>,
     ) -> Result<Commit, RepoError> {
         let object = self.repo.find_commit(id).map_err(|e| fail(format_args!("cannot read commit {id}"), e))?;
@@ -246,7 +251,12 @@ impl GitRepo {
     }
 
     /// The files `id` changes against its first parent (against nothing for a root).
-    fn changed_files(&self, id: ObjectId, parent: Option<ObjectId>, sizes: bool) -> Result<Vec<FileChange>, RepoError> {
+    fn changed_files(
+        &self,
+        id: ObjectId,
+        parent: Option<ObjectId>,
+        sizes: Option<u64>,
+    ) -> Result<Vec<FileChange>, RepoError> {
         let objects = &self.repo.objects;
         let hash = self.repo.object_hash();
         let tree_of = |commit: ObjectId, buf: &mut Vec<u8>| -> Result<ObjectId, RepoError> {
@@ -286,12 +296,15 @@ impl GitRepo {
                 continue;
             }
             let blob = if kind != FileKind::Removed && mode.is_blob_or_symlink() {
-                let size = if sizes {
-                    self.repo.find_header(oid).map_err(|e| fail(format_args!("cannot read blob {oid}"), e))?.size()
-                } else {
-                    0
+                let size = match sizes {
+                    Some(_) => {
+                        self.repo.find_header(oid).map_err(|e| fail(format_args!("cannot read blob {oid}"), e))?.size()
+                    }
+                    None => 0,
                 };
-                Some(Blob { id: oid, size, preexisting: self.had_before(oid, previous) })
+                // Asking the old store is a miss for most new blobs: only for the big ones.
+                let preexisting = sizes.is_some_and(|limit| size > limit) && self.had_before(oid, previous);
+                Some(Blob { id: oid, size, preexisting })
             } else {
                 None
             };
