@@ -104,7 +104,9 @@ pub fn post_event(
     let want = Want { files: true, blob_sizes: None, heads: true };
     let push = git.read_push(updates, updates, refs.as_deref(), want).map_err(|e| e.to_string())?;
     let context = event::Context {
-        id: event::new_id(),
+        // From the journal, so an event rebuilt after a crash keeps its id (and its jobs
+        // their delivery ids).
+        id: event::name_based_id(&format!("{}\0{}\0{}", journal.repo, journal.sequence, journal.time)),
         time: journal.time.clone(),
         phase: "post",
         vcs: "git",

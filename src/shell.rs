@@ -184,6 +184,15 @@ pub fn run(config_path: &Path, explicit_config: bool, user: &str, command: Optio
         Ok(found) => found,
         Err(e) => return refuse(e),
     };
+    // The repository's own rules come first, for reads as for pushes.
+    let repo_file = match &request {
+        Request::Hg { .. } => path.join(".hg").join(crate::config::REPO_FILE),
+        Request::Git { .. } => path.join(crate::config::REPO_FILE),
+    };
+    let config = match Config::load(config_path, Some(&repo_file)) {
+        Ok(config) => config,
+        Err(e) => return refuse(format!("configuration error: {}", e.0[0])),
+    };
     if !may_read(&config, user, &name) {
         return refuse(format!("{user} may not read {name}"));
     }

@@ -275,14 +275,14 @@ fn check_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A URL as logs and messages may show it: no credentials, no query (it may hold a token).
+/// A URL as logs and messages may show it: scheme, host and port only. Credentials, the
+/// query and the path (webhook URLs carry their token there) are left out.
 pub fn redacted_url(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let rest = rest.split(['?', '#']).next().unwrap_or_default();
-    let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     let host = authority.rsplit('@').next().unwrap_or_default();
-    let query = if url.contains('?') { "?…" } else { "" };
-    format!("{scheme}://{host}/{path}{query}")
+    let more = if rest.len() > authority.len() { "/…" } else { "" };
+    format!("{scheme}://{host}{more}")
 }
 
 #[cfg(test)]
@@ -295,7 +295,8 @@ mod tests {
         assert!(check_url("ftp://x").is_err());
         assert!(check_url("http:///x").is_err());
         assert!(check_url("http://a b").is_err());
-        assert_eq!(redacted_url("https://user:pw@example.org/hook?token=abc"), "https://example.org/hook?…");
-        assert_eq!(redacted_url("http://127.0.0.1:9/x"), "http://127.0.0.1:9/x");
+        assert_eq!(redacted_url("https://user:pw@example.org/hook?token=abc"), "https://example.org/…");
+        assert_eq!(redacted_url("https://discord.com/api/webhooks/1/TOKEN/github"), "https://discord.com/…");
+        assert_eq!(redacted_url("http://127.0.0.1:9"), "http://127.0.0.1:9");
     }
 }

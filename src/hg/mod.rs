@@ -239,7 +239,8 @@ fn person(user: &str, (seconds, west): (f64, i64)) -> Person {
         _ if user.contains('@') => ("", user.trim()),
         _ => (user.trim(), ""),
     };
-    Person { name: name.to_string(), email: email.to_string(), time: seconds as i64, offset: -(west as i32) }
+    let offset = west.saturating_neg().clamp(-86_400, 86_400) as i32;
+    Person { name: name.to_string(), email: email.to_string(), time: seconds as i64, offset }
 }
 
 #[cfg(test)]

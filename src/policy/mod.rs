@@ -177,14 +177,25 @@ fn judge_paths(config: &Config, subject: Subject, change: &Change, verdict: &mut
 }
 
 fn judge_blob_sizes(config: &Config, subject: Subject, change: &Change, verdict: &mut Verdict) {
-    // A check's max_blob_size overrides [limits] in its scope; a warn-mode one only warns.
-    let scoped =
-        check::applicable(config, subject, &change.update.name).into_iter().find(|c| c.max_blob_size.is_some());
-    let (limit, label, mode) = match scoped {
-        Some(c) => (c.max_blob_size.as_ref(), format!(" (check {})", c.number), c.mode),
-        None => (config.max_blob_size.as_ref(), String::new(), Mode::Enforce),
+    // The first enforcing check with a max_blob_size overrides [limits] in its scope;
+    // warn-mode checks only add warnings, never lift the enforced limit.
+    let scoped = check::applicable(config, subject, &change.update.name);
+    let enforced = match scoped.iter().find(|c| c.mode == Mode::Enforce && c.max_blob_size.is_some()) {
+        Some(c) => c.max_blob_size.as_ref().map(|s| (s, format!(" (check {})", c.number))),
+        None => config.max_blob_size.as_ref().map(|s| (s, String::new())),
     };
-    let Some(limit) = limit else { return };
+    if let Some((limit, label)) = enforced {
+        verdict.rejections.extend(oversized_lines(change, limit, &label));
+    }
+    for c in scoped.iter().filter(|c| c.mode == Mode::Warn) {
+        if let Some(limit) = &c.max_blob_size {
+            verdict.warnings.extend(oversized_lines(change, limit, &format!(" (check {})", c.number)));
+        }
+    }
+}
+
+/// One line per new blob of `change` over `limit`, capped.
+fn oversized_lines(change: &Change, limit: &crate::config::Size, label: &str) -> Vec<String> {
     let name = &change.update.name;
     let mut seen = BTreeSet::new();
     let mut lines = Vec::new();
@@ -204,10 +215,7 @@ fn judge_blob_sizes(config: &Config, subject: Subject, change: &Change, verdict:
     if over > MAX_LINES_PER_KIND {
         lines.push(format!("{name}: … and {} more blobs over max_blob_size", over - MAX_LINES_PER_KIND));
     }
-    match mode {
-        Mode::Enforce => verdict.rejections.extend(lines),
-        Mode::Warn => verdict.warnings.extend(lines),
-    }
+    lines
 }
 
 fn oversized(ref_name: &str, file: &FileChange, commit: gix::ObjectId, limit: &crate::config::Size) -> String {

@@ -100,6 +100,8 @@ impl Deliverer<'_> {
                 Err(e) => self.set_aside(&event_path, &format!("unreadable event: {e}")),
             }
             super::remove_durably(&event_path)?;
+            // A journal left beside its event (a crash between the two) is done with too.
+            super::remove_durably(&self.spool.incoming_path(&Incoming::Journal(number)))?;
         }
         Ok(())
     }

@@ -166,14 +166,7 @@ impl Spool {
 
 /// A name-derived UUID (SHA-256 based), so a job rebuilt after a crash keeps its delivery id.
 pub fn delivery_id(event_id: &str, connector: &str, change: usize) -> String {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(format!("{event_id}\0{connector}\0{change}").as_bytes());
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    bytes[6] = (bytes[6] & 0x0f) | 0x80;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
+    crate::event::name_based_id(&format!("{event_id}\0{connector}\0{change}"))
 }
 
 #[cfg(test)]
