@@ -107,7 +107,7 @@ pub enum Command {
     },
     /// Mercurial hooks, as `install --hg` writes them: `pretxnclose` decides, `txnclose` spools.
     Hg {
-        #[arg(value_parser = ["pretxnclose", "txnclose", "outgoing"])]
+        #[arg(value_parser = ["pretxnclose", "txnclose", "outgoing", "prepushkey"])]
         hook: String,
     },
     /// Validate the configuration; errors as FILE:LINE:COL: message, exit 2 on error.

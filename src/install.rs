@@ -58,7 +58,7 @@ pub fn hg_hooks(binary: &Path) -> String {
     let exe = shell_quote(&binary.to_string_lossy());
     format!(
         "[hooks]\npretxnclose.pushgate = {exe} hg pretxnclose\ntxnclose.pushgate = {exe} hg txnclose\n\
-         outgoing.pushgate = {exe} hg outgoing\n"
+         outgoing.pushgate = {exe} hg outgoing\nprepushkey.pushgate = {exe} hg prepushkey\n"
     )
 }
 

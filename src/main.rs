@@ -95,6 +95,7 @@ fn run(cli: cli::Cli) -> Result<Outcome, Error> {
         C::PostReceive => Ok(hook::post_receive(&config_path, chain_dir.as_deref())),
         C::Hg { hook } if hook == "pretxnclose" => Ok(hg::hook::pretxnclose(&config_path)),
         C::Hg { hook } if hook == "outgoing" => Ok(hg::hook::outgoing(&config_path)),
+        C::Hg { hook } if hook == "prepushkey" => Ok(hg::hook::prepushkey(&config_path)),
         C::Hg { hook } if hook == "txnclose" => Ok(hg::hook::txnclose(&config_path)),
         C::Hg { hook } => Err(Error::new(format!("unknown Mercurial hook {hook:?}"))),
         C::Check { repo, json } => admin::check(&config_path, repo.as_deref(), json),

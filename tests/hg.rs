@@ -188,6 +188,7 @@ fn install_hg_adds_one_marked_block_and_uninstall_removes_only_it() {
         [
             "hooks.changegroup.notify=echo changed".to_string(),
             format!("hooks.outgoing.pushgate='{}' hg outgoing", exe.display()),
+            format!("hooks.prepushkey.pushgate='{}' hg prepushkey", exe.display()),
             format!("hooks.pretxnclose.pushgate='{}' hg pretxnclose", exe.display()),
             format!("hooks.txnclose.pushgate='{}' hg txnclose", exe.display()),
             "paths.default=/srv/elsewhere".to_string(),
@@ -214,7 +215,16 @@ fn a_repository_without_an_hgrc_gets_one_that_hg_reads() {
     site.pushgate(&["install", "--hg"]).arg(&repo).ok();
     let seen = site.hg(&repo, &["config", "hooks"]).ok();
     let names: Vec<&str> = seen.lines().filter_map(|l| l.split_once('=').map(|(name, _)| name)).collect();
-    assert_eq!(names, ["hooks.pretxnclose.pushgate", "hooks.txnclose.pushgate", "hooks.outgoing.pushgate"], "{seen}");
+    assert_eq!(
+        names,
+        [
+            "hooks.pretxnclose.pushgate",
+            "hooks.txnclose.pushgate",
+            "hooks.outgoing.pushgate",
+            "hooks.prepushkey.pushgate"
+        ],
+        "{seen}"
+    );
     site.pushgate(&["uninstall"]).arg(&repo).ok();
     assert_eq!(site.hg(&repo, &["config", "hooks"]).run().stdout, "");
 }

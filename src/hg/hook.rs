@@ -77,6 +77,11 @@ fn decide(config_path: &Path, env: &HgEnv) -> Result<Outcome, String> {
     let added = env.node.as_deref().zip(env.node_last.as_deref());
     let push = hg.read_push(added, config.smallest_blob_limit())?;
     if push.changes.is_empty() {
+        // Fail closed: changesets that no branch, bookmark or tag accounts for are not
+        // judged, so they do not land.
+        if added.is_some() {
+            return Err("the pushed changesets change no branch, bookmark or tag pushgate can judge".into());
+        }
         return Ok(Outcome::Success);
     }
     let mut verdict = policy::judge(&config, Subject { user: &user, repo: Some(&repo) }, &push);
@@ -119,6 +124,52 @@ fn stash(path: &Path, event: &Event, spool: &Path) -> Result<(), String> {
     crate::spool::write_durably(dir, name, &bytes, false)
         .map(|_| ())
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// `prepushkey`: a bookmark set through the legacy pushkey command, outside any push
+/// transaction (`hg push` over bundle1). Bundle2 pushes carry their bookmarks in the
+/// transaction pretxnclose judges, so only the legacy path is decided here.
+pub fn prepushkey(config_path: &Path) -> Outcome {
+    let var = |name: &str| std::env::var(name).unwrap_or_default();
+    if var("HG_NAMESPACE") != "bookmarks" || std::env::var_os("HG_BUNDLE2").is_some() {
+        return Outcome::Success;
+    }
+    match decide_pushkey(config_path, &var("HG_KEY"), &var("HG_OLD"), &var("HG_NEW")) {
+        Ok(outcome) => outcome,
+        Err(e) => reject(&e),
+    }
+}
+
+fn decide_pushkey(config_path: &Path, key: &str, old: &str, new: &str) -> Result<Outcome, String> {
+    let root = std::env::current_dir()
+        .and_then(|d| d.canonicalize())
+        .map_err(|e| format!("cannot find the repository: {e}"))?;
+    let config = Config::load(config_path, Some(&root.join(".hg").join(REPO_FILE)))
+        .map_err(|e| format!("configuration error: {}", e.0[0]))?;
+    let user = crate::identity::resolve(&config.identity_env, |n| std::env::var_os(n)).map_err(|e| e.to_string())?;
+    let repo = repo_name(&root, config.repos_root.as_deref());
+    let name = format!("refs/bookmarks/{key}");
+    crate::push::check_ref_name(&name).map_err(|e| format!("bookmark {}: {e}", crate::push::shown(key)))?;
+    let id = |hex: &str| -> Result<gix::ObjectId, String> {
+        if hex.is_empty() {
+            return Ok(gix::ObjectId::null(gix::hash::Kind::Sha1));
+        }
+        crate::push::parse_id(hex.as_bytes())
+    };
+    let update = crate::push::RefUpdate { old: id(old)?, new: id(new)?, name };
+    let action = match update.obvious_action() {
+        Some(action) => action,
+        None => {
+            let hg = HgRepo::new(&root, None);
+            let forward = hg.ancestors_among(&[(old.to_string(), new.to_string())])?.contains(old);
+            if forward { crate::push::Action::Update } else { crate::push::Action::Force }
+        }
+    };
+    let push = crate::push::Push { changes: vec![crate::push::Change { update, action, commits: vec![], head: None }] };
+    let verdict = policy::judge(&config, Subject { user: &user, repo: Some(&repo) }, &push);
+    say(&verdict.report(&user));
+    crate::hook::audit(config.audit_file.as_deref(), "prepushkey", &user, &repo, &push, &verdict)?;
+    Ok(if verdict.accepted() { Outcome::Success } else { Outcome::Rejected })
 }
 
 /// `outgoing`: changesets left the repository. For a pull or clone (over `hg serve` or

@@ -122,7 +122,7 @@ impl HgRepo {
     }
 
     /// Which `old` of each `(old, new)` pair is an ancestor of its `new`: one `hg` process.
-    fn ancestors_among(&self, pairs: &[(String, String)]) -> Result<HashSet<String>, String> {
+    pub fn ancestors_among(&self, pairs: &[(String, String)]) -> Result<HashSet<String>, String> {
         if pairs.is_empty() {
             return Ok(HashSet::new());
         }

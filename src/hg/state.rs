@@ -33,6 +33,9 @@ pub struct Changeset {
 pub struct Snapshot {
     /// Open heads per branch, oldest first (the last is the branch's tip).
     pub branches: BTreeMap<String, Vec<String>>,
+    /// Every head per branch, closed ones too: a push adding only closed heads still
+    /// changes the branch, and its changesets must be judged.
+    pub all_heads: BTreeMap<String, Vec<String>>,
     pub bookmarks: BTreeMap<String, String>,
     pub tags: BTreeMap<String, String>,
 }
@@ -44,6 +47,9 @@ impl Snapshot {
         for cs in changesets {
             if cs.head && !cs.closed {
                 snapshot.branches.entry(cs.branch.clone()).or_default().push(cs.node.clone());
+            }
+            if cs.head {
+                snapshot.all_heads.entry(cs.branch.clone()).or_default().push(cs.node.clone());
             }
             for bookmark in &cs.bookmarks {
                 snapshot.bookmarks.insert(bookmark.clone(), cs.node.clone());
@@ -68,24 +74,29 @@ pub struct Moved {
 /// Every ref that differs between `old` and `new`, branches then bookmarks then tags.
 pub fn moved(old: &Snapshot, new: &Snapshot) -> Vec<Moved> {
     let mut out = Vec::new();
-    let names: BTreeSet<&String> = old.branches.keys().chain(new.branches.keys()).collect();
+    let names: BTreeSet<&String> = old.all_heads.keys().chain(new.all_heads.keys()).collect();
     for name in names {
-        let (before, after) = (old.branches.get(name), new.branches.get(name));
-        if before == after {
+        if old.all_heads.get(name) == new.all_heads.get(name) {
             continue;
         }
+        let (before, after) = (old.branches.get(name), new.branches.get(name));
         let tip = |heads: Option<&Vec<String>>| heads.and_then(|h| h.last()).cloned();
-        let action = match (before, after) {
-            (None, _) => Action::Create,
-            (_, None) => Action::Delete,
+        let any_tip = |snapshot: &Snapshot| snapshot.all_heads.get(name).and_then(|h| h.last()).cloned();
+        let (action, before_id, after_id) = match (before, after) {
+            (None, _) if !old.all_heads.contains_key(name) => {
+                (Action::Create, None, tip(after).or_else(|| any_tip(new)))
+            }
+            // Closed before and still (or again) closed: changesets on a closed branch.
+            (None, None) => (Action::Update, any_tip(old), any_tip(new)),
+            (None, Some(_)) => (Action::Update, any_tip(old), tip(after)),
+            (Some(_), None) => (Action::Delete, tip(before), None),
             // A push that adds a head to a branch is a force, like a non-fast-forward.
-            (Some(b), Some(a)) if a.iter().any(|h| !b.contains(h)) && a.len() > b.len() => Action::Force,
-            _ => Action::Update,
+            (Some(b), Some(a)) if a.iter().any(|h| !b.contains(h)) && a.len() > b.len() => {
+                (Action::Force, tip(before), tip(after))
+            }
+            (Some(_), Some(_)) => (Action::Update, tip(before), tip(after)),
         };
-        out.push(Moved {
-            update: update(&format!("refs/heads/{name}"), tip(before), tip(after)),
-            action: Some(action),
-        });
+        out.push(Moved { update: update(&format!("refs/heads/{name}"), before_id, after_id), action: Some(action) });
     }
     for (kind, old_map, new_map) in [("bookmarks", &old.bookmarks, &new.bookmarks), ("tags", &old.tags, &new.tags)] {
         let names: BTreeSet<&String> = old_map.keys().chain(new_map.keys()).collect();
@@ -183,6 +194,18 @@ mod tests {
         );
         let forward = actions(&[cs('a', "default", &[], &[], false)], &[cs('c', "default", &[], &[], false)]);
         assert_eq!(forward, [("refs/heads/default".to_string(), Some(Action::Update))]);
+    }
+
+    #[test]
+    fn a_push_of_only_closed_heads_still_moves_the_branch() {
+        let open = cs('a', "default", &[], &[], false);
+        let closed = cs('b', "evil", &[], &[], true);
+        let moved = actions(std::slice::from_ref(&open), &[open.clone(), closed.clone()]);
+        assert_eq!(moved, [("refs/heads/evil".to_string(), Some(Action::Create))]);
+        let mut closed_again = cs('c', "evil", &[], &[], true);
+        closed_again.head = true;
+        let more = actions(&[open.clone(), closed], &[open, closed_again]);
+        assert_eq!(more, [("refs/heads/evil".to_string(), Some(Action::Update))]);
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub fn applicable_ignoring_exempt<'c>(config: &'c Config, subject: Subject, ref_
 
 /// Run the applicable checks on one update, adding failures to `verdict`.
 pub fn judge(config: &Config, subject: Subject, change: &Change, verdict: &mut Verdict) {
-    if change.action == Action::Delete {
+    if change.action == Action::Delete && change.commits.is_empty() {
         return;
     }
     for check in applicable(config, subject, &change.update.name) {

@@ -141,7 +141,9 @@ pub fn judge_change(config: &Config, subject: Subject, change: &Change, verdict:
         let why = decision.rule.map_or_else(|| "(no rule allows it)".to_string(), rule_label);
         verdict.rejections.push(format!("{name}: {op} denied {why}"));
     }
-    if change.action == Action::Delete {
+    // A delete brings nothing, except in Mercurial, where closing a branch is a delete that
+    // can carry changesets: those are judged like any others.
+    if change.action == Action::Delete && change.commits.is_empty() {
         return;
     }
     judge_paths(config, subject, change, verdict);
@@ -154,7 +156,8 @@ fn judge_paths(config: &Config, subject: Subject, change: &Change, verdict: &mut
         return;
     }
     let name = &change.update.name;
-    let op = change.action.op();
+    // Paths are written, not deleted, by the changesets a closing delete carries.
+    let op = if change.action == Action::Delete { Op::Update } else { change.action.op() };
     let paths: BTreeSet<&[u8]> = change.commits.iter().flat_map(|c| &c.files).map(|f| f.path.as_slice()).collect();
     let mut denied = 0;
     for path in paths {
@@ -359,8 +362,13 @@ allow = ["all"]
     }
 
     #[test]
-    fn deletes_skip_the_path_pass() {
-        assert!(verdict("bob", vec![change("refs/heads/topic", Action::Delete, &[(b"deploy/x", 1)])]).accepted());
+    fn deletes_skip_the_path_pass_unless_they_carry_commits() {
+        let mut delete = change("refs/heads/topic", Action::Delete, &[]);
+        delete.commits.clear();
+        assert!(verdict("bob", vec![delete]).accepted());
+        // Closing an hg branch is a delete that can bring changesets: they are judged.
+        let closing = change("refs/heads/topic", Action::Delete, &[(b"deploy/x", 1)]);
+        assert_eq!(verdict("bob", vec![closing]).rejections, ["refs/heads/topic: deploy/x: update denied (rule 3)"]);
     }
 
     #[test]
