@@ -603,3 +603,29 @@ fn path_globs_without_a_slash_match_at_any_depth_and_others_from_the_top() {
         ]
     );
 }
+
+#[test]
+fn a_ref_to_a_bare_blob_or_tree_is_refused_while_contents_are_checked() {
+    let server = TestServer::new()
+        .config("[limits]\nmax_blob_size = \"1 KiB\"\n[[rule]]\nusers = [\"*\"]\nallow = [\"all\"]\n")
+        .install(&[]);
+    let work = server.work();
+    std::fs::write(work.dir.join("big.bin"), "x".repeat(100_000)).unwrap();
+    let blob = work.git(&["hash-object", "-w", "big.bin"]).ok();
+    let tree = work.git(&["mktree"]).stdin(format!("100644 blob {blob}\tbig.bin\n")).ok();
+    work.git(&["tag", "-a", "-m", "a tree", "ttree", &tree]).ok();
+
+    let pushed = server.push_as("bob", &["origin", &format!("{blob}:refs/tags/bigblob")]);
+    pushed.assert_rejected();
+    assert!(
+        pushed.pushgate_lines().iter().any(|l| l.contains("refs/tags/bigblob: points at a blob, not a commit")),
+        "{pushed}"
+    );
+
+    let pushed = server.push_as("bob", &["origin", "refs/tags/ttree"]);
+    pushed.assert_rejected();
+    assert!(
+        pushed.pushgate_lines().iter().any(|l| l.contains("refs/tags/ttree: points at a tree, not a commit")),
+        "{pushed}"
+    );
+}

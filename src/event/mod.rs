@@ -321,12 +321,14 @@ mod tests {
                     action: Action::Create,
                     commits: vec![c1.clone(), c2.clone()],
                     head: Some(c2.clone()),
+                    non_commit: None,
                 },
                 PushChange {
                     update: update("refs/heads/copy"),
                     action: Action::Create,
                     commits: vec![c1, c2.clone()],
                     head: Some(c2),
+                    non_commit: None,
                 },
             ],
         }

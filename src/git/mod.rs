@@ -140,7 +140,11 @@ impl GitRepo {
                 },
                 _ => None,
             };
-            changes.push(Change { update: update.clone(), action, commits, head });
+            let non_commit = match tip {
+                None if !update.new.is_null() => Some(self.kind_behind_tags(update.new)?),
+                _ => None,
+            };
+            changes.push(Change { update: update.clone(), action, commits, head, non_commit });
         }
         Ok(Push { changes })
     }
@@ -171,6 +175,24 @@ impl GitRepo {
                     id = tag.target_id().map_err(|e| fail(format_args!("cannot decode tag {id}"), e))?.detach();
                 }
                 _ => return Ok(None),
+            }
+        }
+        Err(RepoError(format!("tag chain at {id} is too long")))
+    }
+
+    /// What an object that is not a commit is, through annotated tags: `tree` or `blob`.
+    fn kind_behind_tags(&self, mut id: ObjectId) -> Result<&'static str, RepoError> {
+        for _ in 0..32 {
+            let header = self.repo.find_header(id).map_err(|e| fail(format_args!("cannot read object {id}"), e))?;
+            match header.kind() {
+                gix::object::Kind::Tag => {
+                    let tag = self.repo.find_object(id).map_err(|e| fail(format_args!("cannot read tag {id}"), e))?;
+                    let tag = tag.try_into_tag().map_err(|e| fail(format_args!("cannot read tag {id}"), e))?;
+                    id = tag.target_id().map_err(|e| fail(format_args!("cannot decode tag {id}"), e))?.detach();
+                }
+                gix::object::Kind::Tree => return Ok("tree"),
+                gix::object::Kind::Blob => return Ok("blob"),
+                gix::object::Kind::Commit => return Ok("commit"),
             }
         }
         Err(RepoError(format!("tag chain at {id} is too long")))

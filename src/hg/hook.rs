@@ -165,7 +165,9 @@ fn decide_pushkey(config_path: &Path, key: &str, old: &str, new: &str) -> Result
             if forward { crate::push::Action::Update } else { crate::push::Action::Force }
         }
     };
-    let push = crate::push::Push { changes: vec![crate::push::Change { update, action, commits: vec![], head: None }] };
+    let push = crate::push::Push {
+        changes: vec![crate::push::Change { update, action, commits: vec![], head: None, non_commit: None }],
+    };
     let verdict = policy::judge(&config, Subject { user: &user, repo: Some(&repo) }, &push);
     say(&verdict.report(&user));
     crate::hook::audit(config.audit_file.as_deref(), "prepushkey", &user, &repo, &push, &verdict)?;

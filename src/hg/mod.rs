@@ -115,7 +115,7 @@ impl HgRepo {
                     .filter_map(|cs| commits.get(cs.node.as_str()).cloned())
                     .collect();
                 let head = commits.iter().find(|c| c.id == m.update.new).cloned();
-                Change { update: m.update, action, commits, head }
+                Change { update: m.update, action, commits, head, non_commit: None }
             })
             .collect();
         Ok(Push { changes })

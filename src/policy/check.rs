@@ -188,6 +188,7 @@ mode = "warn"
             action: Action::Update,
             commits,
             head: None,
+            non_commit: None,
         }
     }
 

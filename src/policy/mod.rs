@@ -146,9 +146,24 @@ pub fn judge_change(config: &Config, subject: Subject, change: &Change, verdict:
     if change.action == Action::Delete && change.commits.is_empty() {
         return;
     }
+    if let Some(kind) = change.non_commit
+        && inspects_contents(config)
+    {
+        verdict.rejections.push(format!(
+            "{name}: points at a {kind}, not a commit: its contents cannot be checked against the path rules and limits"
+        ));
+    }
     judge_paths(config, subject, change, verdict);
     judge_blob_sizes(config, subject, change, verdict);
     check::judge(config, subject, change, verdict);
+}
+
+/// Whether anything judges what a push contains (paths, sizes, files): then a ref to a bare
+/// tree or blob, which brings contents without commits, is refused (fail closed).
+fn inspects_contents(config: &Config) -> bool {
+    config.rules.iter().any(|r| r.paths.is_some())
+        || config.smallest_blob_limit().is_some()
+        || config.checks.iter().any(|c| !c.forbid_paths.is_empty() || c.max_files_changed.is_some())
 }
 
 fn judge_paths(config: &Config, subject: Subject, change: &Change, verdict: &mut Verdict) {
@@ -314,6 +329,7 @@ allow = ["all"]
             action,
             commits: vec![commit],
             head: None,
+            non_commit: None,
         }
     }
 
