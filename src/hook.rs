@@ -12,7 +12,7 @@ use crate::extension::pre;
 use crate::git::{GitRepo, Quarantine, Want};
 use crate::identity;
 use crate::policy::{self, Subject, Verdict};
-use crate::push::{self, Push, RefUpdate};
+use crate::push::{self, Change, Push, RefUpdate};
 use crate::record;
 use crate::whole_push;
 use std::io::{Read, Write};
@@ -209,7 +209,20 @@ pub fn judge_push(
     let pre = pre::applicable(&config.extensions, repo, &refs);
     let git = GitRepo::open(&site.git_dir, &site.quarantine).map_err(|e| e.to_string())?;
     let push = git.read_push(updates, whole, None, want(config, &pre)).map_err(|e| e.to_string())?;
-    let mut verdict = policy::judge(config, Subject { user, repo: Some(repo) }, &push);
+    // A push to a symbolic ref moves its target: the target's rules apply too.
+    let aliases: Vec<Change> = push
+        .changes
+        .iter()
+        .filter_map(|c| git.symref_target(&c.update.name).map(|target| (c, target)))
+        .map(|(c, target)| Change { update: RefUpdate { name: target, ..c.update.clone() }, ..c.clone() })
+        .collect();
+    let mut verdict = if aliases.is_empty() {
+        policy::judge(config, Subject { user, repo: Some(repo) }, &push)
+    } else {
+        let mut judged = push.clone();
+        judged.changes.extend(aliases);
+        policy::judge(config, Subject { user, repo: Some(repo) }, &judged)
+    };
     if verdict.accepted() && !pre.is_empty() {
         let place = Place { path: &site.git_dir, default_branch: git.default_branch(), vcs: "git" };
         let event = event::build(&push, event_context(config, &place, user, repo, "pre"));

@@ -629,3 +629,26 @@ fn a_ref_to_a_bare_blob_or_tree_is_refused_while_contents_are_checked() {
         "{pushed}"
     );
 }
+
+#[test]
+fn a_push_to_a_symbolic_ref_is_judged_by_its_targets_rules_too() {
+    let server = TestServer::new()
+        .config(
+            "[[rule]]\nrefs = [\"refs/heads/main\"]\nusers = [\"alice\"]\nallow = [\"all\"]\n\
+             [[rule]]\nrefs = [\"refs/heads/main\"]\nusers = [\"*\"]\ndeny = [\"all\"]\n\
+             [[rule]]\nrefs = [\"refs/heads/**\"]\nusers = [\"*\"]\nallow = [\"all\"]\n",
+        )
+        .install(&[]);
+    server.work().commit(&[("README.md", "# app\n")]);
+    server.push_as("alice", &["origin", "HEAD:refs/heads/main"]).assert_accepted();
+    server.git(&["symbolic-ref", "refs/heads/master", "refs/heads/main"]).ok();
+    server.work().commit(&[("README.md", "# changed\n")]);
+
+    let pushed = server.push_as("bob", &["origin", "HEAD:refs/heads/master"]);
+
+    pushed.assert_rejected();
+    assert!(
+        pushed.pushgate_lines().iter().any(|l| l.starts_with("pushgate: refs/heads/main: update denied")),
+        "{pushed}"
+    );
+}

@@ -180,6 +180,15 @@ impl GitRepo {
         Err(RepoError(format!("tag chain at {id} is too long")))
     }
 
+    /// The ref a symbolic ref under `refs/` points at, if `name` is one.
+    pub fn symref_target(&self, name: &str) -> Option<String> {
+        let reference = self.repo.try_find_reference(name).ok()??;
+        match reference.target() {
+            gix::refs::TargetRef::Symbolic(target) => Some(target.as_bstr().to_str_lossy().into_owned()),
+            gix::refs::TargetRef::Object(_) => None,
+        }
+    }
+
     /// What an object that is not a commit is, through annotated tags: `tree` or `blob`.
     fn kind_behind_tags(&self, mut id: ObjectId) -> Result<&'static str, RepoError> {
         for _ in 0..32 {
