@@ -39,7 +39,7 @@ fn spool_of(config_path: &Path) -> Result<(Spool, Option<Config>), Error> {
 /// Every connector worth showing: the configured `post` extensions, then any other queue.
 fn connectors(spool: &Spool, config: Option<&Config>) -> Result<Vec<String>, Error> {
     let mut names: Vec<String> = config
-        .map(|c| c.extensions.iter().filter(|e| e.phase == Phase::Post).map(|e| e.name.clone()).collect())
+        .map(|c| c.extensions.iter().filter(|e| e.phase == Phase::Post).map(|e| e.queue.clone()).collect())
         .unwrap_or_default();
     for name in spool.connectors().map_err(|e| Error::new(e.to_string()))? {
         if !names.contains(&name) {

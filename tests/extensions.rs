@@ -704,9 +704,10 @@ fn failing_endpoint(url: &str, on_error: &str) -> (String, Run) {
 }
 
 /// `http://127.0.0.1:<port>/hook?…`: how messages show `url`.
+/// How pushgate shows a URL: scheme, host and port (no credentials, path or query).
 fn shown_url(url: &str) -> String {
     let rest = url.split_once('@').unwrap().1;
-    format!("http://{}?…", rest.split('?').next().unwrap())
+    format!("http://{}/…", rest.split('/').next().unwrap())
 }
 
 #[test]
@@ -883,7 +884,7 @@ fn a_pre_endpoint_that_hangs_past_its_timeout_is_an_error_for_on_error() {
         pushed.pushgate_lines(),
         [
             "pushgate: push rejected for bob".to_string(),
-            format!("pushgate: ci: failed: {}: timed out after 300ms", receiver.url("/hook"))
+            format!("pushgate: ci: failed: {}/…: timed out after 300ms", receiver.url(""))
         ]
     );
     assert_eq!(server.ref_target("refs/heads/main"), None);

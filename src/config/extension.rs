@@ -13,6 +13,10 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Extension {
     /// Unique; also the connector's queue name.
     pub name: String,
+    /// The delivery queue: the name for a global extension; for one a repository's own file
+    /// defines, the name and a tag of that repository, so two repositories' `notify` never
+    /// share a queue (nor deliver each other's events).
+    pub queue: String,
     pub kind: Kind,
     pub phase: Phase,
     pub format: Format,
@@ -162,7 +166,14 @@ impl Validator {
             let span = ext.mode.as_ref().map_or(whole.clone(), |m| m.span());
             self.fail(at, span, "mode = \"warn\" applies to pre extensions only (post extensions never reject)");
         }
+        let queue = if at.path.file_name().is_some_and(|n| n == super::REPO_FILE) {
+            let repo = at.path.parent().unwrap_or(at.path).to_string_lossy();
+            format!("{name}~{:08x}", crate::event::github::stable_id(&repo) as u32)
+        } else {
+            name.clone()
+        };
         (self.errors.len() == errors_before).then(|| Extension {
+            queue,
             name,
             kind: kind.expect("no errors means the kind is known"),
             phase,

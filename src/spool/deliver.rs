@@ -57,12 +57,12 @@ impl Deliverer<'_> {
     fn post_connectors(&self) -> Vec<Extension> {
         let mut connectors: Vec<Extension> = posts(self.config).cloned().collect();
         for name in self.spool.connectors().unwrap_or_default() {
-            if connectors.iter().any(|c| c.name == name) {
+            if connectors.iter().any(|c| c.queue == name) {
                 continue;
             }
             let head = self.spool.jobs(&name, Shelf::Queue).ok().and_then(|jobs| jobs.into_iter().next());
             let defined = head.and_then(|job| (self.repo_config)(&job.git_dir));
-            if let Some(ext) = defined.as_ref().and_then(|config| posts(config).find(|e| e.name == name)) {
+            if let Some(ext) = defined.as_ref().and_then(|config| posts(config).find(|e| e.queue == name)) {
                 connectors.push(ext.clone());
             }
         }
@@ -163,17 +163,17 @@ impl Deliverer<'_> {
             };
             for (change, body, total_commits) in bodies {
                 let known =
-                    [Shelf::Queue, Shelf::Dead].iter().any(|s| self.spool.has_job(&ext.name, *s, number, change));
+                    [Shelf::Queue, Shelf::Dead].iter().any(|s| self.spool.has_job(&ext.queue, *s, number, change));
                 if known {
                     continue;
                 }
                 let job = Job {
-                    connector: ext.name.clone(),
+                    connector: ext.queue.clone(),
                     number,
                     change,
                     event_id: event.id.clone(),
                     event: "push".into(),
-                    delivery_id: delivery_id(&event.id, &ext.name, change),
+                    delivery_id: delivery_id(&event.id, &ext.queue, change),
                     repo: event.repository.name.clone(),
                     git_dir: event.repository.path.clone().into(),
                     user: event.user.name.clone(),
@@ -199,16 +199,16 @@ impl Deliverer<'_> {
         let interested =
             posts(config).filter(|e| e.pull_events && e.repos.iter().any(|g| g.matches(&pull.repository.name)));
         for ext in interested {
-            if [Shelf::Queue, Shelf::Dead].iter().any(|s| self.spool.has_job(&ext.name, *s, number, 0)) {
+            if [Shelf::Queue, Shelf::Dead].iter().any(|s| self.spool.has_job(&ext.queue, *s, number, 0)) {
                 continue;
             }
             let job = Job {
-                connector: ext.name.clone(),
+                connector: ext.queue.clone(),
                 number,
                 change: 0,
                 event_id: pull.id.clone(),
                 event: "pull".into(),
-                delivery_id: delivery_id(&pull.id, &ext.name, 0),
+                delivery_id: delivery_id(&pull.id, &ext.queue, 0),
                 repo: pull.repository.name.clone(),
                 git_dir: pull.repository.path.clone().into(),
                 user: pull.user.name.clone(),
@@ -236,7 +236,7 @@ impl Deliverer<'_> {
     }
 
     fn deliver_connector(&self, ext: &Extension) {
-        let Ok(lock_path) = self.spool.connector_lock_path(&ext.name) else { return };
+        let Ok(lock_path) = self.spool.connector_lock_path(&ext.queue) else { return };
         loop {
             let Ok(Some(lock)) = lock_file(&lock_path, false) else { return };
             while self.deliver_head(ext) {}
@@ -249,25 +249,25 @@ impl Deliverer<'_> {
     }
 
     fn head_is_due(&self, ext: &Extension) -> bool {
-        self.spool.disabled_reason(&ext.name).is_none()
+        self.spool.disabled_reason(&ext.queue).is_none()
             && self
                 .spool
-                .job_names(&ext.name, Shelf::Queue)
+                .job_names(&ext.queue, Shelf::Queue)
                 .ok()
                 .and_then(|names| names.into_iter().next())
-                .and_then(|name| self.spool.read_job(&ext.name, Shelf::Queue, &name).ok())
+                .and_then(|name| self.spool.read_job(&ext.queue, Shelf::Queue, &name).ok())
                 .is_some_and(|job| job.next_attempt <= now_ms())
     }
 
     /// Try the oldest job if it is due; whether the connector may go on to the next.
     fn deliver_head(&self, ext: &Extension) -> bool {
-        if self.spool.disabled_reason(&ext.name).is_some() {
+        if self.spool.disabled_reason(&ext.queue).is_some() {
             return false;
         }
-        let Some(name) = self.spool.job_names(&ext.name, Shelf::Queue).ok().and_then(|n| n.into_iter().next()) else {
+        let Some(name) = self.spool.job_names(&ext.queue, Shelf::Queue).ok().and_then(|n| n.into_iter().next()) else {
             return false;
         };
-        let mut job = match self.spool.read_job(&ext.name, Shelf::Queue, &name) {
+        let mut job = match self.spool.read_job(&ext.queue, Shelf::Queue, &name) {
             Ok(job) => job,
             Err(_) => return false,
         };
@@ -295,7 +295,7 @@ impl Deliverer<'_> {
         let (outcome, status, error, go_on) = self.settle(ext, &mut job, reply);
         let _ = self.spool.log_attempt(&Attempt {
             time: crate::time::now_rfc3339(),
-            connector: ext.name.clone(),
+            connector: ext.queue.clone(),
             job: job.id(),
             event_id: job.event_id.clone(),
             delivery_id: job.delivery_id.clone(),
@@ -330,7 +330,7 @@ impl Deliverer<'_> {
             Reply::Gone { reason } => {
                 job.last_error = Some(reason.clone());
                 let _ = self.spool.move_job(job, Shelf::Queue, Shelf::Dead);
-                let _ = self.spool.disable(&ext.name, &reason);
+                let _ = self.spool.disable(&ext.queue, &reason);
                 ("disabled", Some("HTTP 410".into()), Some(reason), false)
             }
             Reply::Failed { reason, status, retry_after } => {
@@ -358,10 +358,10 @@ impl Deliverer<'_> {
         let now = now_ms();
         self.post_connectors()
             .iter()
-            .filter(|e| self.spool.disabled_reason(&e.name).is_none())
+            .filter(|e| self.spool.disabled_reason(&e.queue).is_none())
             .filter_map(|e| {
-                let name = self.spool.job_names(&e.name, Shelf::Queue).ok()?.into_iter().next()?;
-                self.spool.read_job(&e.name, Shelf::Queue, &name).ok()
+                let name = self.spool.job_names(&e.queue, Shelf::Queue).ok()?.into_iter().next()?;
+                self.spool.read_job(&e.queue, Shelf::Queue, &name).ok()
             })
             .map(|job| Duration::from_millis(job.next_attempt.saturating_sub(now)))
             .min()
