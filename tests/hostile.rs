@@ -253,10 +253,22 @@ fn trees_blobs_and_submodules_are_not_commits_but_do_not_break_the_gate() {
     let tip = server.work().head();
 
     server.push_as("bob", &["origin", "HEAD:refs/heads/main"]).assert_accepted().assert_no_panic();
-    server.push_as("bob", &["origin", "HEAD^{tree}:refs/tags/tree"]).assert_accepted().assert_no_panic();
-    server.push_as("bob", &["origin", "HEAD:README.md:refs/tags/blob"]).assert_accepted().assert_no_panic();
+    // A bare tree or blob brings contents no commit carries: while path rules and size limits
+    // apply, it is refused (fail closed) rather than let through unchecked.
+    let tree = server.push_as("bob", &["origin", "HEAD^{tree}:refs/tags/tree"]);
+    tree.assert_rejected().assert_no_panic();
+    assert!(
+        tree.pushgate_lines().iter().any(|l| l.contains("refs/tags/tree: points at a tree, not a commit")),
+        "{tree}"
+    );
+    let blob = server.push_as("bob", &["origin", "HEAD:README.md:refs/tags/blob"]);
+    blob.assert_rejected().assert_no_panic();
+    assert!(
+        blob.pushgate_lines().iter().any(|l| l.contains("refs/tags/blob: points at a blob, not a commit")),
+        "{blob}"
+    );
 
     assert_eq!(server.ref_target("refs/heads/main"), Some(tip));
-    assert_eq!(server.ref_target("refs/tags/tree"), Some(server.work().rev("HEAD^{tree}")));
-    assert_eq!(server.ref_target("refs/tags/blob"), Some(server.work().rev("HEAD:README.md")));
+    assert_eq!(server.ref_target("refs/tags/tree"), None);
+    assert_eq!(server.ref_target("refs/tags/blob"), None);
 }
