@@ -20,155 +20,17 @@ Standard library only. Run as root to get a private tmpfs (else /dev/shm, else $
 import argparse
 import os
 import random
-import resource
 import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-ZERO = "0" * 40
-
-CONFIG = """\
-# A realistic pushgate configuration for the benchmark: protected main, open branches,
-# maintainers-only deploy/ paths, a blob size limit and an audit log.
-[identity]
-env = ["PUSHGATE_USER"]
-
-[groups]
-maintainers = ["alice"]
-devs = ["bob", "carol", "@maintainers"]
-
-[limits]
-max_blob_size = "10 MiB"
-
-[audit]
-file = "{audit}"
-
-[[rule]]
-refs  = ["refs/heads/main"]
-users = ["@maintainers"]
-allow = ["all"]
-
-[[rule]]
-refs  = ["refs/heads/main"]
-users = ["@devs"]
-allow = ["update"]
-deny  = ["create", "force", "delete"]
-message = "main is protected: fast-forward only"
-
-[[rule]]
-refs  = ["refs/heads/**"]
-users = ["@devs"]
-allow = ["create", "update", "force", "delete"]
-
-[[rule]]
-refs  = ["refs/tags/**"]
-users = ["@maintainers"]
-allow = ["create"]
-
-[[rule]]
-refs  = ["refs/heads/**"]
-paths = ["deploy/**"]
-users = ["@maintainers"]
-allow = ["create", "update", "force"]
-
-[[rule]]
-refs  = ["refs/heads/**"]
-paths = ["deploy/**"]
-users = ["*"]
-deny  = ["create", "update", "force"]
-message = "deploy/ is for maintainers"
-"""
+from common import RULES_CONFIG as CONFIG
+from common import ROOT, Bench, build_server, commit_stream, iqr, project_files, scratch_dir, timed_push
 
 PUSHER = "bob"  # a dev: allowed on main (fast-forward) and branches; path rules evaluated
-
-
-# --------------------------------------------------------------------------- helpers
-
-class Bench:
-    def __init__(self, args, work: Path):
-        self.args = args
-        self.work = work
-        self.git = shutil.which("git") or "/usr/bin/git"
-        home = work / "home"
-        home.mkdir()
-        (home / ".gitconfig").write_text(
-            "[user]\n\tname = Bench\n\temail = bench@example.org\n"
-            "[init]\n\tdefaultBranch = main\n"
-            "[gc]\n\tauto = 0\n"
-            "[advice]\n\tdetachedHead = false\n"
-        )
-        self.env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": str(home),
-            "LC_ALL": "C",
-            "GIT_CONFIG_NOSYSTEM": "1",
-            "GIT_CONFIG_GLOBAL": str(home / ".gitconfig"),
-            "GIT_TERMINAL_PROMPT": "0",
-            "PUSHGATE_CONFIG": str(work / "pushgate.toml"),
-            "PUSHGATE_USER": PUSHER,
-        }
-
-    def run(self, *argv, cwd=None, input=None, check=True):
-        proc = subprocess.run(
-            [self.git, *argv],
-            cwd=cwd, env=self.env, input=input, capture_output=True,
-        )
-        if check and proc.returncode != 0:
-            sys.exit(f"bench: command failed ({proc.returncode}): {' '.join(map(str, argv))}\n"
-                     f"{proc.stderr.decode(errors='replace')}")
-        return proc.stdout.decode()
-
-
-def blob_text(path: str, rev: int, rng: random.Random, lines: int) -> bytes:
-    words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa"]
-    body = [f"// {path} revision {rev}"]
-    for i in range(lines):
-        body.append(f"fn f{i}() {{ {' '.join(rng.choice(words) for _ in range(6))} }}")
-    return ("\n".join(body) + "\n").encode()
-
-
-def data(payload: bytes) -> bytes:
-    return b"data %d\n" % len(payload) + payload + b"\n"
-
-
-def commit_stream(ref: str, first_mark: int, count: int, parent: str | None, files: list[str],
-                  rng: random.Random, when: int, new_file_prefix: str, allow_deploy: bool,
-                  big_every: int = 0) -> tuple[bytes, int]:
-    """A fast-import stream of `count` commits on `ref`, each changing 1-3 files."""
-    out = []
-    mark = first_mark
-    for n in range(count):
-        author = rng.choice(["alice <alice@example.org>", "bob <bob@example.org>",
-                             "carol <carol@example.org>"])
-        out.append(b"commit %s\nmark :%d\n" % (ref.encode(), mark))
-        stamp = f"{author} {when + n * 600} +0000".encode()
-        out.append(b"author " + stamp + b"\ncommitter " + stamp + b"\n")
-        out.append(data(f"change {n} on {ref}\n\nTouches a few files.\n".encode()))
-        if n == 0 and parent is not None:
-            out.append(b"from %s\n" % parent.encode())
-        if parent is None and n == 0:
-            for path in files:
-                out.append(b"M 100644 inline %s\n" % path.encode() + data(blob_text(path, 0, rng, 20)))
-        else:
-            for _ in range(rng.randint(1, 3)):
-                path = rng.choice(files)
-                if not allow_deploy and path.startswith("deploy/"):
-                    path = path.replace("deploy/", "src/deploy_tools/", 1)
-                out.append(b"M 100644 inline %s\n" % path.encode() + data(blob_text(path, n + 1, rng, rng.randint(5, 40))))
-            if n % 25 == 7:
-                path = f"{new_file_prefix}/new_{n}.rs"
-                out.append(b"M 100644 inline %s\n" % path.encode() + data(blob_text(path, n, rng, 10)))
-            if big_every and n % big_every == big_every - 1:
-                path = f"{new_file_prefix}/assets/blob_{n}.bin"
-                out.append(b"M 100644 inline %s\n" % path.encode() + data(rng.randbytes(256 * 1024)))
-        out.append(b"\n")
-        mark += 1
-    return b"".join(out), mark
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -177,32 +39,11 @@ def build_fixtures(b: Bench):
     a = b.args
     rng = random.Random(1234)
     w = b.work
-    files = [f"src/m{d:02}/f{f:02}.rs" for d in range(40) for f in range(25)]
-    files += [f"docs/page{d:02}.md" for d in range(20)] + [f"deploy/env{d}.yml" for d in range(5)]
-    files.append("README.md")
+    files = project_files()
 
     t0 = time.perf_counter()
     server = w / "server.git"
-    b.run("init", "-q", "--bare", str(server))
-    stream, _ = commit_stream("refs/heads/main", 1, a.history, None, files, rng, 1_600_000_000,
-                              "src/added", allow_deploy=True)
-    b.run("fast-import", "--quiet", cwd=server, input=stream)
-    history = b.run("rev-list", "--reverse", "refs/heads/main", cwd=server).split()
-    # Release tags through the history, like a real project (they are hidden tips the
-    # new-commit walk has to get past).
-    if a.tags:
-        step = max(1, len(history) // a.tags)
-        tag_lines = []
-        for i, at in enumerate(range(step - 1, len(history), step)):
-            tag_lines.append(f"tag v1.{i}\nfrom {history[at]}\ntagger Bench <bench@example.org> "
-                             f"{1_600_000_000 + at * 600} +0000\n")
-            tag_lines.append(data(f"release 1.{i}\n".encode()).decode())
-        b.run("fast-import", "--quiet", cwd=server, input="".join(tag_lines).encode())
-    for key, value in [("receive.autogc", "false"), ("gc.auto", "0")]:
-        b.run("config", key, value, cwd=server)
-    b.run("repack", "-a", "-d", "-b", "-q", cwd=server)
-    b.run("pack-refs", "--all", cwd=server)
-    b.run("commit-graph", "write", "--reachable", cwd=server)
+    history = build_server(b, server, a.history, a.tags, rng, files)
     tip = history[-1]
 
     # Client for scenarios 1 and 2: the server's history plus branches `one` and `many`.
@@ -293,17 +134,6 @@ def build_fixtures(b: Bench):
 
 # --------------------------------------------------------------------------- measuring
 
-def timed_push(b: Bench, client: Path, server: Path, refspec: str):
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter_ns()
-    proc = subprocess.run([b.git, "push", "-q", "--no-verify", str(server), refspec], cwd=client,
-                          env=b.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    wall = (time.perf_counter_ns() - t0) / 1e6
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = ((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)) * 1000
-    return proc.returncode, proc.stderr.decode(errors="replace"), wall, cpu
-
-
 def measure(b: Bench, templates, scenarios):
     a = b.args
     chosen = [s for s in scenarios if s[0] in a.scenarios]
@@ -335,14 +165,6 @@ def measure(b: Bench, templates, scenarios):
     if slot.exists():
         shutil.rmtree(slot)
     return chosen, results, failures
-
-
-def iqr(values):
-    """Interquartile range: how much the per-round differences scatter."""
-    if len(values) < 4:
-        return float("nan")
-    q = statistics.quantiles(values, n=4)
-    return q[2] - q[0]
 
 
 def report(chosen, results, failures, a):
@@ -409,33 +231,6 @@ def report(chosen, results, failures, a):
             if (key, variant) not in seen:
                 seen.add((key, variant))
                 print(f"  {key} {variant}: exit {code}: {err[:500]}")
-
-
-# --------------------------------------------------------------------------- scratch space
-
-def scratch_dir(args):
-    """A private tmpfs when root, else /dev/shm, else the normal temp dir. Returns
-    (path, description, cleanup)."""
-    base = Path(tempfile.mkdtemp(prefix="pushgate-bench-"))
-    if args.no_tmpfs:
-        return base, f"{base} (normal temp dir: --no-tmpfs, expect noisy figures)", lambda: shutil.rmtree(base, True)
-    if os.geteuid() == 0:
-        mnt = base / "mnt"
-        mnt.mkdir()
-        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4g,mode=0700", "pushgate-bench", str(mnt)],
-                              capture_output=True)
-        if proc.returncode == 0:
-            def cleanup():
-                subprocess.run(["umount", str(mnt)], capture_output=True)
-                shutil.rmtree(base, True)
-            return mnt, f"{mnt} (private tmpfs)", cleanup
-        print(f"bench: mount -t tmpfs failed ({proc.stderr.decode().strip()}); falling back", file=sys.stderr)
-    shutil.rmtree(base, True)
-    if os.access("/dev/shm", os.W_OK):
-        shm = Path(tempfile.mkdtemp(prefix="pushgate-bench-", dir="/dev/shm"))
-        return shm, f"{shm} (/dev/shm: not root or no tmpfs mount)", lambda: shutil.rmtree(shm, True)
-    tmp = Path(tempfile.mkdtemp(prefix="pushgate-bench-"))
-    return tmp, f"{tmp} (normal temp dir, NOT tmpfs: expect noisy figures)", lambda: shutil.rmtree(tmp, True)
 
 
 def main():
