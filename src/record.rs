@@ -31,7 +31,15 @@ pub enum Recorded {
 
 /// Spool the push's event. An error means the event may be lost: the caller says so loudly.
 pub fn record(config_path: &Path, landed: &Landed) -> Result<Recorded, String> {
-    let loaded = Config::load(config_path, Some(&landed.git_dir.join(config::REPO_FILE)));
+    let repo_file = landed.git_dir.join(config::REPO_FILE);
+    // The common case, no extension at all, costs a read instead of a full validation: the
+    // pusher waits for post-receive. Anything unreadable takes the careful path below.
+    let mentions_extensions = |path: &Path| std::fs::read(path).map_or(true, |text| has_extension_table(&text));
+    let repo_mentions = repo_file.exists() && mentions_extensions(&repo_file);
+    if !mentions_extensions(config_path) && !repo_mentions {
+        return Ok(Recorded::NotNeeded);
+    }
+    let loaded = Config::load(config_path, Some(&repo_file));
     if let Ok(config) = &loaded {
         let repo = crate::hook::repo_name(landed.git_dir, config.repos_root.as_deref());
         let refs: Vec<&str> = landed.updates.iter().map(|u| u.name.as_str()).collect();
@@ -86,6 +94,15 @@ pub fn record(config_path: &Path, landed: &Landed) -> Result<Recorded, String> {
     crate::crashpoint::here("post-receive:after-event");
     spawn_deliverer(config_path);
     Ok(Recorded::Spooled { warning: loaded.err().map(|e| format!("configuration error: {}", e.0[0])) })
+}
+
+/// Whether TOML text may define an `[[extension]]` (a line starting a table array with
+/// that name, spaces allowed): when it cannot, nothing is ever spooled.
+fn has_extension_table(text: &[u8]) -> bool {
+    text.split(|&b| b == b'\n').any(|line| {
+        let compact: Vec<u8> = line.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
+        compact.starts_with(b"[[extension]]") || compact.starts_with(b"[[\"extension\"]]")
+    })
 }
 
 /// The `post` event of a push, read from the repository as it is now. With a broken
@@ -203,4 +220,17 @@ pub fn spawn_deliverer(config_path: &Path) {
     }
     // The deliverer is not ours to wait for: once detached, it is reaped by init.
     let _ = command.spawn();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extension_tables_are_spotted_however_written() {
+        assert!(has_extension_table(b"[server]\n[[extension]]\nname = \"x\"\n"));
+        assert!(has_extension_table(b"  [[ extension ]]  # note\n"));
+        assert!(has_extension_table(b"[[\"extension\"]]\n"));
+        assert!(!has_extension_table(b"[[rule]]\nmessage = \"no [[extension]] here\"\n"));
+    }
 }
