@@ -213,6 +213,8 @@ pub fn judge_push(
     let aliases: Vec<Change> = push
         .changes
         .iter()
+        // A symbolic ref exists before it is pushed to: creates need no look-up.
+        .filter(|c| !c.update.old.is_null())
         .filter_map(|c| git.symref_target(&c.update.name).map(|target| (c, target)))
         .map(|(c, target)| Change { update: RefUpdate { name: target, ..c.update.clone() }, ..c.clone() })
         .collect();
