@@ -661,3 +661,60 @@ fn an_event_spooled_under_a_broken_configuration_is_delivered_once_it_is_fixed()
     assert_eq!((request.sequence(), request.json()["changes"][0]["ref"].as_str()), (2, Some("refs/heads/copy")));
     assert_valid(&event_schema(), &request.json());
 }
+
+/// A private tmpfs of `size`, unmounted when dropped; `None` where mounting is not allowed
+/// (not root), so the test says so and skips.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(at: &std::path::Path, size: &str) -> Option<SmallDisk> {
+        std::fs::create_dir_all(at).ok()?;
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        mounted.then(|| SmallDisk(at.to_path_buf()))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_spool_disk_is_said_loudly_and_the_push_still_lands() {
+    let receiver = Receiver::ok();
+    let server = TestServer::new();
+    let Some(disk) = SmallDisk::mount(&server.root().join("small-disk"), "64k") else {
+        eprintln!("note: cannot mount a tmpfs here (not root?): the full-disk test is skipped");
+        return;
+    };
+    let spool = disk.0.join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    // Fill the disk to the last block.
+    let mut filler = std::fs::File::create(disk.0.join("filler")).unwrap();
+    let block = vec![0u8; 4096];
+    while std::io::Write::write_all(&mut filler, &block).is_ok() {}
+    drop(filler);
+    let config = format!(
+        "[spool]\ndir = {}\n{ALLOW_ALL}{}",
+        quoted(spool.to_string_lossy()),
+        post_http("ci", &receiver.url("/hook"), "")
+    );
+    let server = server.config(&config).install(&[]);
+    let tip = server.work().commit(&[("README.md", "# app\n")]);
+
+    let pushed = server.push_as("alice", &["origin", "HEAD:refs/heads/main"]);
+
+    pushed.assert_accepted().assert_no_panic();
+    assert_eq!(server.ref_target("refs/heads/main"), Some(tip), "the push landed");
+    let lines = pushed.pushgate_lines();
+    assert_eq!(lines.len(), 1, "{pushed}");
+    assert!(lines[0].starts_with("pushgate: ERROR: cannot write the spool: "), "{pushed}");
+    assert!(lines[0].ends_with("the push event is NOT recorded; tell the server's admin"), "{pushed}");
+    drop(disk);
+}
