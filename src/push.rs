@@ -286,10 +286,15 @@ pub fn check_ref_name(name: &str) -> Result<(), &'static str> {
 /// A value from outside, made safe to print on one line: control characters escaped, long
 /// values cut.
 pub fn shown(value: &str) -> String {
-    const MAX: usize = 200;
-    let mut out = String::new();
-    for (i, c) in value.chars().enumerate() {
-        if i == MAX {
+    format!("\"{}\"", one_line(value, Some(200)))
+}
+
+/// Text from outside, fit for one terminal line: control characters escaped (newlines,
+/// escape sequences), and cut with `…` past `max` characters when given.
+pub fn one_line(text: &str, max: Option<usize>) -> String {
+    let mut out = String::with_capacity(text.len());
+    for (i, c) in text.chars().enumerate() {
+        if Some(i) == max {
             out.push('…');
             break;
         }
@@ -299,7 +304,7 @@ pub fn shown(value: &str) -> String {
             out.push(c);
         }
     }
-    format!("\"{out}\"")
+    out
 }
 
 pub fn shown_bytes(value: &[u8]) -> String {

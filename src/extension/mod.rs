@@ -90,25 +90,8 @@ fn read_secret(secret: &Secret, env: &dyn Fn(&str) -> Option<OsString>) -> Resul
 pub fn shown_lines(output: &[u8]) -> Vec<String> {
     let text = String::from_utf8_lossy(output);
     let all: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    let mut lines: Vec<String> = all
-        .iter()
-        .take(MAX_LINES)
-        .map(|line| {
-            let mut out = String::new();
-            for (i, c) in line.chars().enumerate() {
-                if i == MAX_LINE_CHARS {
-                    out.push('…');
-                    break;
-                }
-                if c.is_control() {
-                    out.extend(c.escape_default());
-                } else {
-                    out.push(c);
-                }
-            }
-            out
-        })
-        .collect();
+    let mut lines: Vec<String> =
+        all.iter().take(MAX_LINES).map(|line| crate::push::one_line(line, Some(MAX_LINE_CHARS))).collect();
     if all.len() > MAX_LINES {
         lines.push(format!("… and {} more lines", all.len() - MAX_LINES));
     }

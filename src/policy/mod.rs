@@ -249,15 +249,7 @@ fn oversized(ref_name: &str, file: &FileChange, commit: gix::ObjectId, limit: &c
 /// A path from the repository, safe on one terminal line: invalid UTF-8 replaced, control
 /// characters escaped.
 pub fn display_path(path: &[u8]) -> String {
-    let mut out = String::with_capacity(path.len());
-    for c in path.to_str_lossy().chars() {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    crate::push::one_line(&path.to_str_lossy(), None)
 }
 
 #[cfg(test)]
