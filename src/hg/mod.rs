@@ -148,7 +148,10 @@ impl HgRepo {
             .flat_map(|l| l.file_adds.iter().chain(&l.file_mods).map(move |f| (l.node.as_str(), f.as_str())))
             .collect();
         // File names cannot hold newlines in Mercurial: a line per node, then its files.
-        let template = format!("{{node}}\\n{{files(\"set:size('>{limit}')\") % '  {{file}}\\n'}}");
+        // Only the files each changeset writes: a size fileset over the whole manifest
+        // costs seconds on big trees.
+        let template =
+            format!("{{node}}\\n{{files(\"set:(added() or modified()) and size('>{limit}')\") % '  {{file}}\\n'}}");
         let out = self.hg(true, &["log", "-r", &format!("{}:{}", hex(first)?, hex(last)?), "-T", &template])?;
         let mut found = HashMap::new();
         let mut node = String::new();
