@@ -718,3 +718,49 @@ fn a_full_spool_disk_is_said_loudly_and_the_push_still_lands() {
     assert!(lines[0].ends_with("the push event is NOT recorded; tell the server's admin"), "{pushed}");
     drop(disk);
 }
+
+#[test]
+fn connectors_two_repositories_define_under_one_name_keep_their_own_queues() {
+    let shared = tempfile::tempdir().unwrap();
+    let spool = shared.path().join("spool");
+    let config = format!("[spool]\ndir = {}\n{ALLOW_ALL}", quoted(spool.to_string_lossy()));
+    let servers: Vec<(TestServer, std::path::PathBuf)> = ["a", "b"]
+        .iter()
+        .map(|name| {
+            let out = shared.path().join(format!("out-{name}"));
+            let script = format!("cat >> {}; echo >> {}", out.display(), out.display());
+            let repo_file = format!(
+                "[[extension]]\nname = \"notify\"\ntype = \"script\"\nphase = \"post\"\ncommand = [\"/bin/sh\", \"-c\", {}]\n",
+                quoted(script)
+            );
+            (TestServer::new().config(&config).repo_config(&repo_file).install(&[]), out)
+        })
+        .collect();
+    for (server, _) in &servers {
+        server.work().commit(&[("README.md", "# app\n")]);
+        server
+            .work()
+            .push(&["origin", "HEAD:refs/heads/main"])
+            .env("PUSHGATE_USER", "alice")
+            .env(NO_DETACHED_SEND.0, NO_DETACHED_SEND.1)
+            .run()
+            .assert_accepted();
+    }
+    for (server, _) in &servers {
+        wait_for_detached_deliverers(&server.sandbox);
+    }
+    servers[0].0.pushgate(&["deliver", "--once"]).ok();
+
+    for (server, out) in &servers {
+        let text = std::fs::read_to_string(out).unwrap_or_default();
+        let events: Vec<serde_json::Value> =
+            text.lines().filter(|l| !l.is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(events.len(), 1, "{}: {text}", out.display());
+        let path = std::fs::canonicalize(server.root().join("server.git")).unwrap();
+        assert_eq!(
+            events[0]["repository"]["path"],
+            path.to_string_lossy().as_ref(),
+            "a repository's events stay with its own connector"
+        );
+    }
+}
