@@ -210,9 +210,13 @@ pub fn spawn_deliverer(config_path: &Path) {
     unsafe {
         command.pre_exec(|| {
             libc::setsid();
-            if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) != 0 {
+            // Close-on-exec rather than closed now: std's own pipe that reports a failed
+            // exec must stay open until the exec, or spawn returns before the deliverer
+            // exists.
+            const CLOSE_RANGE_CLOEXEC: u32 = 1 << 2;
+            if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) != 0 {
                 for fd in 3..1024 {
-                    libc::close(fd);
+                    libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
                 }
             }
             Ok(())
