@@ -112,17 +112,20 @@ impl GitRepo {
         for update in updates.iter().chain(whole).filter(|u| !u.old.is_null()) {
             hidden.extend(self.peel_to_commit(update.old)?);
         }
-        let mut tips = Vec::with_capacity(updates.len());
+        // Each new value, peeled through tags once: a commit, or what else it is.
+        let mut peeled = Vec::with_capacity(updates.len());
         for update in updates.iter().filter(|u| !u.new.is_null()) {
-            tips.push(self.peel_to_commit(update.new)?);
+            peeled.push(self.peel(update.new)?);
         }
-        let new_commits = self.walk_new(tips.iter().flatten().copied().collect(), hidden)?;
+        let commit_tips = peeled.iter().filter(|(_, kind)| *kind == gix::object::Kind::Commit);
+        let new_commits = self.walk_new(commit_tips.map(|(id, _)| *id).collect(), hidden)?;
 
         let mut files_by_commit: HashMap<ObjectId, Vec<FileChange>> = HashMap::new();
         let mut changes = Vec::with_capacity(updates.len());
-        let mut tips = tips.into_iter();
+        let mut peeled = peeled.into_iter();
         for update in updates {
-            let tip = if update.new.is_null() { None } else { tips.next().flatten() };
+            let target = if update.new.is_null() { None } else { peeled.next() };
+            let tip = target.filter(|(_, kind)| *kind == gix::object::Kind::Commit).map(|(id, _)| id);
             let action = match update.obvious_action() {
                 Some(action) => action,
                 None => self.ancestry_action(update)?,
@@ -140,10 +143,7 @@ impl GitRepo {
                 },
                 _ => None,
             };
-            let non_commit = match tip {
-                None if !update.new.is_null() => Some(self.kind_behind_tags(update.new)?),
-                _ => None,
-            };
+            let non_commit = target.filter(|_| tip.is_none()).map(|(_, kind)| kind_name(kind));
             changes.push(Change { update: update.clone(), action, commits, head, non_commit });
         }
         Ok(Push { changes })
@@ -164,18 +164,21 @@ impl GitRepo {
     }
 
     /// The commit an object stands for, through annotated tags; `None` for trees and blobs.
-    fn peel_to_commit(&self, mut id: ObjectId) -> Result<Option<ObjectId>, RepoError> {
+    fn peel_to_commit(&self, id: ObjectId) -> Result<Option<ObjectId>, RepoError> {
+        let (id, kind) = self.peel(id)?;
+        Ok((kind == gix::object::Kind::Commit).then_some(id))
+    }
+
+    /// The object an id stands for through annotated tags, and its kind.
+    fn peel(&self, mut id: ObjectId) -> Result<(ObjectId, gix::object::Kind), RepoError> {
         for _ in 0..32 {
             let header = self.repo.find_header(id).map_err(|e| fail(format_args!("cannot read object {id}"), e))?;
-            match header.kind() {
-                gix::object::Kind::Commit => return Ok(Some(id)),
-                gix::object::Kind::Tag => {
-                    let tag = self.repo.find_object(id).map_err(|e| fail(format_args!("cannot read tag {id}"), e))?;
-                    let tag = tag.try_into_tag().map_err(|e| fail(format_args!("cannot read tag {id}"), e))?;
-                    id = tag.target_id().map_err(|e| fail(format_args!("cannot decode tag {id}"), e))?.detach();
-                }
-                _ => return Ok(None),
+            if header.kind() != gix::object::Kind::Tag {
+                return Ok((id, header.kind()));
             }
+            let tag = self.repo.find_object(id).map_err(|e| fail(format_args!("cannot read tag {id}"), e))?;
+            let tag = tag.try_into_tag().map_err(|e| fail(format_args!("cannot read tag {id}"), e))?;
+            id = tag.target_id().map_err(|e| fail(format_args!("cannot decode tag {id}"), e))?.detach();
         }
         Err(RepoError(format!("tag chain at {id} is too long")))
     }
@@ -187,24 +190,6 @@ impl GitRepo {
             gix::refs::TargetRef::Symbolic(target) => Some(target.as_bstr().to_str_lossy().into_owned()),
             gix::refs::TargetRef::Object(_) => None,
         }
-    }
-
-    /// What an object that is not a commit is, through annotated tags: `tree` or `blob`.
-    fn kind_behind_tags(&self, mut id: ObjectId) -> Result<&'static str, RepoError> {
-        for _ in 0..32 {
-            let header = self.repo.find_header(id).map_err(|e| fail(format_args!("cannot read object {id}"), e))?;
-            match header.kind() {
-                gix::object::Kind::Tag => {
-                    let tag = self.repo.find_object(id).map_err(|e| fail(format_args!("cannot read tag {id}"), e))?;
-                    let tag = tag.try_into_tag().map_err(|e| fail(format_args!("cannot read tag {id}"), e))?;
-                    id = tag.target_id().map_err(|e| fail(format_args!("cannot decode tag {id}"), e))?.detach();
-                }
-                gix::object::Kind::Tree => return Ok("tree"),
-                gix::object::Kind::Blob => return Ok("blob"),
-                gix::object::Kind::Commit => return Ok("commit"),
-            }
-        }
-        Err(RepoError(format!("tag chain at {id} is too long")))
     }
 
     /// Commits reachable from `tips` and from none of `hidden`, with their parents.
@@ -366,6 +351,15 @@ impl walk::Commits for GraphCommits<'_> {
         let commit = self.objects.find_commit(&id, &mut self.buf).map_err(|e| format!("commit {id}: {e}"))?;
         let time = commit.committer().ok().and_then(|c| c.time().ok()).map_or(0, |t| t.seconds);
         Ok(((u64::MAX, time), commit.parents().collect()))
+    }
+}
+
+fn kind_name(kind: gix::object::Kind) -> &'static str {
+    match kind {
+        gix::object::Kind::Tree => "tree",
+        gix::object::Kind::Blob => "blob",
+        gix::object::Kind::Commit => "commit",
+        gix::object::Kind::Tag => "tag",
     }
 }
 
