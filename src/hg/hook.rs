@@ -28,11 +28,8 @@ pub struct HgEnv {
 impl HgEnv {
     pub fn from_env() -> Result<HgEnv, String> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let root = std::env::current_dir()
-            .and_then(|d| d.canonicalize())
-            .map_err(|e| format!("cannot find the repository: {e}"))?;
         Ok(HgEnv {
-            root,
+            root: hook_root()?,
             txn_name: var("HG_TXNNAME").unwrap_or_default(),
             txn_id: var("HG_TXNID").unwrap_or_default(),
             pending: std::env::var_os("HG_PENDING"),
@@ -68,11 +65,22 @@ pub fn pretxnclose(config_path: &Path) -> Outcome {
     }
 }
 
-fn decide(config_path: &Path, env: &HgEnv) -> Result<Outcome, String> {
-    let config = Config::load(config_path, Some(&env.root.join(".hg").join(REPO_FILE)))
+/// A hook's working directory: the repository's root.
+fn hook_root() -> Result<PathBuf, String> {
+    std::env::current_dir().and_then(|d| d.canonicalize()).map_err(|e| format!("cannot find the repository: {e}"))
+}
+
+/// The configuration as the repository at `root` sees it, the pusher, the repository's name.
+fn caller(config_path: &Path, root: &Path) -> Result<(Config, String, String), String> {
+    let config = Config::load(config_path, Some(&root.join(".hg").join(REPO_FILE)))
         .map_err(|e| format!("configuration error: {}", e.0[0]))?;
     let user = crate::identity::resolve(&config.identity_env, |n| std::env::var_os(n)).map_err(|e| e.to_string())?;
-    let repo = repo_name(&env.root, config.repos_root.as_deref());
+    let repo = repo_name(root, config.repos_root.as_deref());
+    Ok((config, user, repo))
+}
+
+fn decide(config_path: &Path, env: &HgEnv) -> Result<Outcome, String> {
+    let (config, user, repo) = caller(config_path, &env.root)?;
     let hg = HgRepo::new(&env.root, env.pending.clone());
     let added = env.node.as_deref().zip(env.node_last.as_deref());
     let push = hg.read_push(added, config.smallest_blob_limit())?;
@@ -141,13 +149,8 @@ pub fn prepushkey(config_path: &Path) -> Outcome {
 }
 
 fn decide_pushkey(config_path: &Path, key: &str, old: &str, new: &str) -> Result<Outcome, String> {
-    let root = std::env::current_dir()
-        .and_then(|d| d.canonicalize())
-        .map_err(|e| format!("cannot find the repository: {e}"))?;
-    let config = Config::load(config_path, Some(&root.join(".hg").join(REPO_FILE)))
-        .map_err(|e| format!("configuration error: {}", e.0[0]))?;
-    let user = crate::identity::resolve(&config.identity_env, |n| std::env::var_os(n)).map_err(|e| e.to_string())?;
-    let repo = repo_name(&root, config.repos_root.as_deref());
+    let root = hook_root()?;
+    let (config, user, repo) = caller(config_path, &root)?;
     let name = format!("refs/bookmarks/{key}");
     crate::push::check_ref_name(&name).map_err(|e| format!("bookmark {}: {e}", crate::push::shown(key)))?;
     let id = |hex: &str| -> Result<gix::ObjectId, String> {
@@ -181,14 +184,9 @@ pub fn outgoing(config_path: &Path) -> Outcome {
     if !["serve", "pull"].contains(&source.as_str()) {
         return Outcome::Success;
     }
-    let Ok(root) = std::env::current_dir().and_then(|d| d.canonicalize()) else { return Outcome::Success };
-    let Ok(config) = Config::load(config_path, Some(&root.join(".hg").join(REPO_FILE))) else {
-        return Outcome::Success;
-    };
-    let repo = repo_name(&root, config.repos_root.as_deref());
-    let Ok(user) = crate::identity::resolve(&config.identity_env, |n| std::env::var_os(n)) else {
-        return Outcome::Success;
-    };
+    // A pull is never refused for want of a configuration or identity: it is only told.
+    let Ok(root) = hook_root() else { return Outcome::Success };
+    let Ok((config, user, repo)) = caller(config_path, &root) else { return Outcome::Success };
     if crate::record::wants_pulls(&config, &repo) {
         let via = crate::hook::via(|n| std::env::var_os(n));
         if let Err(e) = crate::record::record_pull(config_path, &config, "hg", &root, &repo, &user, &via) {
