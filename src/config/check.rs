@@ -41,9 +41,8 @@ impl Validator {
         let errors_before = self.errors.len();
         let raw = spanned.get_ref();
         let (line, _) = at.position(spanned.span().start);
-        let everything = || vec![Glob::new("**", Anchor::Whole).expect("`**` is a valid glob")];
-        let repos = raw.repos.as_ref().map_or_else(everything, |l| self.globs(at, l, Anchor::Whole, "repos"));
-        let refs = raw.refs.as_ref().map_or_else(everything, |l| self.ref_globs(at, l));
+        let repos = raw.repos.as_ref().map_or_else(Glob::everything, |l| self.globs(at, l, Anchor::Whole, "repos"));
+        let refs = raw.refs.as_ref().map_or_else(Glob::everything, |l| self.ref_globs(at, l));
         let commit_message = raw.commit_message.as_ref().and_then(|r| self.regex(at, r));
         let author_email = raw.author_email.as_ref().and_then(|r| self.regex(at, r));
         let committer_email = raw.committer_email.as_ref().and_then(|r| self.regex(at, r));

@@ -130,9 +130,8 @@ impl Validator {
                 Format::Pushgate
             }
         };
-        let everything = || vec![Glob::new("**", Anchor::Whole).expect("`**` is a valid glob")];
-        let refs = ext.refs.as_ref().map_or_else(everything, |l| self.ref_globs(at, l));
-        let repos = ext.repos.as_ref().map_or_else(everything, |l| self.globs(at, l, Anchor::Whole, "repos"));
+        let refs = ext.refs.as_ref().map_or_else(Glob::everything, |l| self.ref_globs(at, l));
+        let repos = ext.repos.as_ref().map_or_else(Glob::everything, |l| self.globs(at, l, Anchor::Whole, "repos"));
         let timeout = match &ext.timeout {
             Some(text) => units::parse_duration(text.get_ref()).map_err(|e| self.fail(at, text.span(), e)).ok(),
             None => Some(DEFAULT_TIMEOUT),

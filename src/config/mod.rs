@@ -240,36 +240,21 @@ impl Config {
             max_commits: v.max_commits(&global_at, global_raw.max_commits.as_ref()),
             spool: v.spool(&global_at, global_raw.spool.as_ref()),
         };
-        if let (Some((path, text)), Some(repo_raw)) = (repo, &repo_raw) {
-            let at = Source { path, text };
-            for rule in &repo_raw.rule {
-                if let Some(rule) = v.rule(&at, rule, config.rules.len() + 1, &config.groups) {
-                    config.rules.push(rule);
-                }
-            }
-        }
-        for rule in &global_raw.rule {
-            if let Some(rule) = v.rule(&global_at, rule, config.rules.len() + 1, &config.groups) {
+        let repo_at = repo.map(|(path, text)| Source { path, text });
+        let repo_raw = repo_raw.as_ref();
+        for (at, rule) in repo_first(repo_at, repo_raw.map(|r| &r.rule[..]), global_at, &global_raw.rule) {
+            if let Some(rule) = v.rule(&at, rule, config.rules.len() + 1, &config.groups) {
                 config.rules.push(rule);
             }
         }
-        let repo_checks = repo
-            .iter()
-            .zip(repo_raw.iter())
-            .flat_map(|((path, text), raw)| raw.check.iter().map(move |c| (Source { path, text }, c)));
-        let global_checks = global_raw.check.iter().map(|c| (Source { path: global, text: global_text }, c));
-        for (at, check) in repo_checks.chain(global_checks) {
+        for (at, check) in repo_first(repo_at, repo_raw.map(|r| &r.check[..]), global_at, &global_raw.check) {
             if let Some(check) = v.check(&at, check, config.checks.len() + 1, &config.groups) {
                 config.checks.push(check);
             }
         }
-        let repo_extensions = repo
-            .iter()
-            .zip(repo_raw.iter())
-            .flat_map(|((path, text), raw)| raw.extension.iter().map(move |e| (Source { path, text }, e)));
-        let global_extensions = global_raw.extension.iter().map(|e| (Source { path: global, text: global_text }, e));
         let mut names = Vec::new();
-        for (at, extension) in repo_extensions.chain(global_extensions) {
+        let extensions = repo_first(repo_at, repo_raw.map(|r| &r.extension[..]), global_at, &global_raw.extension);
+        for (at, extension) in extensions {
             if let Some(extension) = v.extension(&at, extension, &mut names) {
                 config.extensions.push(extension);
             }
@@ -280,6 +265,18 @@ impl Config {
         v.errors.sort_by(|a, b| (&a.file, a.line, a.col).cmp(&(&b.file, b.line, b.col)));
         Err(ConfigErrors(v.errors))
     }
+}
+
+/// Tables of one kind in evaluation order: the repository file's, then the global file's,
+/// each with the file it was written in.
+fn repo_first<'a, T>(
+    repo: Option<Source<'a>>,
+    repo_items: Option<&'a [T]>,
+    global: Source<'a>,
+    global_items: &'a [T],
+) -> impl Iterator<Item = (Source<'a>, &'a T)> {
+    let from_repo = repo.zip(repo_items).into_iter().flat_map(|(at, items)| items.iter().map(move |i| (at, i)));
+    from_repo.chain(global_items.iter().map(move |i| (global, i)))
 }
 
 fn read(path: &Path) -> Result<String, ConfigErrors> {
@@ -346,6 +343,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
+#[derive(Clone, Copy)]
 struct Source<'a> {
     path: &'a Path,
     text: &'a str,
@@ -523,11 +521,11 @@ impl Validator {
 
         let repos = match &rule.repos {
             Some(list) => self.globs(at, list, Anchor::Whole, "repos"),
-            None => vec![Glob::new("**", Anchor::Whole).expect("`**` is a valid glob")],
+            None => Glob::everything(),
         };
         let refs = match &rule.refs {
             Some(list) => self.ref_globs(at, list),
-            None => vec![Glob::new("**", Anchor::Whole).expect("`**` is a valid glob")],
+            None => Glob::everything(),
         };
         let paths = rule.paths.as_ref().map(|list| self.globs(at, list, Anchor::Path, "paths"));
         let users = match &rule.users {

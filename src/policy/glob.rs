@@ -55,6 +55,11 @@ impl Glob {
         Ok(Glob { source: pattern.to_string(), regex })
     }
 
+    /// `**` alone: what a missing `repos` or `refs` key means.
+    pub fn everything() -> Vec<Glob> {
+        vec![Glob::new("**", Anchor::Whole).expect("`**` is a valid glob")]
+    }
+
     pub fn matches(&self, name: impl AsRef<[u8]>) -> bool {
         self.regex.is_match(name.as_ref())
     }
