@@ -43,11 +43,7 @@ pub fn record(config_path: &Path, landed: &Landed) -> Result<Recorded, String> {
     if let Ok(config) = &loaded {
         let repo = crate::hook::repo_name(landed.git_dir, config.repos_root.as_deref());
         let refs: Vec<&str> = landed.updates.iter().map(|u| u.name.as_str()).collect();
-        let interested = config
-            .extensions
-            .iter()
-            .any(|e| e.phase == Phase::Post && e.enabled && e.push_events && e.applies_to(&repo, refs.iter().copied()));
-        if !interested {
+        if !wants_pushes(config, &repo, &refs) {
             return Ok(Recorded::NotNeeded);
         }
     }
@@ -150,6 +146,14 @@ pub fn rebuild(config: &Config, journal: &Journal) -> Result<Event, String> {
     let updates = push::parse_updates(journal.updates.as_bytes()).map_err(|e| e.to_string())?;
     let git = GitRepo::open(&journal.git_dir, &Quarantine::default()).map_err(|e| e.to_string())?;
     post_event(Some(config), &git, journal, &updates)
+}
+
+/// Whether a `post` extension wants to hear about a push of `refs` to `repo`.
+pub fn wants_pushes(config: &Config, repo: &str, refs: &[&str]) -> bool {
+    config
+        .extensions
+        .iter()
+        .any(|e| e.phase == Phase::Post && e.enabled && e.push_events && e.applies_to(repo, refs.iter().copied()))
 }
 
 /// Whether a `post` extension wants to hear about fetches of `repo`.

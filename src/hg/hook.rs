@@ -5,7 +5,6 @@
 
 use super::HgRepo;
 use crate::Outcome;
-use crate::config::extension::Phase;
 use crate::config::{Config, REPO_FILE};
 use crate::event::{self, Event};
 use crate::extension::pre;
@@ -105,11 +104,7 @@ fn decide(config_path: &Path, env: &HgEnv) -> Result<Outcome, String> {
     if !verdict.accepted() {
         return Ok(Outcome::Rejected);
     }
-    let posts = config
-        .extensions
-        .iter()
-        .any(|e| e.phase == Phase::Post && e.enabled && e.push_events && e.applies_to(&repo, refs.iter().copied()));
-    if posts {
+    if crate::record::wants_pushes(&config, &repo, &refs) {
         let event = event::build(&push, event_context(&config, &place, &user, &repo, "post"));
         stash(&env.stash(), &event, &config.spool.dir)?;
     }
