@@ -1,5 +1,7 @@
 //! The command line, as SPEC.md section 2 names it.
 
+use crate::hook::hg::HgHook;
+use crate::push::Op;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -107,8 +109,8 @@ pub enum Command {
     },
     /// Mercurial hooks, as `install --hg` writes them: `pretxnclose` decides, `txnclose` spools.
     Hg {
-        #[arg(value_parser = ["pretxnclose", "txnclose", "outgoing", "prepushkey"])]
-        hook: String,
+        #[arg(value_enum)]
+        hook: HgHook,
     },
     /// Validate the configuration; errors as FILE:LINE:COL: message, exit 2 on error.
     Check {
@@ -124,9 +126,9 @@ pub enum Command {
         user: String,
         #[arg(long = "ref", value_name = "REF")]
         ref_name: String,
-        /// create, update, force, delete or read.
-        #[arg(long)]
-        op: String,
+        /// The operation asked about.
+        #[arg(long, value_enum)]
+        op: Op,
         /// Repository name (as under repos_root); default: rules for every repository.
         #[arg(long)]
         repo: Option<String>,

@@ -1,13 +1,20 @@
 //! Crash points for the crash tests: with `PUSHGATE_CRASH_AT=<point>` in its environment the
 //! process kills itself with SIGKILL when it reaches that point, which is exactly what a
-//! `kill -9` landing there does. Unset (always, outside tests), each point is a string
-//! comparison.
+//! `kill -9` landing there does. Unarmed (always, outside tests), each point is a compare.
 
 use std::sync::OnceLock;
 
+static ARMED: OnceLock<String> = OnceLock::new();
+
+/// Arm the point named by `PUSHGATE_CRASH_AT`, if any (once, from `main`).
+pub fn arm(point: Option<&str>) {
+    if let Some(point) = point {
+        let _ = ARMED.set(point.to_string());
+    }
+}
+
 pub fn here(point: &str) {
-    static AT: OnceLock<Option<String>> = OnceLock::new();
-    if AT.get_or_init(|| std::env::var("PUSHGATE_CRASH_AT").ok()).as_deref() == Some(point) {
+    if ARMED.get().is_some_and(|armed| armed == point) {
         // SAFETY: raising a signal on ourselves; SIGKILL cannot be caught.
         unsafe {
             libc::raise(libc::SIGKILL);

@@ -5,11 +5,14 @@
 //! by hand or fed garbage, and a hook that crashes on garbage fails closed anyway, only
 //! with a worse message.
 
+use crate::text::{shown, shown_bytes};
 use gix::ObjectId;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// What a ref update does to its ref.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Action {
     Create,
     /// A fast-forward (or no change at all).
@@ -39,8 +42,22 @@ impl Action {
     }
 }
 
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which version control system a push came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Vcs {
+    Git,
+    Hg,
+}
+
 /// An operation a rule may allow or deny: the four actions plus `read` (clone/fetch).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
 pub enum Op {
     Create,
     Update,
@@ -117,6 +134,8 @@ impl RefUpdate {
 #[derive(Debug, Clone, Default)]
 pub struct Push {
     pub changes: Vec<Change>,
+    /// The branch the repository's HEAD names, when it names one.
+    pub default_branch: Option<String>,
 }
 
 /// One ref update and what it brings.
@@ -131,6 +150,16 @@ pub struct Change {
     /// Set when the new value is not a commit (a tag of a tree, a ref to a blob): `tree` or
     /// `blob`. Its contents are not read as commits are.
     pub non_commit: Option<&'static str>,
+    /// The refs this update also moves: when its ref is symbolic, the refs it points at.
+    /// Their rules judge the update too.
+    pub aliases: Vec<String>,
+}
+
+impl Change {
+    /// The update's own ref, then the refs it moves through symbolic refs.
+    pub fn judged_names(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.update.name.as_str()).chain(self.aliases.iter().map(String::as_str))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -283,34 +312,6 @@ pub fn check_ref_name(name: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// A value from outside, made safe to print on one line: control characters escaped, long
-/// values cut.
-pub fn shown(value: &str) -> String {
-    format!("\"{}\"", one_line(value, Some(200)))
-}
-
-/// Text from outside, fit for one terminal line: control characters escaped (newlines,
-/// escape sequences), and cut with `…` past `max` characters when given.
-pub fn one_line(text: &str, max: Option<usize>) -> String {
-    let mut out = String::with_capacity(text.len());
-    for (i, c) in text.chars().enumerate() {
-        if Some(i) == max {
-            out.push('…');
-            break;
-        }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-pub fn shown_bytes(value: &[u8]) -> String {
-    shown(&String::from_utf8_lossy(value))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -409,10 +410,5 @@ mod tests {
         assert_eq!(Op::expand("write"), Some(&[Op::Create, Op::Update][..]));
         assert_eq!(Op::expand("all").map(<[Op]>::len), Some(5));
         assert_eq!(Op::expand("push"), None);
-    }
-
-    #[test]
-    fn shown_escapes_control_characters() {
-        assert_eq!(shown("a\nb"), "\"a\\nb\"");
     }
 }

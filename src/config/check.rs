@@ -1,8 +1,10 @@
 //! `[[check]]` tables: push rules on the new commits (message, emails, linear history, file
 //! count, blob size, forbidden paths, signatures, authorship), scoped like rules.
 
-use super::{Groups, Mode, Origin, Size, Source, UserPattern, Validator, raw};
-use crate::policy::glob::{Anchor, Glob};
+use super::error::Source;
+use super::validate::Validator;
+use super::{Groups, Mode, Origin, Scope, Size, UserPattern, raw};
+use crate::glob::{Anchor, Glob};
 use regex::Regex;
 use toml::Spanned;
 
@@ -11,8 +13,7 @@ pub struct Check {
     /// 1-based, in evaluation order (repository checks first), as messages show it.
     pub number: usize,
     pub origin: Origin,
-    pub repos: Vec<Glob>,
-    pub refs: Vec<Glob>,
+    pub scope: Scope,
     /// On the first line of each new commit's message.
     pub commit_message: Option<Regex>,
     pub author_email: Option<Regex>,
@@ -41,8 +42,7 @@ impl Validator {
         let errors_before = self.errors.len();
         let raw = spanned.get_ref();
         let (line, _) = at.position(spanned.span().start);
-        let repos = raw.repos.as_ref().map_or_else(Glob::everything, |l| self.globs(at, l, Anchor::Whole, "repos"));
-        let refs = raw.refs.as_ref().map_or_else(Glob::everything, |l| self.ref_globs(at, l));
+        let scope = self.scope(at, raw.repos.as_ref(), raw.refs.as_ref());
         let commit_message = raw.commit_message.as_ref().and_then(|r| self.regex(at, r));
         let author_email = raw.author_email.as_ref().and_then(|r| self.regex(at, r));
         let committer_email = raw.committer_email.as_ref().and_then(|r| self.regex(at, r));
@@ -61,8 +61,7 @@ impl Validator {
         let check = Check {
             number,
             origin: Origin { file: at.path.to_path_buf(), line },
-            repos,
-            refs,
+            scope,
             commit_message,
             author_email,
             committer_email,

@@ -1,8 +1,9 @@
 //! `[[extension]]` tables: scripts and HTTP endpoints that veto pushes (`pre`) or are told
 //! about them (`post`).
 
-use super::{Mode, Origin, Source, Validator, raw, units};
-use crate::policy::glob::{Anchor, Glob};
+use super::error::Source;
+use super::validate::Validator;
+use super::{Mode, Origin, Scope, raw, units};
 use std::path::PathBuf;
 use std::time::Duration;
 use toml::Spanned;
@@ -11,17 +12,17 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 pub struct Extension {
-    /// Unique; also the connector's queue name.
+    /// Unique in its file.
     pub name: String,
-    /// The delivery queue: the name for a global extension; for one a repository's own file
-    /// defines, the name and a tag of that repository, so two repositories' `notify` never
-    /// share a queue (nor deliver each other's events).
-    pub queue: String,
+    /// The connector (a `post` extension's ordered delivery queue): the name for a global
+    /// extension; for one a repository's own file defines, the name and a tag of that
+    /// repository, so two repositories' `notify` never share a queue (nor deliver each
+    /// other's events).
+    pub connector: String,
     pub kind: Kind,
     pub phase: Phase,
     pub format: Format,
-    pub refs: Vec<Glob>,
-    pub repos: Vec<Glob>,
+    pub scope: Scope,
     pub timeout: Duration,
     /// Whether pushes reach it (`events` includes "push", the default).
     pub push_events: bool,
@@ -52,10 +53,22 @@ pub enum Secret {
     File(PathBuf),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// When an extension runs: `pre` before the push lands (it may veto), `post` after (it is
+/// told, durably).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Phase {
     Pre,
     Post,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pre => "pre",
+            Phase::Post => "post",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,15 +85,41 @@ pub enum OnError {
     Allow,
 }
 
+/// What an extension may be told about.
+#[derive(Debug, Clone, Copy)]
+pub enum About<'a> {
+    /// A push of these refs into this repository.
+    Push { repo: &'a str, refs: &'a [&'a str] },
+    /// A fetch of this repository through `pushgate shell`.
+    Pull { repo: &'a str },
+}
+
 impl Extension {
-    /// Whether this extension is about `repo` and at least one of `refs`.
-    pub fn applies_to<'r>(&self, repo: &str, mut refs: impl Iterator<Item = &'r str>) -> bool {
-        self.repos.iter().any(|g| g.matches(repo)) && refs.any(|r| self.refs.iter().any(|g| g.matches(r)))
+    /// Whether this extension, in `phase`, wants to hear `about` this: enabled, listening
+    /// to that kind of event, and in scope.
+    pub fn wants(&self, phase: Phase, about: About) -> bool {
+        if self.phase != phase || !self.enabled {
+            return false;
+        }
+        match about {
+            About::Push { repo, refs } => self.push_events && self.scope.covers(repo, refs.iter().copied()),
+            About::Pull { repo } => self.pull_events && self.scope.covers_repo(Some(repo)),
+        }
     }
 
+    /// Whether a change of the ref `name` is for this extension.
     pub fn wants_ref(&self, name: &str) -> bool {
-        self.refs.iter().any(|g| g.matches(name))
+        self.scope.covers_ref(name)
     }
+}
+
+/// The extensions of `phase` that want to hear `about` something, in evaluation order.
+pub fn wanting<'c, 'a>(
+    extensions: &'c [Extension],
+    phase: Phase,
+    about: About<'a>,
+) -> impl Iterator<Item = &'c Extension> {
+    extensions.iter().filter(move |e| e.wants(phase, about))
 }
 
 fn valid_name(name: &str) -> bool {
@@ -130,8 +169,7 @@ impl Validator {
                 Format::Pushgate
             }
         };
-        let refs = ext.refs.as_ref().map_or_else(Glob::everything, |l| self.ref_globs(at, l));
-        let repos = ext.repos.as_ref().map_or_else(Glob::everything, |l| self.globs(at, l, Anchor::Whole, "repos"));
+        let scope = self.scope(at, ext.repos.as_ref(), ext.refs.as_ref());
         let timeout = match &ext.timeout {
             Some(text) => units::parse_duration(text.get_ref()).map_err(|e| self.fail(at, text.span(), e)).ok(),
             None => Some(DEFAULT_TIMEOUT),
@@ -165,20 +203,19 @@ impl Validator {
             let span = ext.mode.as_ref().map_or(whole.clone(), |m| m.span());
             self.fail(at, span, "mode = \"warn\" applies to pre extensions only (post extensions never reject)");
         }
-        let queue = if at.path.file_name().is_some_and(|n| n == super::REPO_FILE) {
+        let connector = if at.path.file_name().is_some_and(|n| n == super::REPO_FILE) {
             let repo = at.path.parent().unwrap_or(at.path).to_string_lossy();
-            format!("{name}~{:08x}", crate::event::github::stable_id(&repo) as u32)
+            format!("{name}~{:08x}", crate::ids::stable_id(&repo) as u32)
         } else {
             name.clone()
         };
         (self.errors.len() == errors_before).then(|| Extension {
-            queue,
+            connector,
             name,
             kind: kind.expect("no errors means the kind is known"),
             phase,
             format,
-            refs,
-            repos,
+            scope,
             timeout: timeout.unwrap_or(DEFAULT_TIMEOUT),
             push_events,
             pull_events,

@@ -6,12 +6,14 @@
 //! GitHub's schema forbids extra top-level fields, so the count of commits (which SPEC.md
 //! calls `total_commits`) travels in the `X-Pushgate-Total-Commits` header instead.
 
-use super::{Change, Event, EventCommit};
+use super::{Change, EventCommit, PushEvent};
 use crate::config::Server;
+use crate::ids::stable_id;
+use crate::push::Action;
 use serde_json::{Value, json};
 
 /// The payload for `event.changes[index]`.
-pub fn payload(event: &Event, index: usize, server: &Server) -> Value {
+pub fn payload(event: &PushEvent, index: usize, server: &Server) -> Value {
     let change = &event.changes[index];
     let urls = Urls::new(server, &event.repository.name);
     let commits: Vec<Value> = change.commits.iter().map(|c| commit(c, &urls)).collect();
@@ -19,9 +21,9 @@ pub fn payload(event: &Event, index: usize, server: &Server) -> Value {
         "ref": change.name,
         "before": change.before,
         "after": change.after,
-        "created": change.action == "create",
-        "deleted": change.action == "delete",
-        "forced": change.action == "force",
+        "created": change.action == Action::Create,
+        "deleted": change.action == Action::Delete,
+        "forced": change.action == Action::Force,
         "base_ref": null,
         "compare": compare_url(change, &urls),
         "commits": commits,
@@ -55,8 +57,8 @@ impl Urls {
 
 fn compare_url(change: &Change, urls: &Urls) -> String {
     let short = |id: &str| id.get(..12).unwrap_or(id).to_string();
-    match change.action.as_str() {
-        "create" => format!("{}/commit/{}", urls.html(), short(&change.after)),
+    match change.action {
+        Action::Create => format!("{}/commit/{}", urls.html(), short(&change.after)),
         _ => format!("{}/compare/{}...{}", urls.html(), short(&change.before), short(&change.after)),
     }
 }
@@ -77,7 +79,7 @@ fn commit(c: &EventCommit, urls: &Urls) -> Value {
     })
 }
 
-fn repository(event: &Event, server: &Server, urls: &Urls) -> Value {
+fn repository(event: &PushEvent, server: &Server, urls: &Urls) -> Value {
     let full_name = &event.repository.name;
     let name = full_name.rsplit('/').next().unwrap_or(full_name);
     let owner = server.owner.clone().unwrap_or_else(|| full_name.split('/').next().unwrap_or(full_name).to_string());
@@ -197,17 +199,6 @@ fn user(login: &str, urls: &Urls) -> Value {
     })
 }
 
-/// A number derived from a name (FNV-1a), the same on every server and every run, small
-/// enough for JavaScript receivers.
-pub fn stable_id(name: &str) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in name.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    (hash & ((1 << 53) - 1)).max(1)
-}
-
 /// Percent-encode a path for a URL, keeping `/` between segments.
 fn encode_path(path: &str) -> String {
     let mut out = String::with_capacity(path.len());
@@ -243,13 +234,6 @@ fn unix_seconds(time: &str) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stable_ids_are_stable_and_js_safe() {
-        assert_eq!(stable_id("team/app"), stable_id("team/app"));
-        assert_ne!(stable_id("team/app"), stable_id("team/web"));
-        assert!(stable_id("x") < 1 << 53);
-    }
 
     #[test]
     fn paths_are_percent_encoded() {

@@ -1,9 +1,13 @@
-//! The push event (`pushgate.push/1`): built once per push from what the gate computed, sent
-//! to extensions as is or as GitHub-style payloads. Pure: plain data in, plain data out.
+//! The events extensions are told: a push (`pushgate.push/1`), built once per push from what
+//! the gate computed, and a fetch (`pushgate.pull/1`). Sent as they are or as GitHub-style
+//! payloads ([`github`]). Pure: plain data in, plain data out.
 
 pub mod github;
 
-use crate::push::{Action, Commit, FileKind, Person, Push};
+use crate::config::extension::Phase;
+use crate::env::Env;
+use crate::identity::Via;
+use crate::push::{Action, Commit, FileKind, Person, Push, Vcs};
 use crate::time::rfc3339;
 use gix::bstr::ByteSlice;
 use serde::{Deserialize, Serialize};
@@ -12,15 +16,15 @@ use std::collections::HashSet;
 pub const SCHEMA: &str = "pushgate.push/1";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Event {
+pub struct PushEvent {
     pub schema: String,
     pub id: String,
     /// Grows by one with each event of a repository; set when the event is spooled (post).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sequence: Option<u64>,
     pub time: String,
-    pub phase: String,
-    pub vcs: String,
+    pub phase: Phase,
+    pub vcs: Vcs,
     pub repository: Repository,
     pub user: User,
     pub push_options: Vec<String>,
@@ -40,7 +44,7 @@ pub struct Repository {
 pub struct User {
     pub name: String,
     pub groups: Vec<String>,
-    pub via: String,
+    pub via: Via,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,7 +53,7 @@ pub struct Change {
     pub name: String,
     pub before: String,
     pub after: String,
-    pub action: String,
+    pub action: Action,
     pub commits: Vec<EventCommit>,
     pub commits_truncated: bool,
     /// How many new commits the change brought, listed or not.
@@ -87,22 +91,40 @@ pub const PULL_SCHEMA: &str = "pushgate.pull/1";
 /// A fetch or clone through `pushgate shell` (`pushgate.pull/1`), for extensions with
 /// `events = ["push", "pull"]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Pull {
+pub struct PullEvent {
     pub schema: String,
     pub id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sequence: Option<u64>,
     pub time: String,
-    pub vcs: String,
+    pub vcs: Vcs,
     pub repository: Repository,
     pub user: User,
+}
+
+/// Which kind of event a delivery carries (the `X-Pushgate-Event` header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventKind {
+    #[default]
+    Push,
+    Pull,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Push => "push",
+            EventKind::Pull => "pull",
+        }
+    }
 }
 
 /// What the spool carries: a push or a pull, told apart by `schema`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Spooled {
-    Push(Event),
-    Pull(Pull),
+    Push(PushEvent),
+    Pull(PullEvent),
 }
 
 impl Spooled {
@@ -120,8 +142,8 @@ impl Spooled {
 pub struct Context {
     pub id: String,
     pub time: String,
-    pub phase: &'static str,
-    pub vcs: &'static str,
+    pub phase: Phase,
+    pub vcs: Vcs,
     pub repository: Repository,
     pub user: User,
     pub push_options: Vec<String>,
@@ -129,7 +151,7 @@ pub struct Context {
 }
 
 /// The event for `push`.
-pub fn build(push: &Push, context: Context) -> Event {
+pub fn build(push: &Push, context: Context) -> PushEvent {
     let mut seen = HashSet::new();
     let changes = push
         .changes
@@ -154,7 +176,7 @@ pub fn build(push: &Push, context: Context) -> Event {
                 name: change.update.name.clone(),
                 before: change.update.old.to_string(),
                 after: change.update.new.to_string(),
-                action: change.action.as_str().to_string(),
+                action: change.action,
                 commits_truncated: change.commits.len() > commits.len(),
                 total_commits: change.commits.len(),
                 commits,
@@ -162,13 +184,13 @@ pub fn build(push: &Push, context: Context) -> Event {
             }
         })
         .collect();
-    Event {
+    PushEvent {
         schema: SCHEMA.to_string(),
         id: context.id,
         sequence: None,
         time: context.time,
-        phase: context.phase.to_string(),
-        vcs: context.vcs.to_string(),
+        phase: context.phase,
+        vcs: context.vcs,
         repository: context.repository,
         user: context.user,
         push_options: context.push_options,
@@ -199,62 +221,10 @@ fn signature(person: &Person) -> Signature {
     Signature { name: person.name.clone(), email: person.email.clone(), date: rfc3339(person.time, person.offset) }
 }
 
-/// A random (version 4) UUID, for event and delivery ids.
-pub fn new_id() -> String {
-    let mut bytes = [0u8; 16];
-    fill_random(&mut bytes);
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    uuid_text(&bytes)
-}
-
-/// A UUID derived from `text` (SHA-256 based): the same text, the same id, on any machine.
-pub fn name_based_id(text: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(text.as_bytes());
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    bytes[6] = (bytes[6] & 0x0f) | 0x80;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    uuid_text(&bytes)
-}
-
-fn uuid_text(bytes: &[u8; 16]) -> String {
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
-}
-
-/// A random number (for jitter).
-pub fn random_u64() -> u64 {
-    let mut bytes = [0u8; 8];
-    fill_random(&mut bytes);
-    u64::from_le_bytes(bytes)
-}
-
-fn fill_random(bytes: &mut [u8]) {
-    let mut filled = 0;
-    while filled < bytes.len() {
-        let rest = &mut bytes[filled..];
-        // SAFETY: the pointer and length describe `rest`, a live, writable buffer.
-        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
-        if n > 0 {
-            filled += n as usize;
-        } else if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
-            // No kernel randomness: fall back to time and pid, still unique enough for ids.
-            let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-            let mixed = seed.as_nanos() ^ (u128::from(std::process::id()) << 64);
-            for (i, b) in rest.iter_mut().enumerate() {
-                *b = (mixed >> ((i % 16) * 8)) as u8;
-            }
-            return;
-        }
-    }
-}
-
 /// The push options a pusher sent (`git push -o ...`), from git's variables.
-pub fn push_options(lookup: impl Fn(&str) -> Option<String>) -> Vec<String> {
-    let count: usize = lookup("GIT_PUSH_OPTION_COUNT").and_then(|c| c.parse().ok()).unwrap_or(0);
-    (0..count.min(1000)).filter_map(|i| lookup(&format!("GIT_PUSH_OPTION_{i}"))).collect()
+pub fn push_options(env: &Env) -> Vec<String> {
+    let count: usize = env.var("GIT_PUSH_OPTION_COUNT").and_then(|c| c.parse().ok()).unwrap_or(0);
+    (0..count.min(1000)).filter_map(|i| env.var(&format!("GIT_PUSH_OPTION_{i}")).map(str::to_string)).collect()
 }
 
 #[cfg(test)]
@@ -296,14 +266,14 @@ mod tests {
         Context {
             id: "e1".into(),
             time: "2026-11-22T12:00:00Z".into(),
-            phase: "post",
-            vcs: "git",
+            phase: Phase::Post,
+            vcs: Vcs::Git,
             repository: Repository {
                 name: "team/app".into(),
                 path: "/srv/git/team/app.git".into(),
                 default_branch: None,
             },
-            user: User { name: "alice".into(), groups: vec!["devs".into()], via: "ssh".into() },
+            user: User { name: "alice".into(), groups: vec!["devs".into()], via: Via::Ssh },
             push_options: vec!["ci.skip".into()],
             max_commits,
         }
@@ -322,6 +292,7 @@ mod tests {
                     commits: vec![c1.clone(), c2.clone()],
                     head: Some(c2.clone()),
                     non_commit: None,
+                    aliases: vec![],
                 },
                 PushChange {
                     update: update("refs/heads/copy"),
@@ -329,8 +300,10 @@ mod tests {
                     commits: vec![c1, c2.clone()],
                     head: Some(c2),
                     non_commit: None,
+                    aliases: vec![],
                 },
             ],
+            default_branch: None,
         }
     }
 
@@ -360,28 +333,19 @@ mod tests {
     fn hostile_text_survives_a_json_round_trip() {
         let event = build(&push(), context(100));
         let text = serde_json::to_string(&event).unwrap();
-        let back: Event = serde_json::from_str(&text).unwrap();
+        let back: PushEvent = serde_json::from_str(&text).unwrap();
         assert_eq!(back, event);
         assert_eq!(back.changes[0].commits[0].author.name, "A \"quoted\"\nname");
     }
 
     #[test]
-    fn ids_are_uuids() {
-        let (a, b) = (new_id(), new_id());
-        assert_ne!(a, b);
-        assert_eq!(a.len(), 36);
-        assert_eq!(&a[14..15], "4");
-    }
-
-    #[test]
     fn push_options_come_from_git_variables() {
-        let env = |name: &str| match name {
-            "GIT_PUSH_OPTION_COUNT" => Some("2".to_string()),
-            "GIT_PUSH_OPTION_0" => Some("ci.skip".to_string()),
-            "GIT_PUSH_OPTION_1" => Some("a=b".to_string()),
-            _ => None,
-        };
-        assert_eq!(push_options(env), ["ci.skip", "a=b"]);
-        assert!(push_options(|_| None).is_empty());
+        let env = Env::from_vars([
+            ("GIT_PUSH_OPTION_COUNT", "2"),
+            ("GIT_PUSH_OPTION_0", "ci.skip"),
+            ("GIT_PUSH_OPTION_1", "a=b"),
+        ]);
+        assert_eq!(push_options(&env), ["ci.skip", "a=b"]);
+        assert!(push_options(&Env::default()).is_empty());
     }
 }

@@ -2,8 +2,9 @@
 //! `github` format) GitHub's headers, signed when a secret is set. Redirects are not
 //! followed. Messages name the URL without credentials or query, never the secret.
 
-use super::{Call, Reply, shown_lines, sign};
+use super::{Call, Reply, sign};
 use crate::config::extension::redacted_url;
+use crate::text;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How much of a refusal's body is read.
@@ -27,7 +28,7 @@ pub fn post(
     let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let mut headers: Vec<(String, String)> = vec![
         ("Content-Type".into(), "application/json".into()),
-        ("X-Pushgate-Event".into(), call.event.into()),
+        ("X-Pushgate-Event".into(), call.event.as_str().into()),
         ("X-Pushgate-Delivery".into(), call.delivery_id.into()),
         ("webhook-id".into(), call.delivery_id.into()),
         ("webhook-timestamp".into(), timestamp.to_string()),
@@ -91,8 +92,8 @@ fn refusal_message(body: &[u8]) -> Vec<String> {
         .ok()
         .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_string));
     match message {
-        Some(message) => shown_lines(message.as_bytes()),
-        None => shown_lines(body),
+        Some(message) => text::lines(message.as_bytes()),
+        None => text::lines(body),
     }
 }
 

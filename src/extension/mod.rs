@@ -2,20 +2,18 @@
 //! classifies the answer; what an answer means (veto, retry, dead letter) is decided by the
 //! phase that called it.
 
+pub mod body;
 mod http;
 pub mod pre;
 mod script;
 pub mod sign;
 
-use crate::config::extension::{Extension, Kind, Secret};
+use crate::config::extension::{Extension, Kind, Phase, Secret};
+use crate::env::Env;
+use crate::event::EventKind;
 use std::ffi::OsString;
 use std::path::Path;
 use std::time::Duration;
-
-/// How many lines of an extension's output or refusal a pusher is shown.
-pub const MAX_LINES: usize = 40;
-/// How long a line of it may be.
-const MAX_LINE_CHARS: usize = 300;
 
 /// What an extension answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,9 +38,8 @@ impl Reply {
 /// One call: the body and what describes it.
 pub struct Call<'a> {
     pub body: &'a [u8],
-    /// `push` or `pull`.
-    pub event: &'a str,
-    pub phase: &'a str,
+    pub event: EventKind,
+    pub phase: Phase,
     pub user: &'a str,
     pub repo: &'a str,
     pub event_id: &'a str,
@@ -58,8 +55,8 @@ pub struct GithubHeaders {
     pub total_commits: usize,
 }
 
-/// Send `call` to `extension`. `env` looks up variables (for `secret_env`).
-pub fn call(extension: &Extension, call: &Call, env: &dyn Fn(&str) -> Option<OsString>) -> Reply {
+/// Send `call` to `extension`. `env` holds the variables `secret_env` names.
+pub fn call(extension: &Extension, call: &Call, env: &Env) -> Reply {
     match &extension.kind {
         Kind::Script { command } => script::run(command, extension.timeout, call),
         Kind::Http { url, secret, headers } => {
@@ -73,11 +70,13 @@ pub fn call(extension: &Extension, call: &Call, env: &dyn Fn(&str) -> Option<OsS
 }
 
 /// The secret's bytes. Errors name where it should be, never what it is.
-fn read_secret(secret: &Secret, env: &dyn Fn(&str) -> Option<OsString>) -> Result<Vec<u8>, String> {
+fn read_secret(secret: &Secret, env: &Env) -> Result<Vec<u8>, String> {
     let value = match secret {
-        Secret::Env(name) => {
-            env(name).filter(|v| !v.is_empty()).ok_or_else(|| format!("secret_env {name} is not set"))?
-        }
+        Secret::Env(name) => env
+            .var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(OsString::from)
+            .ok_or_else(|| format!("secret_env {name} is not set"))?,
         Secret::File(path) => std::fs::read(path)
             .map(|bytes| OsString::from(String::from_utf8_lossy(&bytes).trim_end_matches(['\r', '\n']).to_string()))
             .map_err(|e| format!("cannot read secret_file {}: {}", path.display(), e.kind()))?,
@@ -85,37 +84,13 @@ fn read_secret(secret: &Secret, env: &dyn Fn(&str) -> Option<OsString>) -> Resul
     Ok(value.into_encoded_bytes())
 }
 
-/// Output from outside made fit for a pusher's terminal: lossy UTF-8, control characters
-/// escaped, long lines cut, at most `MAX_LINES` lines (with a count of the rest).
-pub fn shown_lines(output: &[u8]) -> Vec<String> {
-    let text = String::from_utf8_lossy(output);
-    let all: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    let mut lines: Vec<String> =
-        all.iter().take(MAX_LINES).map(|line| crate::push::one_line(line, Some(MAX_LINE_CHARS))).collect();
-    if all.len() > MAX_LINES {
-        lines.push(format!("… and {} more lines", all.len() - MAX_LINES));
-    }
-    lines
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn output_is_escaped_and_capped() {
-        let lines = shown_lines(b"ok\n\x1b[31mred\x1b[0m\n\n");
-        assert_eq!(lines, ["ok", "\\u{1b}[31mred\\u{1b}[0m"]);
-        let many: String = (0..100).map(|i| format!("line {i}\n")).collect();
-        let lines = shown_lines(many.as_bytes());
-        assert_eq!(lines.len(), MAX_LINES + 1);
-        assert_eq!(lines[MAX_LINES], "… and 60 more lines");
-        assert!(shown_lines("x".repeat(1000).as_bytes())[0].ends_with('…'));
-    }
-
-    #[test]
     fn secrets_errors_do_not_leak_values() {
-        let env = |_: &str| None;
+        let env = Env::default();
         let e = read_secret(&Secret::Env("CI_SECRET".into()), &env).unwrap_err();
         assert_eq!(e, "secret_env CI_SECRET is not set");
         let file = tempfile::NamedTempFile::new().unwrap();

@@ -1,30 +1,22 @@
-//! The `pre` phase: after the rules accept a push, every matching enabled `pre` extension
-//! runs in parallel, each under its own timeout; any veto rejects the push.
+//! The `pre` phase: after the rules accept a push, every wanting `pre` extension runs in
+//! parallel, each under its own timeout; any veto rejects the push.
 
-use super::{Call, GithubHeaders, Reply};
-use crate::config::extension::{Extension, Format, OnError, Phase};
+use super::{Call, GithubHeaders, Reply, body};
+use crate::config::extension::{Extension, OnError, Phase};
 use crate::config::{Mode, Server};
-use crate::event::{self, Event};
+use crate::env::Env;
+use crate::event::{EventKind, PushEvent};
+use crate::ids;
 use crate::policy::Verdict;
-use std::ffi::OsString;
 use std::path::Path;
-
-/// The `pre` extensions that apply to a push of `refs` into `repo`.
-pub fn applicable<'c>(extensions: &'c [Extension], repo: &str, refs: &[&str]) -> Vec<&'c Extension> {
-    extensions
-        .iter()
-        .filter(|e| e.phase == Phase::Pre && e.enabled && e.push_events)
-        .filter(|e| e.applies_to(repo, refs.iter().copied()))
-        .collect()
-}
 
 /// Run `extensions` on `event` and add their vetoes and warnings to `verdict`.
 pub fn run(
     extensions: &[&Extension],
-    event: &Event,
+    event: &PushEvent,
     server: &Server,
     cwd: &Path,
-    env: &(dyn Fn(&str) -> Option<OsString> + Sync),
+    env: &Env,
     verdict: &mut Verdict,
 ) {
     let replies: Vec<Reply> = std::thread::scope(|scope| {
@@ -39,31 +31,24 @@ pub fn run(
 
 /// One extension's answer for the whole push: the first non-accepting reply of its calls
 /// (one call, or one per change for the `github` format).
-fn ask(ext: &Extension, event: &Event, server: &Server, cwd: &Path, env: &dyn Fn(&str) -> Option<OsString>) -> Reply {
-    let mut mine = event.clone();
-    mine.changes.retain(|c| ext.wants_ref(&c.name));
-    let bodies: Vec<(Vec<u8>, Option<GithubHeaders>)> = match ext.format {
-        Format::Pushgate => vec![(serde_json::to_vec(&mine).unwrap_or_default(), None)],
-        Format::Github => (0..mine.changes.len())
-            .map(|i| {
-                let payload = event::github::payload(&mine, i, server);
-                let headers = GithubHeaders { total_commits: mine.changes[i].total_commits };
-                (serde_json::to_vec(&payload).unwrap_or_default(), Some(headers))
-            })
-            .collect(),
+fn ask(ext: &Extension, event: &PushEvent, server: &Server, cwd: &Path, env: &Env) -> Reply {
+    let bodies = match body::for_push(ext, event, server) {
+        Ok(bodies) => bodies,
+        Err(e) => return Reply::failed(format!("cannot build the body: {e}")),
     };
-    for (body, github) in bodies {
-        let delivery_id = event::new_id();
+    for body in bodies {
+        let bytes = serde_json::to_vec(&body.json).unwrap_or_default();
+        let delivery_id = ids::new_id();
         let call = Call {
-            body: &body,
-            event: "push",
-            phase: "pre",
+            body: &bytes,
+            event: EventKind::Push,
+            phase: Phase::Pre,
             user: &event.user.name,
             repo: &event.repository.name,
             event_id: &event.id,
             delivery_id: &delivery_id,
             cwd,
-            github,
+            github: body.total_commits.map(|total_commits| GithubHeaders { total_commits }),
         };
         let reply = super::call(ext, &call, env);
         if reply != Reply::Accepted {

@@ -2,7 +2,8 @@
 //! repository as working directory. A script past its timeout is killed with its whole
 //! process group, so its children (a `sleep`, a `curl`) do not keep pipes open.
 
-use super::{Call, Reply, shown_lines};
+use super::{Call, Reply};
+use crate::text;
 use std::io::{Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
@@ -20,7 +21,7 @@ pub fn run(command: &[String], timeout: Duration, call: &Call) -> Reply {
     let spawned = Command::new(program)
         .args(args)
         .current_dir(call.cwd)
-        .env("PUSHGATE_PHASE", call.phase)
+        .env("PUSHGATE_PHASE", call.phase.as_str())
         .env("PUSHGATE_USER", call.user)
         .env("PUSHGATE_REPO", call.repo)
         .env("PUSHGATE_EVENT_ID", call.event_id)
@@ -90,9 +91,9 @@ fn classify(status: std::io::Result<std::process::ExitStatus>, outputs: &[Vec<u8
             retry_after: None,
         },
         (Some(code), _) => {
-            let mut lines = shown_lines(&outputs[0]);
-            lines.extend(shown_lines(&outputs[1]));
-            lines.truncate(super::MAX_LINES + 1);
+            let mut lines = text::lines(&outputs[0]);
+            lines.extend(text::lines(&outputs[1]));
+            lines.truncate(text::MAX_LINES + 1);
             Reply::Refused { code: format!("exit {code}"), lines }
         }
         (None, signal) => {
@@ -134,8 +135,8 @@ mod tests {
     fn call(body: &[u8]) -> Call<'_> {
         Call {
             body,
-            event: "push",
-            phase: "pre",
+            event: crate::event::EventKind::Push,
+            phase: crate::config::extension::Phase::Pre,
             user: "alice",
             repo: "app",
             event_id: "e1",

@@ -33,6 +33,8 @@ pub struct Want {
     pub blob_sizes: Option<u64>,
     /// The tip commit of each change, with its files (for `github` payloads).
     pub heads: bool,
+    /// The refs symbolic refs point at (their rules judge a push to the symbolic ref).
+    pub aliases: bool,
 }
 
 /// An open repository, seeing the objects of a push still in quarantine.
@@ -72,7 +74,7 @@ impl GitRepo {
     }
 
     /// The branch HEAD names, if it names one.
-    pub fn default_branch(&self) -> Option<String> {
+    fn default_branch(&self) -> Option<String> {
         let name = self.repo.head_name().ok()??;
         name.as_bstr().to_str().ok()?.strip_prefix("refs/heads/").map(str::to_string)
     }
@@ -144,9 +146,14 @@ impl GitRepo {
                 _ => None,
             };
             let non_commit = target.filter(|_| tip.is_none()).map(|(_, kind)| kind_name(kind));
-            changes.push(Change { update: update.clone(), action, commits, head, non_commit });
+            // A symbolic ref exists before it is pushed to: creates need no look-up.
+            let aliases = match want.aliases && !update.old.is_null() {
+                true => self.symref_target(&update.name).into_iter().collect(),
+                false => Vec::new(),
+            };
+            changes.push(Change { update: update.clone(), action, commits, head, non_commit, aliases });
         }
-        Ok(Push { changes })
+        Ok(Push { changes, default_branch: self.default_branch() })
     }
 
     /// Every direct ref with the object it names (symbolic refs resolve to direct ones).
@@ -184,7 +191,7 @@ impl GitRepo {
     }
 
     /// The ref a symbolic ref under `refs/` points at, if `name` is one.
-    pub fn symref_target(&self, name: &str) -> Option<String> {
+    fn symref_target(&self, name: &str) -> Option<String> {
         let reference = self.repo.try_find_reference(name).ok()??;
         match reference.target() {
             gix::refs::TargetRef::Symbolic(target) => Some(target.as_bstr().to_str_lossy().into_owned()),

@@ -3,7 +3,6 @@
 //! before, the pending state, the new changesets (and, when a size limit is set, which of
 //! their files are too big, plus the sizes of at most a screenful of them).
 
-pub mod hook;
 mod state;
 
 use crate::push::{Action, Blob, Change, Commit, FileChange, FileKind, Person, Push};
@@ -115,10 +114,10 @@ impl HgRepo {
                     .filter_map(|cs| commits.get(cs.node.as_str()).cloned())
                     .collect();
                 let head = commits.iter().find(|c| c.id == m.update.new).cloned();
-                Change { update: m.update, action, commits, head, non_commit: None }
+                Change { update: m.update, action, commits, head, non_commit: None, aliases: Vec::new() }
             })
             .collect();
-        Ok(Push { changes })
+        Ok(Push { changes, default_branch: Some("default".into()) })
     }
 
     /// Which `old` of each `(old, new)` pair is an ancestor of its `new`: one `hg` process.
@@ -180,13 +179,13 @@ fn hex(node: &str) -> Result<&str, String> {
     if node.len() == 40 && node.bytes().all(|b| b.is_ascii_hexdigit()) {
         Ok(node)
     } else {
-        Err(format!("{} is not a changeset id", crate::push::shown(node)))
+        Err(format!("{} is not a changeset id", crate::text::shown(node)))
     }
 }
 
 /// One line of `NAMED_TEMPLATE`: `<node> <h|-> <c|-> <branch json> <bookmarks json> <tags json>`.
 fn parse_named(line: &str) -> Result<Named, String> {
-    let bad = || format!("unexpected hg output: {}", crate::push::shown(line));
+    let bad = || format!("unexpected hg output: {}", crate::text::shown(line));
     let mut fields = line.splitn(4, ' ');
     let (Some(node), Some(head), Some(closed), Some(rest)) =
         (fields.next(), fields.next(), fields.next(), fields.next())

@@ -1,9 +1,10 @@
 //! Push checks (`[[check]]`): declarative rules on the new commits of each update. Every
 //! failing commit is listed (short id, first line, which check), up to a readable number.
 
-use super::{MAX_LINES_PER_KIND, Subject, Verdict, display_path, user_matches};
+use super::{MAX_LINES_PER_KIND, Subject, Verdict, user_matches};
 use crate::config::{Check, Config, Mode};
-use crate::push::{Action, Change, Commit, FileKind, shown};
+use crate::push::{Action, Change, Commit, FileKind};
+use crate::text::{self, shown};
 use std::collections::BTreeSet;
 
 /// The checks that apply to this update and this pusher, in evaluation order.
@@ -16,33 +17,20 @@ pub fn applicable<'c>(config: &'c Config, subject: Subject, ref_name: &str) -> V
 
 /// The checks scoped to this repository and ref, exempt pusher or not.
 pub fn applicable_ignoring_exempt<'c>(config: &'c Config, subject: Subject, ref_name: &str) -> Vec<&'c Check> {
-    config
-        .checks
-        .iter()
-        .filter(|c| match subject.repo {
-            Some(repo) => c.repos.iter().any(|g| g.matches(repo)),
-            None => c.repos.iter().any(|g| g.as_str() == "**"),
-        })
-        .filter(|c| c.refs.iter().any(|g| g.matches(ref_name)))
-        .collect()
+    config.checks.iter().filter(|c| c.scope.covers_repo(subject.repo) && c.scope.covers_ref(ref_name)).collect()
 }
 
-/// Run the applicable checks on one update, adding failures to `verdict`.
-pub fn judge(config: &Config, subject: Subject, change: &Change, verdict: &mut Verdict) {
+/// Run the checks that apply to an update of the ref `name`, adding failures to `verdict`.
+pub fn judge(config: &Config, subject: Subject, name: &str, change: &Change, verdict: &mut Verdict) {
     if change.action == Action::Delete && change.commits.is_empty() {
         return;
     }
-    for check in applicable(config, subject, &change.update.name) {
-        let mut lines = failures(config, subject.user, check, change);
+    for check in applicable(config, subject, name) {
+        let mut lines = failures(config, subject.user, name, check, change);
         let total = lines.len();
         if total > MAX_LINES_PER_KIND {
             lines.truncate(MAX_LINES_PER_KIND);
-            lines.push(format!(
-                "{}: … and {} more failing check {}",
-                change.update.name,
-                total - MAX_LINES_PER_KIND,
-                check.number
-            ));
+            lines.push(format!("{name}: … and {} more failing check {}", total - MAX_LINES_PER_KIND, check.number));
         }
         match check.mode {
             Mode::Enforce => verdict.rejections.extend(lines),
@@ -52,8 +40,7 @@ pub fn judge(config: &Config, subject: Subject, change: &Change, verdict: &mut V
 }
 
 /// Every failure of `check` on `change`, as lines for the pusher.
-fn failures(config: &Config, user: &str, check: &Check, change: &Change) -> Vec<String> {
-    let name = &change.update.name;
+fn failures(config: &Config, user: &str, name: &str, check: &Check, change: &Change) -> Vec<String> {
     let label = format!("(check {})", check.number);
     let mut out = Vec::new();
     for commit in &change.commits {
@@ -65,7 +52,7 @@ fn failures(config: &Config, user: &str, check: &Check, change: &Change) -> Vec<
         for commit in &change.commits {
             for file in commit.files.iter().filter(|f| f.kind != FileKind::Removed) {
                 if let Some(glob) = check.forbid_paths.iter().find(|g| g.matches(&file.path)) {
-                    let path = display_path(&file.path);
+                    let path = text::path(&file.path);
                     let short = commit.id.to_hex_with_len(7);
                     out.push(format!("{name}: {path}: forbidden by {:?} in {short} {label}", glob.as_str()));
                 }
@@ -189,12 +176,14 @@ mode = "warn"
             commits,
             head: None,
             non_commit: None,
+            aliases: vec![],
         }
     }
 
     fn verdict(user: &str, change: &Change) -> Verdict {
         let mut verdict = Verdict::default();
-        super::super::judge_change(&config(), Subject { user, repo: Some("app") }, change, &mut verdict);
+        let name = change.update.name.clone();
+        super::super::judge_change(&config(), Subject { user, repo: Some("app") }, &name, change, &mut verdict);
         verdict
     }
 

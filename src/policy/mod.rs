@@ -2,11 +2,10 @@
 //! Pure: plain data in, plain data out, no I/O.
 
 pub mod check;
-pub mod glob;
 
 use crate::config::{Config, Mode, Rule, UserPattern, units::human_size};
 use crate::push::{Action, Change, FileChange, Op, Push};
-use gix::bstr::ByteSlice;
+use crate::text;
 use std::collections::BTreeSet;
 
 /// How many denied paths or oversized blobs one ref lists before summing up the rest.
@@ -92,16 +91,12 @@ fn decide<'c>(config: &'c Config, subject: Subject, ref_name: &str, op: Op, path
 }
 
 fn rule_applies(config: &Config, rule: &Rule, subject: Subject, ref_name: &str) -> bool {
-    applies(config, rule, subject) && rule.refs.iter().any(|g| g.matches(ref_name))
+    applies(config, rule, subject) && rule.scope.covers_ref(ref_name)
 }
 
 /// Whether `rule` is about this repository and this user (whatever its refs).
 pub fn applies(config: &Config, rule: &Rule, subject: Subject) -> bool {
-    let repo_matches = match subject.repo {
-        Some(repo) => rule.repos.iter().any(|g| g.matches(repo)),
-        None => rule.repos.iter().any(|g| g.as_str() == "**"),
-    };
-    repo_matches && rule.users.iter().any(|u| user_matches(config, u, subject.user))
+    rule.scope.covers_repo(subject.repo) && rule.users.iter().any(|u| user_matches(config, u, subject.user))
 }
 
 pub(crate) fn user_matches(config: &Config, pattern: &UserPattern, user: &str) -> bool {
@@ -120,18 +115,20 @@ pub fn rule_label(rule: &Rule) -> String {
     }
 }
 
-/// Decide a whole push: every reason of every update.
+/// Decide a whole push: every reason of every update. An update of a symbolic ref is
+/// judged under its own name and under each ref it moves.
 pub fn judge(config: &Config, subject: Subject, push: &Push) -> Verdict {
     let mut verdict = Verdict::default();
     for change in &push.changes {
-        judge_change(config, subject, change, &mut verdict);
+        for name in change.judged_names() {
+            judge_change(config, subject, name, change, &mut verdict);
+        }
     }
     verdict
 }
 
-/// Decide one update, adding its reasons to `verdict`.
-pub fn judge_change(config: &Config, subject: Subject, change: &Change, verdict: &mut Verdict) {
-    let name = &change.update.name;
+/// Decide one update of the ref `name`, adding its reasons to `verdict`.
+pub fn judge_change(config: &Config, subject: Subject, name: &str, change: &Change, verdict: &mut Verdict) {
     let op = change.action.op();
     let decision = decide_ref(config, subject, name, op);
     for rule in &decision.warnings {
@@ -153,9 +150,9 @@ pub fn judge_change(config: &Config, subject: Subject, change: &Change, verdict:
             "{name}: points at a {kind}, not a commit: its contents cannot be checked against the path rules and limits"
         ));
     }
-    judge_paths(config, subject, change, verdict);
-    judge_blob_sizes(config, subject, change, verdict);
-    check::judge(config, subject, change, verdict);
+    judge_paths(config, subject, name, change, verdict);
+    judge_blob_sizes(config, subject, name, change, verdict);
+    check::judge(config, subject, name, change, verdict);
 }
 
 /// Whether anything judges what a push contains (paths, sizes, files): then a ref to a bare
@@ -166,18 +163,17 @@ fn inspects_contents(config: &Config) -> bool {
         || config.checks.iter().any(|c| !c.forbid_paths.is_empty() || c.max_files_changed.is_some())
 }
 
-fn judge_paths(config: &Config, subject: Subject, change: &Change, verdict: &mut Verdict) {
+fn judge_paths(config: &Config, subject: Subject, name: &str, change: &Change, verdict: &mut Verdict) {
     if !config.rules.iter().any(|r| r.paths.is_some()) {
         return;
     }
-    let name = &change.update.name;
     // Paths are written, not deleted, by the changesets a closing delete carries.
     let op = if change.action == Action::Delete { Op::Update } else { change.action.op() };
     let paths: BTreeSet<&[u8]> = change.commits.iter().flat_map(|c| &c.files).map(|f| f.path.as_slice()).collect();
     let mut denied = 0;
     for path in paths {
         let decision = decide_path(config, subject, name, op, path);
-        let shown = display_path(path);
+        let shown = text::path(path);
         for rule in &decision.warnings {
             verdict.warnings.push(format!("{name}: {shown}: {op} denied {}", rule_label(rule)));
         }
@@ -194,27 +190,26 @@ fn judge_paths(config: &Config, subject: Subject, change: &Change, verdict: &mut
     }
 }
 
-fn judge_blob_sizes(config: &Config, subject: Subject, change: &Change, verdict: &mut Verdict) {
+fn judge_blob_sizes(config: &Config, subject: Subject, name: &str, change: &Change, verdict: &mut Verdict) {
     // The first enforcing check with a max_blob_size overrides [limits] in its scope;
     // warn-mode checks only add warnings, never lift the enforced limit.
-    let scoped = check::applicable(config, subject, &change.update.name);
+    let scoped = check::applicable(config, subject, name);
     let enforced = match scoped.iter().find(|c| c.mode == Mode::Enforce && c.max_blob_size.is_some()) {
         Some(c) => c.max_blob_size.as_ref().map(|s| (s, format!(" (check {})", c.number))),
         None => config.max_blob_size.as_ref().map(|s| (s, String::new())),
     };
     if let Some((limit, label)) = enforced {
-        verdict.rejections.extend(oversized_lines(change, limit, &label));
+        verdict.rejections.extend(oversized_lines(name, change, limit, &label));
     }
     for c in scoped.iter().filter(|c| c.mode == Mode::Warn) {
         if let Some(limit) = &c.max_blob_size {
-            verdict.warnings.extend(oversized_lines(change, limit, &format!(" (check {})", c.number)));
+            verdict.warnings.extend(oversized_lines(name, change, limit, &format!(" (check {})", c.number)));
         }
     }
 }
 
 /// One line per new blob of `change` over `limit`, capped.
-fn oversized_lines(change: &Change, limit: &crate::config::Size, label: &str) -> Vec<String> {
-    let name = &change.update.name;
+fn oversized_lines(name: &str, change: &Change, limit: &crate::config::Size, label: &str) -> Vec<String> {
     let mut seen = BTreeSet::new();
     let mut lines = Vec::new();
     let mut over = 0;
@@ -240,16 +235,10 @@ fn oversized(ref_name: &str, file: &FileChange, commit: gix::ObjectId, limit: &c
     let size = file.blob.as_ref().map_or(0, |b| b.size);
     format!(
         "{ref_name}: {} ({}) in {} exceeds max_blob_size {limit}",
-        display_path(&file.path),
+        text::path(&file.path),
         human_size(size),
         commit.to_hex_with_len(7)
     )
-}
-
-/// A path from the repository, safe on one terminal line: invalid UTF-8 replaced, control
-/// characters escaped.
-pub fn display_path(path: &[u8]) -> String {
-    crate::push::one_line(&path.to_str_lossy(), None)
 }
 
 #[cfg(test)]
@@ -322,11 +311,12 @@ allow = ["all"]
             commits: vec![commit],
             head: None,
             non_commit: None,
+            aliases: vec![],
         }
     }
 
     fn verdict(user: &str, changes: Vec<Change>) -> Verdict {
-        let push = Push { changes };
+        let push = Push { changes, default_branch: None };
         judge(&config(), Subject { user, repo: Some("app") }, &push)
     }
 
@@ -397,7 +387,7 @@ allow = ["all"]
 
     #[test]
     fn hostile_paths_are_shown_on_one_line() {
-        assert_eq!(display_path(b"a\nb\xff\x1b[31m"), "a\\nb\u{fffd}\\u{1b}[31m");
+        assert_eq!(text::path(b"a\nb\xff\x1b[31m"), "a\\nb\u{fffd}\\u{1b}[31m");
     }
 
     #[test]

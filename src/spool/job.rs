@@ -2,6 +2,7 @@
 //! (`<push number>-<change>.json`); its id for people is `<connector>.<number>.<change>`.
 
 use super::{Spool, at, remove_durably, write_durably};
+use crate::event::EventKind;
 use serde::{Deserialize, Serialize};
 use std::io;
 use std::path::PathBuf;
@@ -14,9 +15,9 @@ pub struct Job {
     /// The change index for `github` payloads (one per change), else 0.
     pub change: usize,
     pub event_id: String,
-    /// `push` or `pull`: the `X-Pushgate-Event` header.
-    #[serde(default = "push")]
-    pub event: String,
+    /// The `X-Pushgate-Event` header.
+    #[serde(default)]
+    pub event: EventKind,
     /// The same on every attempt: receivers de-duplicate on it.
     pub delivery_id: String,
     pub repo: String,
@@ -32,10 +33,6 @@ pub struct Job {
     pub total_commits: Option<usize>,
     /// Exactly what is sent.
     pub body: serde_json::Value,
-}
-
-fn push() -> String {
-    "push".into()
 }
 
 /// Where a job lives.
@@ -166,7 +163,7 @@ impl Spool {
 
 /// A name-derived UUID (SHA-256 based), so a job rebuilt after a crash keeps its delivery id.
 pub fn delivery_id(event_id: &str, connector: &str, change: usize) -> String {
-    crate::event::name_based_id(&format!("{event_id}\0{connector}\0{change}"))
+    crate::ids::name_based_id(&format!("{event_id}\0{connector}\0{change}"))
 }
 
 #[cfg(test)]

@@ -13,12 +13,35 @@ pub struct Attempt {
     pub event_id: String,
     pub delivery_id: String,
     pub attempt: u32,
-    /// `delivered`, `retry`, `dead` or `disabled`.
-    pub outcome: String,
+    pub outcome: AttemptOutcome,
     /// `HTTP 503`, `exit 3`, ... when there was one.
     pub status: Option<String>,
     pub duration_ms: u64,
     pub error: Option<String>,
+}
+
+/// What an attempt came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttemptOutcome {
+    Delivered,
+    /// A transient failure: tried again later.
+    Retry,
+    /// Moved to the dead letters (or set aside, when it could not be read).
+    Dead,
+    /// HTTP 410: dead, and the connector disabled.
+    Disabled,
+}
+
+impl AttemptOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Delivered => "delivered",
+            AttemptOutcome::Retry => "retry",
+            AttemptOutcome::Dead => "dead",
+            AttemptOutcome::Disabled => "disabled",
+        }
+    }
 }
 
 impl Spool {
@@ -79,7 +102,7 @@ mod tests {
             event_id: "e".into(),
             delivery_id: "d".into(),
             attempt: 1,
-            outcome: "delivered".into(),
+            outcome: AttemptOutcome::Delivered,
             status: Some("HTTP 200".into()),
             duration_ms: 3,
             error: None,

@@ -17,13 +17,20 @@
 //! ```
 
 pub mod deliver;
+mod fanout;
+pub mod file;
 pub mod job;
+pub mod journal;
 pub mod log;
+pub mod settle;
+mod waker;
 
+pub use file::{at, lock_file, remove_durably, try_lock_existing, write_durably};
+pub use journal::Journal;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone)]
@@ -34,26 +41,6 @@ pub struct Spool {
 /// An exclusive lock, released when dropped (closing the file releases it).
 pub struct Lock {
     _file: File,
-}
-
-/// What post-receive records before anything else, so that a post-receive killed while it
-/// reads the repository still leaves the push to be told: a deliverer rebuilds the event
-/// from it when its writer is gone.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Journal {
-    pub sequence: u64,
-    pub time: String,
-    pub git_dir: PathBuf,
-    pub repo: String,
-    pub user: String,
-    pub via: String,
-    pub push_options: Vec<String>,
-    /// The hook's stdin lines: `<old> <new> <ref>`.
-    pub updates: String,
-    /// Every ref and its target right after the push, when the repository could be read:
-    /// a rebuilt event must count the push's commits as of then.
-    #[serde(default)]
-    pub refs: Option<Vec<(String, String)>>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -112,13 +99,6 @@ impl Spool {
         write_durably(&self.dir, "counters.json", &bytes, false).map(|_| (number, sequence))
     }
 
-    /// Write the journal for push `number`; the returned file holds its lock until dropped.
-    pub fn write_journal(&self, number: u64, journal: &Journal) -> io::Result<File> {
-        let bytes = serde_json::to_vec(journal).map_err(io::Error::other)?;
-        let file = write_durably(&self.dir.join("incoming"), &format!("{number:020}.journal"), &bytes, true)?;
-        Ok(file.expect("a locked write returns its file"))
-    }
-
     /// Write the event for push `number` and drop its journal: the push is fully recorded.
     pub fn write_event(&self, number: u64, event: &impl Serialize) -> io::Result<()> {
         let bytes = serde_json::to_vec(event).map_err(io::Error::other)?;
@@ -175,75 +155,6 @@ impl Incoming {
     }
 }
 
-/// Open `path` (creating it) and lock it exclusively: waiting when `wait`, else `None` when
-/// another process holds it.
-pub fn lock_file(path: &Path, wait: bool) -> io::Result<Option<File>> {
-    let file =
-        std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).map_err(|e| at(path, e))?;
-    take_lock(file, path, wait)
-}
-
-/// Lock an existing file without waiting: `Ok(None)` when another process holds it or when
-/// it is gone (never creates it).
-pub fn try_lock_existing(path: &Path) -> io::Result<Option<File>> {
-    match File::open(path) {
-        Ok(file) => take_lock(file, path, false),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(at(path, e)),
-    }
-}
-
-fn take_lock(file: File, path: &Path, wait: bool) -> io::Result<Option<File>> {
-    if wait {
-        file.lock().map_err(|e| at(path, e))?;
-        return Ok(Some(file));
-    }
-    match file.try_lock() {
-        Ok(()) => Ok(Some(file)),
-        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-        Err(std::fs::TryLockError::Error(e)) => Err(at(path, e)),
-    }
-}
-
-/// Write `name` in `dir` so that after a crash it is either absent or complete: a
-/// temporary file, fsync, rename, fsync of the directory. With `keep_locked`, the file is
-/// locked before it appears and returned still locked.
-pub fn write_durably(dir: &Path, name: &str, bytes: &[u8], keep_locked: bool) -> io::Result<Option<File>> {
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let target = dir.join(name);
-    let result = (|| {
-        let mut file = File::create(&tmp)?;
-        if keep_locked {
-            file.lock()?;
-        }
-        file.write_all(bytes)?;
-        file.sync_data()?;
-        std::fs::rename(&tmp, &target)?;
-        File::open(dir)?.sync_all()?;
-        Ok(keep_locked.then_some(file))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(|e| at(&target, e))
-}
-
-/// Remove `path` (absent is fine) and make that durable.
-pub fn remove_durably(path: &Path) -> io::Result<()> {
-    match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(at(path, e)),
-    }
-    let dir = path.parent().unwrap_or(Path::new("."));
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| at(dir, e))
-}
-
-/// An I/O error that names its path.
-pub fn at(path: &Path, e: io::Error) -> io::Error {
-    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,27 +192,5 @@ mod tests {
             std::fs::write(tmp.path().join("incoming").join(name), "{}").unwrap();
         }
         assert_eq!(spool.incoming().unwrap(), [Incoming::Event(1), Incoming::Event(2), Incoming::Journal(3)]);
-    }
-
-    #[test]
-    fn a_locked_journal_cannot_be_locked_again_until_dropped() {
-        let tmp = tempfile::tempdir().unwrap();
-        let spool = Spool::open(tmp.path()).unwrap();
-        let journal = Journal {
-            sequence: 1,
-            time: "t".into(),
-            git_dir: "/x".into(),
-            repo: "x".into(),
-            user: "u".into(),
-            via: "local".into(),
-            push_options: vec![],
-            updates: String::new(),
-            refs: None,
-        };
-        let held = spool.write_journal(7, &journal).unwrap();
-        let path = spool.incoming_path(&Incoming::Journal(7));
-        assert!(lock_file(&path, false).unwrap().is_none());
-        drop(held);
-        assert!(lock_file(&path, false).unwrap().is_some());
     }
 }

@@ -60,6 +60,11 @@ impl Glob {
         vec![Glob::new("**", Anchor::Whole).expect("`**` is a valid glob")]
     }
 
+    /// Whether this is `**` alone, which matches every name.
+    pub fn is_everything(&self) -> bool {
+        self.source == "**"
+    }
+
     pub fn matches(&self, name: impl AsRef<[u8]>) -> bool {
         self.regex.is_match(name.as_ref())
     }

@@ -2,8 +2,9 @@
 //! hooks that were there (moved to `hooks/<name>.d/`, run after pushgate's decision), and
 //! put them back on uninstall. Both are idempotent.
 
-use crate::admin::git_dir_of;
-use crate::{Error, Outcome};
+use super::check::git_dir_of;
+use crate::outcome::{Error, Outcome};
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,21 +15,20 @@ const HOOKS: [&str; 3] = ["pre-receive", "update", "post-receive"];
 
 fn template(name: &str, per_ref: bool) -> &'static str {
     match name {
-        "pre-receive" if per_ref => include_str!("../hooks-templates/pre-receive.per-ref"),
-        "pre-receive" => include_str!("../hooks-templates/pre-receive"),
-        "update" => include_str!("../hooks-templates/update"),
-        _ => include_str!("../hooks-templates/post-receive"),
+        "pre-receive" if per_ref => include_str!("../../hooks-templates/pre-receive.per-ref"),
+        "pre-receive" => include_str!("../../hooks-templates/pre-receive"),
+        "update" => include_str!("../../hooks-templates/update"),
+        _ => include_str!("../../hooks-templates/post-receive"),
     }
 }
 
-fn own_path() -> Result<PathBuf, Error> {
-    std::env::current_exe()
-        .and_then(|p| p.canonicalize())
-        .map_err(|e| Error::new(format!("cannot find pushgate's own path: {e}")))
+/// The binary's own path, as hooks name it.
+pub fn own_path(exe: &Path) -> Result<PathBuf, Error> {
+    exe.canonicalize().map_err(|e| Error::new(format!("cannot find pushgate's own path: {e}")))
 }
 
-pub fn install(repos: &[PathBuf], per_ref: bool) -> Result<Outcome, Error> {
-    let binary = own_path()?;
+/// `pushgate install [--per-ref] <repo>...`: the Git hooks, running `binary`.
+pub fn install(repos: &[PathBuf], per_ref: bool, binary: &Path, out: &mut dyn Write) -> Result<Outcome, Error> {
     // Per ref, pre-receive only records the whole push for the update hook's decisions.
     let wanted: &[&str] = if per_ref { &HOOKS } else { &["pre-receive", "post-receive"] };
     for repo in repos {
@@ -37,14 +37,14 @@ pub fn install(repos: &[PathBuf], per_ref: bool) -> Result<Outcome, Error> {
         std::fs::create_dir_all(&hooks_dir).map_err(|e| io_error(&hooks_dir, e))?;
         for name in HOOKS {
             if wanted.contains(&name) {
-                install_hook(&hooks_dir, name, &binary, per_ref)?;
+                install_hook(&hooks_dir, name, binary, per_ref, out)?;
             } else {
-                remove_hook(&hooks_dir, name)?;
+                remove_hook(&hooks_dir, name, binary)?;
             }
         }
         enable_push_options(&git_dir)?;
         let mode = if per_ref { "per ref (update hook)" } else { "whole push (pre-receive)" };
-        println!("pushgate: installed in {} ({mode})", git_dir.display());
+        writeln!(out, "pushgate: installed in {} ({mode})", git_dir.display())?;
     }
     Ok(Outcome::Success)
 }
@@ -62,15 +62,15 @@ pub fn hg_hooks(binary: &Path) -> String {
     )
 }
 
-pub fn install_hg(repos: &[PathBuf]) -> Result<Outcome, Error> {
-    let binary = own_path()?;
+/// `pushgate install --hg <repo>...`: pushgate's block in each `.hg/hgrc`.
+pub fn install_hg(repos: &[PathBuf], binary: &Path, out: &mut dyn Write) -> Result<Outcome, Error> {
     for repo in repos {
         let hgrc = hg_repository(repo)?.join("hgrc");
         let kept = without_our_block(&std::fs::read_to_string(&hgrc).unwrap_or_default());
         let separator = if kept.is_empty() || kept.ends_with('\n') { "" } else { "\n" };
-        let text = format!("{kept}{separator}{HG_BEGIN}\n{}{HG_END}\n", hg_hooks(&binary));
+        let text = format!("{kept}{separator}{HG_BEGIN}\n{}{HG_END}\n", hg_hooks(binary));
         std::fs::write(&hgrc, text).map_err(|e| io_error(&hgrc, e))?;
-        println!("pushgate: installed in {}", hgrc.display());
+        writeln!(out, "pushgate: installed in {}", hgrc.display())?;
     }
     Ok(Outcome::Success)
 }
@@ -100,21 +100,22 @@ fn without_our_block(text: &str) -> String {
     out
 }
 
-pub fn uninstall(repos: &[PathBuf]) -> Result<Outcome, Error> {
+/// `pushgate uninstall <repo>...`: remove pushgate's hooks, put back the ones it kept.
+pub fn uninstall(repos: &[PathBuf], binary: &Path, out: &mut dyn Write) -> Result<Outcome, Error> {
     for repo in repos {
         if let Ok(dot_hg) = hg_repository(repo) {
             let hgrc = dot_hg.join("hgrc");
             let text = std::fs::read_to_string(&hgrc).unwrap_or_default();
             std::fs::write(&hgrc, without_our_block(&text)).map_err(|e| io_error(&hgrc, e))?;
-            println!("pushgate: uninstalled from {}", hgrc.display());
+            writeln!(out, "pushgate: uninstalled from {}", hgrc.display())?;
             continue;
         }
         let git_dir = repository(repo)?;
         let hooks_dir = hooks_dir(&git_dir)?;
         for name in HOOKS {
-            remove_hook(&hooks_dir, name)?;
+            remove_hook(&hooks_dir, name, binary)?;
         }
-        println!("pushgate: uninstalled from {}", git_dir.display());
+        writeln!(out, "pushgate: uninstalled from {}", git_dir.display())?;
     }
     Ok(Outcome::Success)
 }
@@ -129,20 +130,19 @@ fn repository(repo: &Path) -> Result<PathBuf, Error> {
 
 /// pushgate's own hook: a script with the marker, or the pushgate binary itself (a symlink
 /// or a copy), which must be replaced, never chained (it would run itself forever).
-fn is_ours(path: &Path) -> bool {
+fn is_ours(path: &Path, exe: &Path) -> bool {
     let marked = std::fs::read(path)
         .is_ok_and(|bytes| bytes.split(|&b| b == b'\n').any(|line| line.starts_with(MARKER.as_bytes())));
-    marked || is_pushgate(path)
+    marked || is_pushgate(path, exe)
 }
 
-fn is_pushgate(path: &Path) -> bool {
-    let Ok(exe) = own_path() else { return false };
+fn is_pushgate(path: &Path, exe: &Path) -> bool {
     let Ok(target) = path.canonicalize() else { return false };
     if target == exe {
         return true;
     }
     let same_size = matches!((target.metadata(), exe.metadata()), (Ok(a), Ok(b)) if a.len() == b.len());
-    same_size && matches!((std::fs::read(&target), std::fs::read(&exe)), (Ok(a), Ok(b)) if a == b)
+    same_size && matches!((std::fs::read(&target), std::fs::read(exe)), (Ok(a), Ok(b)) if a == b)
 }
 
 /// Where git looks for this repository's hooks: `core.hooksPath` when set (relative to the
@@ -167,14 +167,14 @@ fn hooks_dir(git_dir: &Path) -> Result<PathBuf, Error> {
     Ok(base.join(configured))
 }
 
-fn install_hook(hooks_dir: &Path, name: &str, binary: &Path, per_ref: bool) -> Result<(), Error> {
+fn install_hook(hooks_dir: &Path, name: &str, binary: &Path, per_ref: bool, out: &mut dyn Write) -> Result<(), Error> {
     let path = hooks_dir.join(name);
-    if path.symlink_metadata().is_ok() && !is_ours(&path) {
+    if path.symlink_metadata().is_ok() && !is_ours(&path, binary) {
         let chained_dir = hooks_dir.join(format!("{name}.d"));
         std::fs::create_dir_all(&chained_dir).map_err(|e| io_error(&chained_dir, e))?;
         let kept = free_name(&chained_dir, name);
         std::fs::rename(&path, &kept).map_err(|e| io_error(&path, e))?;
-        println!("pushgate: kept the existing {name} hook as {} (it still runs)", kept.display());
+        writeln!(out, "pushgate: kept the existing {name} hook as {} (it still runs)", kept.display())?;
     }
     let text = template(name, per_ref).replace("@PUSHGATE@", &shell_quote(&binary.to_string_lossy()));
     let staged = hooks_dir.join(format!(".{name}.pushgate-new"));
@@ -184,9 +184,9 @@ fn install_hook(hooks_dir: &Path, name: &str, binary: &Path, per_ref: bool) -> R
 }
 
 /// Remove pushgate's hook `name` and put back the one it replaced, if any.
-fn remove_hook(hooks_dir: &Path, name: &str) -> Result<(), Error> {
+fn remove_hook(hooks_dir: &Path, name: &str, binary: &Path) -> Result<(), Error> {
     let path = hooks_dir.join(name);
-    if !is_ours(&path) {
+    if !is_ours(&path, binary) {
         return Ok(());
     }
     std::fs::remove_file(&path).map_err(|e| io_error(&path, e))?;

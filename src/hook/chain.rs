@@ -12,10 +12,10 @@ const CHAINED: &str = "PUSHGATE_CHAINED_BY";
 /// Whether this process is pushgate run as a chained hook by pushgate itself (the old hook
 /// was a link to pushgate): it must do nothing, or each would run the next forever. Only a
 /// direct child counts, so nothing a chained hook starts (a push to a mirror) is exempt.
-pub fn run_by_ourselves() -> bool {
+pub fn run_by_ourselves(env: &crate::env::Env) -> bool {
     // SAFETY: getppid has no preconditions.
     let parent = unsafe { libc::getppid() };
-    std::env::var(CHAINED).is_ok_and(|pid| pid == parent.to_string())
+    env.var(CHAINED).is_some_and(|pid| pid == parent.to_string())
 }
 
 /// The executables in `<hooks_dir>/<name>.d/`, sorted by name.

@@ -3,9 +3,14 @@
 //! repositories under `repos_root`, without a shell.
 
 use crate::config::{Config, Mode};
+use crate::env::Env;
+use crate::hook::record::{self, Fetch};
+use crate::identity::{Via, valid_user_name};
+use crate::outcome::{Error, Outcome};
 use crate::policy::{self, Subject};
-use crate::push::{Op, shown};
-use crate::{Error, Outcome};
+use crate::push::{Op, Vcs};
+use crate::text::shown;
+use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 use std::process::Command;
 
@@ -157,19 +162,30 @@ pub fn may_write(config: &Config, user: &str, repo: &str) -> bool {
     repo_rules(config, user, repo).any(|r| WRITES.iter().any(|op| r.allow.contains(op)))
 }
 
-/// Run the forced command for `user`.
-pub fn run(config_path: &Path, explicit_config: bool, user: &str, command: Option<String>) -> Result<Outcome, Error> {
-    let refuse = |why: String| -> Result<Outcome, Error> {
-        eprintln!("pushgate: {why}");
+/// How the shell was started.
+pub struct Shell<'a> {
+    pub config_path: &'a Path,
+    /// `--config` was given (and is passed on to the hooks).
+    pub explicit_config: bool,
+    pub user: &'a str,
+    pub env: &'a Env,
+}
+
+/// Run the forced command for `user`: what the client asked for is `SSH_ORIGINAL_COMMAND`.
+pub fn run(shell: &Shell, err: &mut dyn Write) -> Result<Outcome, Error> {
+    let (config_path, user) = (shell.config_path, shell.user);
+    let mut refuse = |why: String| -> Result<Outcome, Error> {
+        let _ = writeln!(err, "pushgate: {why}");
         Ok(Outcome::Rejected)
     };
-    if !crate::config::valid_user_name(user) {
+    if !valid_user_name(user) {
         return refuse(format!("invalid user name {}", shown(user)));
     }
+    let command = shell.env.var("SSH_ORIGINAL_COMMAND");
     let Some(command) = command.filter(|c| !c.trim().is_empty()) else {
         return refuse(format!("hi {user}: interactive logins are not allowed here; use git or hg over ssh"));
     };
-    let request = match parse_request(&command) {
+    let request = match parse_request(command) {
         Ok(request) => request,
         Err(e) => return refuse(e),
     };
@@ -215,12 +231,12 @@ pub fn run(config_path: &Path, explicit_config: bool, user: &str, command: Optio
         child.env_remove(variable);
     }
     child.env("PUSHGATE_USER", user).env("PUSHGATE_VIA", "ssh");
-    if explicit_config {
+    if shell.explicit_config {
         child.env("PUSHGATE_CONFIG", config_path);
     }
     // hg's pulls are told by its `outgoing` hook (`pushgate hg outgoing`): `hg serve`
     // carries pushes and pulls alike.
-    let told = crate::record::wants_pulls(&config, &name);
+    let told = record::wants_pulls(&config, &name);
     let is_fetch = matches!(request, Request::Git { service: "upload-pack", .. });
     if !(told && is_fetch) {
         use std::os::unix::process::CommandExt;
@@ -229,19 +245,24 @@ pub fn run(config_path: &Path, explicit_config: bool, user: &str, command: Optio
     }
     // Someone wants to hear about fetches: wait for this one, then spool its event.
     let status = child.status().map_err(|e| Error::new(format!("cannot run git: {e}")))?;
+    let fetch = Fetch { vcs: Vcs::Git, path: &path, repo: &name, user, via: Via::Ssh };
     if status.success()
-        && let Err(e) = crate::record::record_pull(config_path, &config, "git", &path, &name, user, "ssh")
+        && let Err(e) = record::record_pull(config_path, &config, shell.env, &fetch)
     {
-        eprintln!("pushgate: warning: the pull event is not recorded: {e}");
+        let _ = writeln!(err, "pushgate: warning: the pull event is not recorded: {e}");
     }
     Ok(if status.success() { Outcome::Success } else { Outcome::Rejected })
 }
 
-/// `authorized_keys` lines for every `<user>.pub` in `dir`.
-pub fn keys(dir: &Path, config: Option<&Path>) -> Result<Outcome, Error> {
-    let exe = std::env::current_exe()
-        .and_then(|p| p.canonicalize())
-        .map_err(|e| Error::new(format!("cannot find pushgate's own path: {e}")))?;
+/// `authorized_keys` lines for every `<user>.pub` in `dir`, running `exe`.
+pub fn keys(
+    dir: &Path,
+    config: Option<&Path>,
+    exe: &Path,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<Outcome, Error> {
+    let exe = super::install::own_path(exe)?;
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| Error::new(format!("{}: {e}", dir.display())))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -253,21 +274,22 @@ pub fn keys(dir: &Path, config: Option<&Path>) -> Result<Outcome, Error> {
     let config_arg = config.map(|c| format!("--config '{}' ", quote(c).replace('\'', "'\\''"))).unwrap_or_default();
     for path in entries {
         let user = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        if !crate::config::valid_user_name(&user) {
-            eprintln!("pushgate: skipping {}: {} is not a valid user name", path.display(), shown(&user));
+        if !valid_user_name(&user) {
+            let _ = writeln!(err, "pushgate: skipping {}: {} is not a valid user name", path.display(), shown(&user));
             continue;
         }
         let text = std::fs::read_to_string(&path).map_err(|e| Error::new(format!("{}: {e}", path.display())))?;
         for key in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
             let known = ["ssh-", "ecdsa-", "sk-"].iter().any(|p| key.starts_with(p));
             if !known {
-                eprintln!("pushgate: skipping a line of {}: not a public key", path.display());
+                let _ = writeln!(err, "pushgate: skipping a line of {}: not a public key", path.display());
                 continue;
             }
-            println!(
+            writeln!(
+                out,
                 "command=\"'{}' {config_arg}shell {user}\",no-port-forwarding,no-X11-forwarding,no-agent-forwarding,no-pty {key}",
                 quote(&exe).replace('\'', "'\\''")
-            );
+            )?;
         }
     }
     Ok(Outcome::Success)

@@ -3,22 +3,22 @@
 use crate::cli::QueueCommand;
 use crate::config::extension::Phase;
 use crate::config::{self, Config};
+use crate::env::Env;
+use crate::outcome::{Error, Outcome};
 use crate::spool::deliver::{Deliverer, now_ms};
 use crate::spool::job::{Job, Shelf};
 use crate::spool::{Journal, Spool};
-use crate::{Error, Outcome};
 use serde_json::json;
+use std::io::Write;
 use std::path::Path;
 
 /// `pushgate deliver [--once|--watch]`.
-pub fn deliver(config_path: &Path, watch: bool) -> Result<Outcome, Error> {
+pub fn deliver(config_path: &Path, watch: bool, env: &Env) -> Result<Outcome, Error> {
     let config = Config::load(config_path, None)?;
     let spool = open(&config.spool.dir)?;
-    let rebuild = |journal: &Journal| crate::record::rebuild(&config, journal);
-    let env = |name: &str| std::env::var_os(name);
+    let rebuild = |journal: &Journal| crate::hook::record::rebuild(&config, journal);
     let repo_config = |git_dir: &Path| Config::load(config_path, Some(&git_dir.join(config::REPO_FILE))).ok();
-    let deliverer =
-        Deliverer { spool: &spool, config: &config, rebuild: &rebuild, env: &env, repo_config: &repo_config };
+    let deliverer = Deliverer { spool: &spool, config: &config, rebuild: &rebuild, env, repo_config: &repo_config };
     let result = if watch { deliverer.watch() } else { deliverer.run_once() };
     result.map_err(|e| Error::new(format!("deliver: {e}")))?;
     Ok(Outcome::Success)
@@ -32,14 +32,14 @@ fn open(dir: &Path) -> Result<Spool, Error> {
 fn spool_of(config_path: &Path) -> Result<(Spool, Option<Config>), Error> {
     match Config::load(config_path, None) {
         Ok(config) => Ok((open(&config.spool.dir)?, Some(config))),
-        Err(_) => Ok((open(&config::spool_dir_leniently(config_path))?, None)),
+        Err(_) => Ok((open(&config::lenient::spool_dir(config_path))?, None)),
     }
 }
 
 /// Every connector worth showing: the configured `post` extensions, then any other queue.
 fn connectors(spool: &Spool, config: Option<&Config>) -> Result<Vec<String>, Error> {
     let mut names: Vec<String> = config
-        .map(|c| c.extensions.iter().filter(|e| e.phase == Phase::Post).map(|e| e.queue.clone()).collect())
+        .map(|c| c.extensions.iter().filter(|e| e.phase == Phase::Post).map(|e| e.connector.clone()).collect())
         .unwrap_or_default();
     for name in spool.connectors().map_err(|e| Error::new(e.to_string()))? {
         if !names.contains(&name) {
@@ -49,24 +49,27 @@ fn connectors(spool: &Spool, config: Option<&Config>) -> Result<Vec<String>, Err
     Ok(names)
 }
 
-pub fn run(config_path: &Path, command: QueueCommand) -> Result<Outcome, Error> {
+/// `pushgate queue ...`.
+pub fn run(config_path: &Path, command: QueueCommand, out: &mut dyn Write) -> Result<Outcome, Error> {
     let (spool, config) = spool_of(config_path)?;
     match command {
-        QueueCommand::Status { json } => status(&spool, config.as_ref(), json),
-        QueueCommand::List { connector, dead, json } => list(&spool, config.as_ref(), connector.as_deref(), dead, json),
-        QueueCommand::Show { job, json } => show(&spool, &job, json),
-        QueueCommand::Retry { jobs, all, connector, json } => {
-            retry(&spool, config.as_ref(), &jobs, all, connector.as_deref(), json)
+        QueueCommand::Status { json } => status(&spool, config.as_ref(), json, out),
+        QueueCommand::List { connector, dead, json } => {
+            list(&spool, config.as_ref(), connector.as_deref(), dead, json, out)
         }
-        QueueCommand::Drop { jobs, json } => drop_jobs(&spool, &jobs, json),
+        QueueCommand::Show { job, json } => show(&spool, &job, json, out),
+        QueueCommand::Retry { jobs, all, connector, json } => {
+            retry(&spool, config.as_ref(), &jobs, all, connector.as_deref(), json, out)
+        }
+        QueueCommand::Drop { jobs, json } => drop_jobs(&spool, &jobs, json, out),
         QueueCommand::Enable { connector, json } => {
             let was = spool.enable(&connector).map_err(|e| Error::new(e.to_string()))?;
             if json {
-                println!("{}", json!({"connector": connector, "enabled": true, "was_disabled": was}));
+                writeln!(out, "{}", json!({"connector": connector, "enabled": true, "was_disabled": was}))?;
             } else if was {
-                println!("{connector}: enabled");
+                writeln!(out, "{connector}: enabled")?;
             } else {
-                println!("{connector}: was not disabled");
+                writeln!(out, "{connector}: was not disabled")?;
             }
             Ok(Outcome::Success)
         }
@@ -77,7 +80,7 @@ fn when(ms: u64) -> Option<String> {
     (ms > now_ms()).then(|| crate::time::rfc3339((ms / 1000) as i64, 0))
 }
 
-fn status(spool: &Spool, config: Option<&Config>, json: bool) -> Result<Outcome, Error> {
+fn status(spool: &Spool, config: Option<&Config>, json: bool, out: &mut dyn Write) -> Result<Outcome, Error> {
     let mut rows = Vec::new();
     for name in connectors(spool, config)? {
         let pending = spool.jobs(&name, Shelf::Queue).map_err(|e| Error::new(e.to_string()))?;
@@ -96,22 +99,23 @@ fn status(spool: &Spool, config: Option<&Config>, json: bool) -> Result<Outcome,
         }));
     }
     if json {
-        println!("{}", serde_json::Value::Array(rows));
+        writeln!(out, "{}", serde_json::Value::Array(rows))?;
         return Ok(Outcome::Success);
     }
     if rows.is_empty() {
-        println!("no connectors (no `post` extensions configured)");
+        writeln!(out, "no connectors (no `post` extensions configured)")?;
     }
     for row in rows {
         let next = row["next_attempt"].as_str().map(|t| format!(", next attempt {t}")).unwrap_or_default();
         let disabled = if row["disabled"] == true { ", DISABLED (pushgate queue enable)" } else { "" };
         let error = row["last_error"].as_str().map(|e| format!(", last error: {e}")).unwrap_or_default();
-        println!(
+        writeln!(
+            out,
             "{}: {} pending, {} dead{disabled}{next}{error}",
             row["connector"].as_str().unwrap_or(""),
             row["pending"],
             row["dead"]
-        );
+        )?;
     }
     Ok(Outcome::Success)
 }
@@ -127,7 +131,14 @@ fn job_row(job: &Job) -> serde_json::Value {
     })
 }
 
-fn list(spool: &Spool, config: Option<&Config>, only: Option<&str>, dead: bool, json: bool) -> Result<Outcome, Error> {
+fn list(
+    spool: &Spool,
+    config: Option<&Config>,
+    only: Option<&str>,
+    dead: bool,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<Outcome, Error> {
     let shelf = if dead { Shelf::Dead } else { Shelf::Queue };
     let mut jobs = Vec::new();
     for name in connectors(spool, config)?.into_iter().filter(|n| only.is_none_or(|o| o == n)) {
@@ -135,26 +146,26 @@ fn list(spool: &Spool, config: Option<&Config>, only: Option<&str>, dead: bool, 
     }
     jobs.sort_by_key(|j| (j.number, j.change));
     if json {
-        println!("{}", serde_json::Value::Array(jobs.iter().map(job_row).collect()));
+        writeln!(out, "{}", serde_json::Value::Array(jobs.iter().map(job_row).collect()))?;
         return Ok(Outcome::Success);
     }
     for job in &jobs {
         let next = when(job.next_attempt).map(|t| format!(" next {t}")).unwrap_or_default();
         let error = job.last_error.as_ref().map(|e| format!(" last error: {e}")).unwrap_or_default();
-        println!("{} {} {} attempts {}{next}{error}", job.id(), job.repo, job.event_id, job.attempts);
+        writeln!(out, "{} {} {} attempts {}{next}{error}", job.id(), job.repo, job.event_id, job.attempts)?;
     }
     Ok(Outcome::Success)
 }
 
-fn show(spool: &Spool, id: &str, json: bool) -> Result<Outcome, Error> {
+fn show(spool: &Spool, id: &str, json: bool, out: &mut dyn Write) -> Result<Outcome, Error> {
     let (job, shelf) = spool.find_job(id).ok_or_else(|| Error::new(format!("no job {id}")))?;
     let mut value = serde_json::to_value(&job).map_err(|e| Error::new(e.to_string()))?;
     value["id"] = json!(job.id());
     value["dead"] = json!(shelf == Shelf::Dead);
     if json {
-        println!("{value}");
+        writeln!(out, "{value}")?;
     } else {
-        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+        writeln!(out, "{}", serde_json::to_string_pretty(&value).unwrap_or_default())?;
     }
     Ok(Outcome::Success)
 }
@@ -166,6 +177,7 @@ fn retry(
     all: bool,
     only: Option<&str>,
     json: bool,
+    out: &mut dyn Write,
 ) -> Result<Outcome, Error> {
     let mut chosen: Vec<Job> = Vec::new();
     if all {
@@ -190,15 +202,15 @@ fn retry(
     }
     let ids: Vec<String> = chosen.iter().map(Job::id).collect();
     if json {
-        println!("{}", json!({"retried": ids}));
+        writeln!(out, "{}", json!({"retried": ids}))?;
     } else {
         let hint = if ids.is_empty() { "" } else { " (delivered by the next `pushgate deliver`)" };
-        println!("{} job(s) back at the front of their queues{hint}", ids.len());
+        writeln!(out, "{} job(s) back at the front of their queues{hint}", ids.len())?;
     }
     Ok(Outcome::Success)
 }
 
-fn drop_jobs(spool: &Spool, ids: &[String], json: bool) -> Result<Outcome, Error> {
+fn drop_jobs(spool: &Spool, ids: &[String], json: bool, out: &mut dyn Write) -> Result<Outcome, Error> {
     let mut dropped = Vec::new();
     for id in ids {
         let (job, shelf) = spool.find_job(id).ok_or_else(|| Error::new(format!("no job {id}")))?;
@@ -206,27 +218,33 @@ fn drop_jobs(spool: &Spool, ids: &[String], json: bool) -> Result<Outcome, Error
         dropped.push(job.id());
     }
     if json {
-        println!("{}", json!({"dropped": dropped}));
+        writeln!(out, "{}", json!({"dropped": dropped}))?;
     } else {
-        println!("{} job(s) dropped", dropped.len());
+        writeln!(out, "{} job(s) dropped", dropped.len())?;
     }
     Ok(Outcome::Success)
 }
 
 /// `pushgate log`: every attempt kept, newest last.
-pub fn log(config_path: &Path, only: Option<&str>, json: bool) -> Result<Outcome, Error> {
+pub fn log(config_path: &Path, only: Option<&str>, json: bool, out: &mut dyn Write) -> Result<Outcome, Error> {
     let (spool, _) = spool_of(config_path)?;
     let attempts = spool.attempts().map_err(|e| Error::new(e.to_string()))?;
     for attempt in attempts.iter().filter(|a| only.is_none_or(|o| o == a.connector)) {
         if json {
-            println!("{}", serde_json::to_string(attempt).unwrap_or_default());
+            writeln!(out, "{}", serde_json::to_string(attempt).unwrap_or_default())?;
         } else {
             let status = attempt.status.as_deref().unwrap_or("-");
             let error = attempt.error.as_ref().map(|e| format!(" {e}")).unwrap_or_default();
-            println!(
+            writeln!(
+                out,
                 "{} {} {} #{} {} {status} {}ms{error}",
-                attempt.time, attempt.connector, attempt.job, attempt.attempt, attempt.outcome, attempt.duration_ms
-            );
+                attempt.time,
+                attempt.connector,
+                attempt.job,
+                attempt.attempt,
+                attempt.outcome.as_str(),
+                attempt.duration_ms
+            )?;
         }
     }
     Ok(Outcome::Success)

@@ -2,7 +2,8 @@
 //! hooks and a small configuration, and real `git push`es by a maintainer and a developer,
 //! showing what each pusher sees.
 
-use crate::{Error, Outcome};
+use crate::outcome::{Error, Outcome};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -48,8 +49,8 @@ struct Tour {
     config: PathBuf,
 }
 
-/// Run the tour in a temporary directory, removed afterwards.
-pub fn run() -> Result<Outcome, Error> {
+/// Run the tour in a temporary directory, removed afterwards; `exe` is pushgate itself.
+pub fn run(exe: &Path, out: &mut dyn Write) -> Result<Outcome, Error> {
     let tmp = tempfile::Builder::new()
         .prefix("pushgate-demo-")
         .tempdir()
@@ -58,11 +59,10 @@ pub fn run() -> Result<Outcome, Error> {
     let tour = Tour { work: root.join("work"), config: root.join("config.toml"), root };
     let server = tour.root.join("server.git");
 
-    println!("pushgate demo in {}\n", tour.root.display());
+    writeln!(out, "pushgate demo in {}\n", tour.root.display())?;
     std::fs::write(&tour.config, CONFIG).map_err(|e| Error::new(format!("cannot write the demo config: {e}")))?;
     tour.git(&tour.root, &["init", "--quiet", "--bare", "--initial-branch=main", "server.git"])?;
-    let exe = std::env::current_exe().map_err(|e| Error::new(format!("cannot find pushgate's own path: {e}")))?;
-    let installed = Command::new(&exe)
+    let installed = Command::new(exe)
         .arg("install")
         .arg(&server)
         .output()
@@ -70,37 +70,37 @@ pub fn run() -> Result<Outcome, Error> {
     if !installed.status.success() {
         return Err(Error::new(format!("pushgate install failed: {}", String::from_utf8_lossy(&installed.stderr))));
     }
-    println!("$ pushgate install server.git");
-    print!("{}", indent(&String::from_utf8_lossy(&installed.stdout)));
-    println!("\nThe configuration ({}):\n{}", tour.config.display(), indent(CONFIG));
+    writeln!(out, "$ pushgate install server.git")?;
+    write!(out, "{}", indent(&String::from_utf8_lossy(&installed.stdout)))?;
+    writeln!(out, "\nThe configuration ({}):\n{}", tour.config.display(), indent(CONFIG))?;
 
     tour.git(&tour.root, &["clone", "--quiet", server.to_str().unwrap_or_default(), "work"])?;
     tour.commit("README.md", "# demo\n", "Start the project")?;
-    tour.push("alice (maintainer) pushes main", "alice", &["push", "origin", "HEAD:refs/heads/main"])?;
+    tour.push(out, "alice (maintainer) pushes main", "alice", &["push", "origin", "HEAD:refs/heads/main"])?;
 
     tour.git(&tour.work, &["commit", "--quiet", "--amend", "-m", "Rewrite history"])?;
-    tour.push("bob (developer) force-pushes main", "bob", &["push", "--force", "origin", "HEAD:refs/heads/main"])?;
+    tour.push(out, "bob (developer) force-pushes main", "bob", &["push", "--force", "origin", "HEAD:refs/heads/main"])?;
 
     tour.git(&tour.work, &["reset", "--quiet", "--hard", "origin/main"])?;
     tour.git(&tour.work, &["checkout", "--quiet", "-b", "topic"])?;
     tour.commit("deploy/prod.yml", "replicas: 3\n", "Scale production")?;
-    tour.push("bob pushes a branch that changes deploy/", "bob", &["push", "origin", "topic"])?;
+    tour.push(out, "bob pushes a branch that changes deploy/", "bob", &["push", "origin", "topic"])?;
 
     tour.git(&tour.work, &["reset", "--quiet", "--hard", "origin/main"])?;
     tour.commit("src/app.txt", "hello\n", "Add the app")?;
-    tour.push("bob pushes a branch that changes src/", "bob", &["push", "origin", "topic"])?;
+    tour.push(out, "bob pushes a branch that changes src/", "bob", &["push", "origin", "topic"])?;
 
-    tour.push("alice merges bob's branch into main", "alice", &["push", "origin", "HEAD:refs/heads/main"])?;
+    tour.push(out, "alice merges bob's branch into main", "alice", &["push", "origin", "HEAD:refs/heads/main"])?;
 
-    println!("Why was bob's force push refused? `pushgate explain` says:");
-    println!("$ pushgate explain --user bob --ref refs/heads/main --op force");
-    let explained = Command::new(&exe)
+    writeln!(out, "Why was bob's force push refused? `pushgate explain` says:")?;
+    writeln!(out, "$ pushgate explain --user bob --ref refs/heads/main --op force")?;
+    let explained = Command::new(exe)
         .arg("--config")
         .arg(&tour.config)
         .args(["explain", "--user", "bob", "--ref", "refs/heads/main", "--op", "force"])
         .output()
         .map_err(|e| Error::new(format!("cannot run pushgate explain: {e}")))?;
-    print!("{}", indent(&String::from_utf8_lossy(&explained.stdout)));
+    write!(out, "{}", indent(&String::from_utf8_lossy(&explained.stdout)))?;
     Ok(Outcome::Success)
 }
 
@@ -136,7 +136,7 @@ impl Tour {
         self.git(&self.work, &["commit", "--quiet", "-m", message])
     }
 
-    fn push(&self, title: &str, user: &str, args: &[&str]) -> Result<(), Error> {
+    fn push(&self, out: &mut dyn Write, title: &str, user: &str, args: &[&str]) -> Result<(), Error> {
         let output = self
             .command(&self.work)
             .env("PUSHGATE_USER", user)
@@ -144,10 +144,10 @@ impl Tour {
             .output()
             .map_err(|e| Error::new(format!("cannot run git: {e}")))?;
         let verdict = if output.status.success() { "accepted" } else { "rejected" };
-        println!("== {title}: {verdict}");
-        println!("$ PUSHGATE_USER={user} git {}", args.join(" "));
-        print!("{}", indent(&String::from_utf8_lossy(&output.stderr)));
-        println!();
+        writeln!(out, "== {title}: {verdict}")?;
+        writeln!(out, "$ PUSHGATE_USER={user} git {}", args.join(" "))?;
+        write!(out, "{}", indent(&String::from_utf8_lossy(&output.stderr)))?;
+        writeln!(out)?;
         Ok(())
     }
 }

@@ -1,0 +1,11 @@
+//! The commands that are not hooks: for admins (`check`, `explain`, `simulate`, `install`,
+//! `queue`, `log`, `deliver`, `demo`) and for sshd (`shell`, `keys`). Each is one function
+//! that is given what it reads and where it writes, and returns how it ended.
+
+pub mod check;
+pub mod demo;
+pub mod explain;
+pub mod install;
+pub mod queue;
+pub mod shell;
+pub mod simulate;

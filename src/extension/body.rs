@@ -1,0 +1,46 @@
+//! What an extension is sent for an event, in its `format`: the one place bodies are built,
+//! for `pre` calls and `post` deliveries alike.
+
+use crate::config::Server;
+use crate::config::extension::{Extension, Format};
+use crate::event::{self, PullEvent, PushEvent};
+use serde_json::Value;
+
+/// One body for one extension.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Body {
+    /// The change it is about (`github`: one body per change), else 0.
+    pub change: usize,
+    pub json: Value,
+    /// `github` bodies: how many commits the change brought (sent as a header, GitHub's
+    /// schema has no room for it in the body).
+    pub total_commits: Option<usize>,
+}
+
+/// The bodies `ext` is sent for a push: the event with only the changes of refs it wants
+/// (`pushgate`), or one payload per such change (`github`).
+pub fn for_push(ext: &Extension, event: &PushEvent, server: &Server) -> Result<Vec<Body>, serde_json::Error> {
+    match ext.format {
+        Format::Pushgate => {
+            let mut mine = event.clone();
+            mine.changes.retain(|c| ext.wants_ref(&c.name));
+            Ok(vec![Body { change: 0, json: serde_json::to_value(&mine)?, total_commits: None }])
+        }
+        Format::Github => Ok(event
+            .changes
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| ext.wants_ref(&c.name))
+            .map(|(i, c)| Body {
+                change: i,
+                json: event::github::payload(event, i, server),
+                total_commits: Some(c.total_commits),
+            })
+            .collect()),
+    }
+}
+
+/// The body for a pull: the event as it is, whatever the format.
+pub fn for_pull(pull: &PullEvent) -> Result<Body, serde_json::Error> {
+    Ok(Body { change: 0, json: serde_json::to_value(pull)?, total_commits: None })
+}

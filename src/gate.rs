@@ -1,0 +1,87 @@
+//! The gate: one decision for a push, whatever brought it (a Git hook, a Mercurial hook,
+//! `simulate`). The rules judge the push; when they accept, the `pre` extensions that want
+//! it may still veto. Reading the push is the caller's (`git`, `hg`); telling the pusher and
+//! the audit log is the hook's.
+
+use crate::config::Config;
+use crate::config::extension::{About, Extension, Format, Phase, wanting};
+use crate::env::Env;
+use crate::event::{self, PushEvent};
+use crate::extension::pre;
+use crate::git::Want;
+use crate::identity::Via;
+use crate::policy::{self, Subject, Verdict};
+use crate::push::{Push, Vcs};
+use std::path::Path;
+
+/// Who pushes where.
+pub struct Request<'a> {
+    pub config: &'a Config,
+    pub user: &'a str,
+    /// The repository's name (under `repos_root`).
+    pub repo: &'a str,
+    /// The repository's directory, where scripts run.
+    pub path: &'a Path,
+    pub vcs: Vcs,
+    pub env: &'a Env,
+}
+
+impl Request<'_> {
+    fn pre_extensions(&self, refs: &[&str]) -> Vec<&Extension> {
+        wanting(&self.config.extensions, Phase::Pre, About::Push { repo: self.repo, refs }).collect()
+    }
+
+    /// What deciding a push of `refs` needs read from the repository: the tree diffs (the
+    /// costly part) only when a rule, a limit, a check or an extension looks at files.
+    pub fn want(&self, refs: &[&str]) -> Want {
+        let config = self.config;
+        let extensions = self.pre_extensions(refs);
+        let checks_files = config.checks.iter().any(|c| !c.forbid_paths.is_empty() || c.max_files_changed.is_some());
+        Want {
+            files: config.smallest_blob_limit().is_some()
+                || checks_files
+                || config.rules.iter().any(|r| r.paths.is_some())
+                || !extensions.is_empty(),
+            blob_sizes: config.smallest_blob_limit(),
+            heads: extensions.iter().any(|e| e.format == Format::Github),
+            aliases: true,
+        }
+    }
+
+    /// The push's event as `phase` extensions see it.
+    pub fn event(&self, push: &Push, phase: Phase) -> PushEvent {
+        let context = event::Context {
+            id: crate::ids::new_id(),
+            time: crate::time::now_rfc3339(),
+            phase,
+            vcs: self.vcs,
+            repository: event::Repository {
+                name: self.repo.to_string(),
+                path: self.path.to_string_lossy().into_owned(),
+                default_branch: push.default_branch.clone(),
+            },
+            user: event::User {
+                name: self.user.to_string(),
+                groups: self.config.groups.of(self.user),
+                via: Via::of(self.env),
+            },
+            push_options: event::push_options(self.env),
+            max_commits: self.config.max_commits,
+        };
+        event::build(push, context)
+    }
+}
+
+/// Decide `push`: every reason the rules give, then the vetoes of the `pre` extensions
+/// that want it (asked only when the rules accept).
+pub fn decide(request: &Request, push: &Push) -> Verdict {
+    let subject = Subject { user: request.user, repo: Some(request.repo) };
+    let mut verdict = policy::judge(request.config, subject, push);
+    let refs: Vec<&str> = push.changes.iter().map(|c| c.update.name.as_str()).collect();
+    let extensions = request.pre_extensions(&refs);
+    if verdict.accepted() && !extensions.is_empty() {
+        let event = request.event(push, Phase::Pre);
+        pre::run(&extensions, &event, &request.config.server, request.path, request.env, &mut verdict);
+    }
+    verdict
+}
