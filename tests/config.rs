@@ -2,6 +2,8 @@
 //! missing configuration makes pushes fail closed; a repository's own pushgate.toml comes
 //! before the global rules.
 
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr, clippy::undocumented_unsafe_blocks)]
+
 mod common;
 
 use common::TestServer;

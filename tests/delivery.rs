@@ -9,6 +9,8 @@
 //! and dies just before sending, so the test's own `deliver --once` or `--watch` does the
 //! sending.
 
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr, clippy::undocumented_unsafe_blocks)]
+
 mod common;
 mod support;
 

@@ -5,6 +5,8 @@
 //! push-event schema, with format validation on. The schema is strict enough for that to
 //! mean something.
 
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr, clippy::undocumented_unsafe_blocks)]
+
 mod common;
 mod support;
 

@@ -5,6 +5,8 @@
 //! under timeouts, `on_error`, `mode` and `enabled`; hostile commit messages and file names
 //! arrive as valid JSON.
 
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr, clippy::undocumented_unsafe_blocks)]
+
 mod common;
 mod support;
 

@@ -1,6 +1,8 @@
 //! The gate itself: real pushes through the installed pre-receive hook, decided by the ref
 //! pass, the path pass and the size limit; the hooks run by hand on bad input.
 
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr, clippy::undocumented_unsafe_blocks)]
+
 mod common;
 
 use common::{TestServer, ZERO, updates};

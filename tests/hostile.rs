@@ -2,6 +2,8 @@
 //! with any bytes are matched and shown on one line, ten thousand refs in one push, and
 //! garbage on the hooks' stdin.
 
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr, clippy::undocumented_unsafe_blocks)]
+
 mod common;
 
 use common::{TestServer, ZERO, updates};

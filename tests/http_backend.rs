@@ -2,6 +2,8 @@
 //! which authenticates users with Basic auth and sets `REMOTE_USER`, as nginx or Apache
 //! would. pushgate's hooks decide, and the event says `"via": "http"`.
 
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr, clippy::undocumented_unsafe_blocks)]
+
 mod common;
 mod remote;
 

@@ -1,6 +1,8 @@
 //! Who is pushing: the first non-empty variable of `[identity] env`; no identity or an
 //! invalid name rejects the push.
 
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr, clippy::undocumented_unsafe_blocks)]
+
 mod common;
 
 use common::TestServer;

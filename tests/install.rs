@@ -2,6 +2,8 @@
 //! pushgate's verdict; installing is idempotent; uninstalling restores them exactly. Also
 //! the binary behaving as a hook through a symlink, and the demo.
 
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr, clippy::undocumented_unsafe_blocks)]
+
 mod common;
 
 use common::{PUSHGATE, TestServer};

@@ -2,6 +2,8 @@
 //! through a stand-in `ssh` that runs the forced command as sshd would, the refusals, the
 //! identity that only the key decides, pull events, and one run through a real sshd.
 
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr, clippy::undocumented_unsafe_blocks)]
+
 mod common;
 mod remote;
 

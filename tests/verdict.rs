@@ -1,6 +1,8 @@
 //! The verdict: warnings that never reject, all-or-nothing pushes (and `--per-ref` ones),
 //! and the audit trail of every decision.
 
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr, clippy::undocumented_unsafe_blocks)]
+
 mod common;
 
 use common::TestServer;
