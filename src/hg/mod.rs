@@ -3,7 +3,7 @@
 //! before, the pending state, the new changesets (and, when a size limit is set, which of
 //! their files are too big, plus the sizes of at most a screenful of them).
 
-mod state;
+pub mod state;
 
 use crate::push::{Action, Blob, Change, Commit, FileChange, FileKind, Person, Push};
 use gix::ObjectId;
@@ -25,7 +25,7 @@ pub struct HgRepo {
 
 /// A new changeset as `hg log -T json(...)` shows it.
 #[derive(Debug, Deserialize)]
-struct Logged {
+pub struct Logged {
     node: String,
     branch: String,
     parents: Vec<String>,
@@ -83,7 +83,7 @@ impl HgRepo {
             Some((first, last)) => {
                 let (first, last) = (hex(first)?, hex(last)?);
                 let out = self.hg(true, &["log", "-r", &format!("{first}:{last}"), "-T", NEW_TEMPLATE])?;
-                serde_json::from_slice::<Vec<Logged>>(&out).map_err(|e| format!("cannot read hg log output: {e}"))?
+                parse_changesets(&out)?
             }
             None => Vec::new(),
         };
@@ -183,8 +183,13 @@ fn hex(node: &str) -> Result<&str, String> {
     }
 }
 
+/// `hg log -T json(...)` output for the new changesets, as hg prints it.
+pub fn parse_changesets(out: &[u8]) -> Result<Vec<Logged>, String> {
+    serde_json::from_slice::<Vec<Logged>>(out).map_err(|e| format!("cannot read hg log output: {e}"))
+}
+
 /// One line of `NAMED_TEMPLATE`: `<node> <h|-> <c|-> <branch json> <bookmarks json> <tags json>`.
-fn parse_named(line: &str) -> Result<Named, String> {
+pub fn parse_named(line: &str) -> Result<Named, String> {
     let bad = || format!("unexpected hg output: {}", crate::text::shown(line));
     let mut fields = line.splitn(4, ' ');
     let (Some(node), Some(head), Some(closed), Some(rest)) =
