@@ -31,20 +31,17 @@ impl Request<'_> {
         wanting(&self.config.extensions, Phase::Pre, About::Push { repo: self.repo, refs }).collect()
     }
 
-    /// What deciding a push of `refs` needs read from the repository: the tree diffs (the
-    /// costly part) only when a rule, a limit, a check or an extension looks at files.
+    /// What deciding a push of `refs` needs read from the repository. The tree diffs are
+    /// always read: refused tree entries reject any push, whatever the rules.
     pub fn want(&self, refs: &[&str]) -> Want {
-        let config = self.config;
         let extensions = self.pre_extensions(refs);
-        let checks_files = config.checks.iter().any(|c| !c.forbid_paths.is_empty() || c.max_files_changed.is_some());
         Want {
-            files: config.smallest_blob_limit().is_some()
-                || checks_files
-                || config.rules.iter().any(|r| r.paths.is_some())
-                || !extensions.is_empty(),
-            blob_sizes: config.smallest_blob_limit(),
+            files: true,
+            blob_sizes: self.config.smallest_blob_limit(),
             heads: extensions.iter().any(|e| e.format == Format::Github),
             aliases: true,
+            distinct: !extensions.is_empty(),
+            pack_limit: self.config.max_blob_size.as_ref().map(|s| s.bytes),
         }
     }
 

@@ -388,7 +388,7 @@ fn the_github_format_sends_one_push_payload_per_ref() {
         }
         order.push((name, payload["commits"].clone()));
     }
-    // The first of main and copy to be delivered lists `next` as distinct, the other not.
+    // main and copy both list `next`, distinct in both: no ref had it before the push.
     let listing_next: Vec<bool> = order
         .iter()
         .filter(|(name, _)| name == "refs/heads/main" || name == "refs/heads/copy")
@@ -398,7 +398,7 @@ fn the_github_format_sends_one_push_payload_per_ref() {
             commits[0]["distinct"].as_bool().unwrap()
         })
         .collect();
-    assert_eq!(listing_next, [true, false]);
+    assert_eq!(listing_next, [true, true]);
     receiver.assert_no_more();
 }
 

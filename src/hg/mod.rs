@@ -117,7 +117,7 @@ impl HgRepo {
                 Change { update: m.update, action, commits, head, non_commit: None, aliases: Vec::new() }
             })
             .collect();
-        Ok(Push { changes, default_branch: Some("default".into()) })
+        Ok(Push { changes, default_branch: Some("default".into()), pushed_blobs: Vec::new() })
     }
 
     /// Which `old` of each `(old, new)` pair is an ancestor of its `new`: one `hg` process.
@@ -219,7 +219,7 @@ fn commit(logged: &Logged, big: &HashMap<(String, String), u64>) -> Commit {
             .iter()
             .map(|path| {
                 let size = big.get(&(logged.node.clone(), path.clone())).copied().unwrap_or(0);
-                let blob = (kind != FileKind::Removed).then(|| Blob { id: id(&logged.node), size, preexisting: false });
+                let blob = (kind != FileKind::Removed).then(|| Blob { id: id(&logged.node), size, added: true });
                 FileChange { path: path.clone().into_bytes(), kind, blob }
             })
             .collect()
@@ -235,6 +235,8 @@ fn commit(logged: &Logged, big: &HashMap<(String, String), u64>) -> Commit {
         committer: person,
         message: logged.desc.clone(),
         signed: false,
+        distinct: true,
+        refused_entries: vec![],
         files,
     }
 }

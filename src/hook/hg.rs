@@ -190,7 +190,7 @@ fn decide_pushkey(hook: &Hook, key: &str, old: &str, new: &str, err: &mut dyn Wr
         }
     };
     let change = Change { update, action, commits: vec![], head: None, non_commit: None, aliases: vec![] };
-    let push = Push { changes: vec![change], default_branch: Some("default".into()) };
+    let push = Push { changes: vec![change], default_branch: Some("default".into()), pushed_blobs: Vec::new() };
     let verdict = policy::judge(&config, Subject { user: &user, repo: Some(&repo) }, &push);
     say(err, &verdict.report(&user));
     super::audit(config.audit_file.as_deref(), "prepushkey", &user, &repo, &push, &verdict)?;

@@ -73,7 +73,7 @@ pub fn record(hook: &Hook, landed: &Landed) -> Result<Recorded, String> {
         via: Via::of(hook.env),
         push_options: event::push_options(hook.env),
         updates: String::from_utf8_lossy(landed.input).into_owned(),
-        refs: refs.map(|r| r.into_iter().map(|(name, id)| (name, id.to_string())).collect()),
+        refs: refs.map(|r| r.direct.into_iter().map(|(name, id)| (name, id.to_string())).collect()),
     };
     let (number, held, journal) = {
         let lock = spool.lock().map_err(|e| format!("cannot lock the spool: {e}"))?;
@@ -105,7 +105,7 @@ fn post_event(
             .filter_map(|(name, id)| Some((name.clone(), gix::ObjectId::from_hex(id.as_bytes()).ok()?)))
             .collect()
     });
-    let want = Want { files: true, blob_sizes: None, heads: true, aliases: false };
+    let want = Want { files: true, blob_sizes: None, heads: true, aliases: false, distinct: true, pack_limit: None };
     let push = git.read_push(updates, updates, refs.as_deref(), want).map_err(|e| e.to_string())?;
     let context = event::Context {
         // From the journal, so an event rebuilt after a crash keeps its id (and its jobs

@@ -23,12 +23,14 @@ impl Verdict {
         self.rejections.is_empty()
     }
 
-    /// The lines shown to the pusher, each prefixed `pushgate: `.
+    /// The lines shown to the pusher, each prefixed `pushgate: `, each one line whatever
+    /// the ref names and paths in it hold.
     pub fn report(&self, user: &str) -> Vec<String> {
-        let mut lines: Vec<String> = self.warnings.iter().map(|w| format!("pushgate: warning: {w}")).collect();
+        let line = |text: &str| text::one_line(text, None);
+        let mut lines: Vec<String> = self.warnings.iter().map(|w| format!("pushgate: warning: {}", line(w))).collect();
         if !self.accepted() {
             lines.push(format!("pushgate: push rejected for {user}"));
-            lines.extend(self.rejections.iter().map(|r| format!("pushgate: {r}")));
+            lines.extend(self.rejections.iter().map(|r| format!("pushgate: {}", line(r))));
         }
         lines
     }
@@ -124,7 +126,23 @@ pub fn judge(config: &Config, subject: Subject, push: &Push) -> Verdict {
             judge_change(config, subject, name, change, &mut verdict);
         }
     }
+    judge_pushed_blobs(config, push, &mut verdict);
     verdict
+}
+
+/// `[limits] max_blob_size` over the blobs of the pushed pack that no commit of the push
+/// writes (those are judged with their ref's limits).
+fn judge_pushed_blobs(config: &Config, push: &Push, verdict: &mut Verdict) {
+    let Some(limit) = &config.max_blob_size else { return };
+    let over: Vec<&(gix::ObjectId, u64)> = push.pushed_blobs.iter().filter(|(_, size)| *size > limit.bytes).collect();
+    for (id, size) in over.iter().take(MAX_LINES_PER_KIND) {
+        let (short, size) = (id.to_hex_with_len(7), human_size(*size));
+        verdict.rejections.push(format!("pushed pack: blob {short} ({size}) exceeds max_blob_size {limit}"));
+    }
+    if over.len() > MAX_LINES_PER_KIND {
+        let more = over.len() - MAX_LINES_PER_KIND;
+        verdict.rejections.push(format!("pushed pack: … and {more} more blobs over max_blob_size"));
+    }
 }
 
 /// Decide one update of the ref `name`, adding its reasons to `verdict`.
@@ -143,6 +161,7 @@ pub fn judge_change(config: &Config, subject: Subject, name: &str, change: &Chan
     if change.action == Action::Delete && change.commits.is_empty() {
         return;
     }
+    judge_tree_entries(name, change, verdict);
     if let Some(kind) = change.non_commit
         && inspects_contents(config)
     {
@@ -153,6 +172,26 @@ pub fn judge_change(config: &Config, subject: Subject, name: &str, change: &Chan
     judge_paths(config, subject, name, change, verdict);
     judge_blob_sizes(config, subject, name, change, verdict);
     check::judge(config, subject, name, change, verdict);
+}
+
+/// Tree entries git's fsck refuses reject the push, whatever the rules: they slip past path
+/// rules (`./deploy/x` is not `deploy/**`) and make the ref unclonable.
+fn judge_tree_entries(name: &str, change: &Change, verdict: &mut Verdict) {
+    let refused = change.commits.iter().flat_map(|c| c.refused_entries.iter().map(move |p| (c.id, p)));
+    let mut count = 0;
+    for (id, path) in refused {
+        count += 1;
+        if count <= MAX_LINES_PER_KIND {
+            verdict.rejections.push(format!(
+                "{name}: {} writes the tree entry {}, which git refuses (`.`, `..`, `.git`, empty or with `/`)",
+                id.to_hex_with_len(7),
+                text::shown_bytes(path)
+            ));
+        }
+    }
+    if count > MAX_LINES_PER_KIND {
+        verdict.rejections.push(format!("{name}: … and {} more refused tree entries", count - MAX_LINES_PER_KIND));
+    }
 }
 
 /// Whether anything judges what a push contains (paths, sizes, files): then a ref to a bare
@@ -215,7 +254,7 @@ fn oversized_lines(name: &str, change: &Change, limit: &crate::config::Size, lab
     let mut over = 0;
     for commit in &change.commits {
         for file in &commit.files {
-            let Some(blob) = file.blob.as_ref().filter(|b| !b.preexisting) else { continue };
+            let Some(blob) = file.blob.as_ref().filter(|b| b.added) else { continue };
             if blob.size <= limit.bytes || !seen.insert((&file.path, blob.id)) {
                 continue;
             }
@@ -292,7 +331,7 @@ allow = ["all"]
             .map(|(path, size)| FileChange {
                 path: path.to_vec(),
                 kind: FileKind::Added,
-                blob: Some(Blob { id: id(*size as u8), size: *size, preexisting: false }),
+                blob: Some(Blob { id: id(*size as u8), size: *size, added: true }),
             })
             .collect();
         let commit = Commit {
@@ -303,6 +342,8 @@ allow = ["all"]
             committer: Default::default(),
             message: String::new(),
             signed: false,
+            distinct: true,
+            refused_entries: vec![],
             files,
         };
         Change {
@@ -316,7 +357,7 @@ allow = ["all"]
     }
 
     fn verdict(user: &str, changes: Vec<Change>) -> Verdict {
-        let push = Push { changes, default_branch: None };
+        let push = Push { changes, default_branch: None, pushed_blobs: vec![] };
         judge(&config(), Subject { user, repo: Some("app") }, &push)
     }
 
