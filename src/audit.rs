@@ -30,9 +30,9 @@ pub fn append(file: &Path, entry: &Entry) -> std::io::Result<()> {
     let mut line = serde_json::to_vec(entry).map_err(std::io::Error::other)?;
     line.push(b'\n');
     if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
+        crate::spool::file::create_private_dir(dir)?;
     }
-    let mut handle = std::fs::OpenOptions::new().create(true).append(true).open(file)?;
+    let mut handle = crate::spool::file::open_private_append(file)?;
     handle.lock()?;
     let written = handle.write_all(&line).and_then(|()| handle.sync_data());
     handle.unlock()?;

@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::config::extension::{About, Extension, Format, Phase, wanting};
 use crate::env::Env;
 use crate::event::{self, PushEvent};
+use crate::extension::body::Sending;
 use crate::extension::pre;
 use crate::git::Want;
 use crate::identity::Via;
@@ -63,7 +64,7 @@ impl Request<'_> {
                 via: Via::of(self.env),
             },
             push_options: event::push_options(self.env),
-            max_commits: self.config.max_commits,
+            max_commits: self.config.event_max_commits(),
         };
         event::build(push, context)
     }
@@ -78,7 +79,8 @@ pub fn decide(request: &Request, push: &Push) -> Verdict {
     let extensions = request.pre_extensions(&refs);
     if verdict.accepted() && !extensions.is_empty() {
         let event = request.event(push, Phase::Pre);
-        pre::run(&extensions, &event, &request.config.server, request.path, request.env, &mut verdict);
+        let sending = Sending { server: &request.config.server, max_commits: request.config.max_commits };
+        pre::run(&extensions, &event, &sending, request.path, request.env, &mut verdict);
     }
     verdict
 }

@@ -31,13 +31,18 @@ pub struct Extension {
     pub enabled: bool,
     pub on_error: OnError,
     pub mode: Mode,
+    /// Commits listed per change in what this extension is sent (default: the global
+    /// `max_commits`).
+    pub max_commits: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
 pub enum Kind {
-    /// argv, run without a shell.
+    /// argv, run without a shell, in a clean environment.
     Script {
         command: Vec<String>,
+        /// Variables passed through from pushgate's environment (`env = [...]`).
+        env: Vec<String>,
     },
     Http {
         url: String,
@@ -199,6 +204,7 @@ impl Validator {
             },
         };
         let mode = ext.mode.as_ref().map_or(Mode::Enforce, |m| self.mode(at, m));
+        let max_commits = ext.max_commits.as_ref().map(|n| self.max_commits(at, Some(n)));
         if mode == Mode::Warn && phase == Phase::Post {
             let span = ext.mode.as_ref().map_or(whole.clone(), |m| m.span());
             self.fail(at, span, "mode = \"warn\" applies to pre extensions only (post extensions never reject)");
@@ -222,6 +228,7 @@ impl Validator {
             enabled: ext.enabled.unwrap_or(true),
             on_error,
             mode,
+            max_commits,
         })
     }
 
@@ -246,11 +253,16 @@ impl Validator {
                 if command.get_ref().is_empty() || command.get_ref()[0].get_ref().is_empty() {
                     self.fail(at, command.span(), "`command` needs at least the program to run");
                 }
-                Some(Kind::Script { command: command.get_ref().iter().map(|a| a.get_ref().clone()).collect() })
+                let env = ext.env.as_ref().map(|list| self.env_names(at, list)).unwrap_or_default();
+                let command = command.get_ref().iter().map(|a| a.get_ref().clone()).collect();
+                Some(Kind::Script { command, env })
             }
             "http" => {
                 if let Some(command) = &ext.command {
                     self.fail(at, command.span(), misplaced("command", "http"));
+                }
+                if let Some(env) = &ext.env {
+                    self.fail(at, env.span(), misplaced("env", "http"));
                 }
                 let Some(url) = &ext.url else {
                     self.fail(at, whole, "an http extension needs `url`");

@@ -58,6 +58,12 @@ pub struct Config {
 }
 
 impl Config {
+    /// How many commits per change an event carries: enough for the extension that wants
+    /// the most (`max_commits` per extension, else the global one).
+    pub fn event_max_commits(&self) -> usize {
+        self.extensions.iter().filter_map(|e| e.max_commits).chain([self.max_commits]).max().unwrap_or(self.max_commits)
+    }
+
     /// The smallest blob size limit anywhere (`[limits]` or a check): what must be measured.
     pub fn smallest_blob_limit(&self) -> Option<u64> {
         let checks = self.checks.iter().filter_map(|c| c.max_blob_size.as_ref());
@@ -246,14 +252,7 @@ impl Validator {
         if list.get_ref().is_empty() {
             self.fail(at, list.span(), "[identity] env is empty: name at least one variable");
         }
-        for name in list.get_ref() {
-            let valid =
-                !name.get_ref().is_empty() && name.get_ref().bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-            if !valid {
-                self.fail(at, name.span(), format!("{:?} is not an environment variable name", name.get_ref()));
-            }
-        }
-        list.get_ref().iter().map(|n| n.get_ref().clone()).collect()
+        self.env_names(at, list)
     }
 
     fn server(&mut self, at: &Source, server: Option<&raw::Server>) -> Server {
@@ -289,7 +288,7 @@ impl Validator {
         config
     }
 
-    fn max_commits(&mut self, at: &Source, value: Option<&Spanned<i64>>) -> usize {
+    pub(crate) fn max_commits(&mut self, at: &Source, value: Option<&Spanned<i64>>) -> usize {
         let Some(value) = value else { return DEFAULT_MAX_COMMITS };
         match usize::try_from(*value.get_ref()) {
             Ok(n) if (1..=MAX_MAX_COMMITS).contains(value.get_ref()) => n,

@@ -100,6 +100,8 @@ pub struct Extension {
     pub enabled: Option<bool>,
     pub on_error: Option<Text>,
     pub mode: Option<Text>,
+    pub env: Option<TextList>,
+    pub max_commits: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -58,7 +58,7 @@ pub struct GithubHeaders {
 /// Send `call` to `extension`. `env` holds the variables `secret_env` names.
 pub fn call(extension: &Extension, call: &Call, env: &Env) -> Reply {
     match &extension.kind {
-        Kind::Script { command } => script::run(command, extension.timeout, call),
+        Kind::Script { command, env: passed } => script::run(command, passed, extension.timeout, call, env),
         Kind::Http { url, secret, headers } => {
             let key = match secret.as_ref().map(|s| read_secret(s, env)).transpose() {
                 Ok(key) => key,

@@ -61,9 +61,12 @@ pub fn pre_receive(hook: &Hook, per_ref: bool, stdin: &mut dyn Read, err: &mut d
         return run_chain(&site, "pre-receive", &[], &input, err);
     }
     if per_ref {
-        return match whole_push::record(&site.git_dir, &input) {
-            Ok(()) => run_chain(&site, "pre-receive", &[], &input, err),
-            Err(e) => reject(err, e.as_str()),
+        if let Err(e) = whole_push::record(&site.git_dir, &input) {
+            return reject(err, e.as_str());
+        }
+        return match pushed_pack(hook, &site, &updates, err) {
+            Outcome::Success => run_chain(&site, "pre-receive", &[], &input, err),
+            Outcome::Rejected => Outcome::Rejected,
         };
     }
     match gate(hook, &site, &updates, &updates, "pre-receive", err) {
@@ -177,6 +180,29 @@ fn gate(
     if let Err(e) = super::audit(config.audit_file.as_deref(), name, &user, &repo, &push, &verdict) {
         return reject(err, &e);
     }
+    if verdict.accepted() { Outcome::Success } else { Outcome::Rejected }
+}
+
+/// `install --per-ref`: the update hooks judge each ref, but only pre-receive sees the
+/// pushed pack; its blobs that no commit writes are judged by `[limits]` here.
+fn pushed_pack(hook: &Hook, site: &Site, updates: &[RefUpdate], err: &mut dyn Write) -> Outcome {
+    let config = match Config::load(hook.config_path, Some(&site.git_dir.join(REPO_FILE))) {
+        Ok(config) => config,
+        Err(e) => return reject(err, &e.one_line()),
+    };
+    let Some(limit) = config.max_blob_size.as_ref().map(|s| s.bytes) else { return Outcome::Success };
+    let want = crate::git::Want { files: true, pack_limit: Some(limit), ..Default::default() };
+    let read = GitRepo::open(&site.git_dir, &site.quarantine)
+        .and_then(|git| git.read_push(updates, updates, None, want))
+        .map_err(|e| e.to_string());
+    let push = match read {
+        Ok(push) => push,
+        Err(e) => return reject(err, &e),
+    };
+    let mut verdict = crate::policy::Verdict::default();
+    crate::policy::judge_pushed_blobs(&config, &push, &mut verdict);
+    let user = identity::resolve(&config.identity_env, hook.env).unwrap_or_default();
+    say(err, &verdict.report(&user));
     if verdict.accepted() { Outcome::Success } else { Outcome::Rejected }
 }
 

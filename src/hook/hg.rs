@@ -146,7 +146,7 @@ struct Stashed {
 
 fn stash(path: &Path, event: &PushEvent, spool: &Path) -> Result<(), String> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot write {}: {e}", dir.display()))?;
+    crate::spool::file::create_private_dir(dir).map_err(|e| format!("cannot write {}: {e}", dir.display()))?;
     let bytes =
         serde_json::to_vec(&Stashed { spool: spool.to_path_buf(), event: event.clone() }).map_err(|e| e.to_string())?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("txn.json");

@@ -125,7 +125,7 @@ fn post_event(
             via: journal.via,
         },
         push_options: journal.push_options.clone(),
-        max_commits: config.map_or(config::DEFAULT_MAX_COMMITS, |c| c.max_commits),
+        max_commits: config.map_or(config::DEFAULT_MAX_COMMITS, Config::event_max_commits),
     };
     let mut event = event::build(&push, context);
     event.sequence = Some(journal.sequence);

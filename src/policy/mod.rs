@@ -132,7 +132,7 @@ pub fn judge(config: &Config, subject: Subject, push: &Push) -> Verdict {
 
 /// `[limits] max_blob_size` over the blobs of the pushed pack that no commit of the push
 /// writes (those are judged with their ref's limits).
-fn judge_pushed_blobs(config: &Config, push: &Push, verdict: &mut Verdict) {
+pub fn judge_pushed_blobs(config: &Config, push: &Push, verdict: &mut Verdict) {
     let Some(limit) = &config.max_blob_size else { return };
     let over: Vec<&(gix::ObjectId, u64)> = push.pushed_blobs.iter().filter(|(_, size)| *size > limit.bytes).collect();
     for (id, size) in over.iter().take(MAX_LINES_PER_KIND) {

@@ -7,7 +7,7 @@ use super::log::{Attempt, AttemptOutcome};
 use super::{Incoming, Journal};
 use crate::config::extension::{About, Phase, wanting};
 use crate::event::{EventKind, PullEvent, PushEvent, Spooled};
-use crate::extension::body;
+use crate::extension::body::{self, Sending};
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -92,7 +92,8 @@ impl Deliverer<'_> {
         let config = repo_config.as_ref().unwrap_or(self.config);
         let about = About::Push { repo: &event.repository.name, refs: &refs };
         for ext in wanting(&config.extensions, Phase::Post, about) {
-            for body in body::for_push(ext, event, &self.config.server).map_err(io::Error::other)? {
+            let sending = Sending { server: &self.config.server, max_commits: config.max_commits };
+            for body in body::for_push(ext, event, &sending).map_err(io::Error::other)? {
                 let known = [Shelf::Queue, Shelf::Dead]
                     .iter()
                     .any(|s| self.spool.has_job(&ext.connector, *s, number, body.change));

@@ -4,13 +4,33 @@
 
 use std::fs::File;
 use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
+
+/// Files private to the user the hooks run as: events carry commit messages and paths.
+pub const FILE_MODE: u32 = 0o600;
+pub const DIR_MODE: u32 = 0o700;
+
+/// Create `dir` and its missing parents, private (`0700`).
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    std::fs::DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir).map_err(|e| at(dir, e))
+}
+
+/// Open `path` for appending, created private (`0600`) when missing.
+pub fn open_private_append(path: &Path) -> io::Result<File> {
+    std::fs::OpenOptions::new().create(true).append(true).mode(FILE_MODE).open(path).map_err(|e| at(path, e))
+}
 
 /// Open `path` (creating it) and lock it exclusively: waiting when `wait`, else `None` when
 /// another process holds it.
 pub fn lock_file(path: &Path, wait: bool) -> io::Result<Option<File>> {
-    let file =
-        std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).map_err(|e| at(path, e))?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(FILE_MODE)
+        .open(path)
+        .map_err(|e| at(path, e))?;
     take_lock(file, path, wait)
 }
 
@@ -43,7 +63,8 @@ pub fn write_durably(dir: &Path, name: &str, bytes: &[u8], keep_locked: bool) ->
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let target = dir.join(name);
     let result = (|| {
-        let mut file = File::create(&tmp)?;
+        let mut file =
+            std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(FILE_MODE).open(&tmp)?;
         if keep_locked {
             file.lock()?;
         }

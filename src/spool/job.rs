@@ -109,7 +109,7 @@ impl Spool {
     /// Write (or rewrite) a job durably.
     pub fn put_job(&self, job: &Job, shelf: Shelf) -> io::Result<()> {
         let dir = self.shelf_dir(&job.connector, shelf);
-        std::fs::create_dir_all(&dir).map_err(|e| at(&dir, e))?;
+        super::file::create_private_dir(&dir)?;
         let bytes = serde_json::to_vec(job).map_err(io::Error::other)?;
         write_durably(&dir, &job.file_name(), &bytes, false).map(|_| ())
     }
@@ -143,7 +143,7 @@ impl Spool {
 
     pub fn disable(&self, connector: &str, reason: &str) -> io::Result<()> {
         let dir = self.connector_dir(connector);
-        std::fs::create_dir_all(&dir).map_err(|e| at(&dir, e))?;
+        super::file::create_private_dir(&dir)?;
         write_durably(&dir, "disabled", reason.as_bytes(), false).map(|_| ())
     }
 
@@ -156,7 +156,7 @@ impl Spool {
 
     pub fn connector_lock_path(&self, connector: &str) -> io::Result<PathBuf> {
         let dir = self.connector_dir(connector);
-        std::fs::create_dir_all(&dir).map_err(|e| at(&dir, e))?;
+        super::file::create_private_dir(&dir)?;
         Ok(dir.join("lock"))
     }
 }

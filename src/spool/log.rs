@@ -50,7 +50,7 @@ impl Spool {
         let path = self.dir().join("log").join(format!("{day}.jsonl"));
         let mut line = serde_json::to_vec(attempt).map_err(io::Error::other)?;
         line.push(b'\n');
-        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| at(&path, e))?;
+        let mut file = super::file::open_private_append(&path)?;
         file.lock().map_err(|e| at(&path, e))?;
         file.write_all(&line).map_err(|e| at(&path, e))
     }

@@ -60,7 +60,7 @@ impl Spool {
     /// Open (creating when missing) the spool at `dir`.
     pub fn open(dir: &Path) -> io::Result<Spool> {
         for sub in ["incoming", "connectors", "log"] {
-            std::fs::create_dir_all(dir.join(sub)).map_err(|e| at(&dir.join(sub), e))?;
+            file::create_private_dir(&dir.join(sub))?;
         }
         Ok(Spool { dir: dir.to_path_buf() })
     }
