@@ -187,10 +187,10 @@ mod tests {
     fn a_script_sees_only_its_own_variables() {
         let env = Env::from_vars([
             ("PATH", std::env::var_os("PATH").unwrap_or_default()),
-            ("OTHER_SECRET".into(), "s3cret".into()),
-            ("MINE".into(), "mine".into()),
-            ("GIT_OBJECT_DIRECTORY".into(), "/q".into()),
-            ("PUSHGATE_CHAINED_BY".into(), "1".into()),
+            ("OTHER_SECRET", "s3cret".into()),
+            ("MINE", "mine".into()),
+            ("GIT_OBJECT_DIRECTORY", "/q".into()),
+            ("PUSHGATE_CHAINED_BY", "1".into()),
         ]);
         let listing = sh("env | sort | grep -v '^PWD=' | grep -v '^SHLVL=' | grep -v '^_=' >&2; exit 3");
         let Reply::Refused { lines, .. } = run(&listing, &["MINE".into()], Duration::from_secs(10), &call(b""), &env)
