@@ -27,7 +27,7 @@ pub struct Update<'a> {
 }
 
 pub fn append(file: &Path, entry: &Entry) -> std::io::Result<()> {
-    let mut line = serde_json::to_vec(entry).map_err(std::io::Error::other)?;
+    let mut line = crate::text::json(entry).into_bytes();
     line.push(b'\n');
     if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
         crate::spool::file::create_private_dir(dir)?;

@@ -5,6 +5,23 @@ use crate::push::Op;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
+/// A connector name as pushgate makes them; anything else is refused before it can name a
+/// path.
+fn connector(name: &str) -> Result<String, String> {
+    match crate::config::extension::valid_connector(name) {
+        true => Ok(name.to_string()),
+        false => Err("not a connector name: [A-Za-z0-9._-]{1,64}, optionally ~ and 8 hex digits".into()),
+    }
+}
+
+/// A job id as `queue list` shows them: `<connector>.<number>.<change>`.
+fn job(id: &str) -> Result<String, String> {
+    match crate::spool::job::parse_id(id) {
+        Some(_) => Ok(id.to_string()),
+        None => Err("not a job id: <connector>.<number>.<change>, as `pushgate queue list` shows them".into()),
+    }
+}
+
 #[derive(Debug, Parser)]
 #[command(name = "pushgate", version, about = "Git server hooks: rules decide pushes, extensions are told", long_about = None)]
 pub struct Cli {
@@ -29,7 +46,7 @@ pub enum QueueCommand {
     },
     /// The jobs waiting (or dead), oldest first.
     List {
-        #[arg(long)]
+        #[arg(long, value_parser = connector)]
         connector: Option<String>,
         #[arg(long)]
         dead: bool,
@@ -38,30 +55,32 @@ pub enum QueueCommand {
     },
     /// One job, with the body it delivers.
     Show {
+        #[arg(value_parser = job)]
         job: String,
         #[arg(long)]
         json: bool,
     },
     /// Put dead jobs back at the front of their connector's queue.
     Retry {
-        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        #[arg(required_unless_present = "all", conflicts_with = "all", value_parser = job)]
         jobs: Vec<String>,
         #[arg(long)]
         all: bool,
-        #[arg(long)]
+        #[arg(long, value_parser = connector)]
         connector: Option<String>,
         #[arg(long)]
         json: bool,
     },
     /// Remove jobs (waiting or dead).
     Drop {
-        #[arg(required = true)]
+        #[arg(required = true, value_parser = job)]
         jobs: Vec<String>,
         #[arg(long)]
         json: bool,
     },
     /// Re-enable a connector disabled by a 410.
     Enable {
+        #[arg(value_parser = connector)]
         connector: String,
         #[arg(long)]
         json: bool,
@@ -102,7 +121,7 @@ pub enum Command {
     },
     /// Delivery attempts: time, connector, outcome, status, duration (oldest first).
     Log {
-        #[arg(long)]
+        #[arg(long, value_parser = connector)]
         connector: Option<String>,
         #[arg(long)]
         json: bool,

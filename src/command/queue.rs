@@ -8,6 +8,7 @@ use crate::outcome::{Error, Outcome};
 use crate::spool::deliver::{Deliverer, now_ms};
 use crate::spool::job::{Job, Shelf};
 use crate::spool::{Journal, Spool};
+use crate::text::one_line;
 use serde_json::json;
 use std::io::Write;
 use std::path::Path;
@@ -65,7 +66,11 @@ pub fn run(config_path: &Path, command: QueueCommand, out: &mut dyn Write) -> Re
         QueueCommand::Enable { connector, json } => {
             let was = spool.enable(&connector).map_err(|e| Error::new(e.to_string()))?;
             if json {
-                writeln!(out, "{}", json!({"connector": connector, "enabled": true, "was_disabled": was}))?;
+                writeln!(
+                    out,
+                    "{}",
+                    crate::text::json(&json!({"connector": connector, "enabled": true, "was_disabled": was}))
+                )?;
             } else if was {
                 writeln!(out, "{connector}: enabled")?;
             } else {
@@ -99,7 +104,7 @@ fn status(spool: &Spool, config: Option<&Config>, json: bool, out: &mut dyn Writ
         }));
     }
     if json {
-        writeln!(out, "{}", serde_json::Value::Array(rows))?;
+        writeln!(out, "{}", crate::text::json(&rows))?;
         return Ok(Outcome::Success);
     }
     if rows.is_empty() {
@@ -108,7 +113,8 @@ fn status(spool: &Spool, config: Option<&Config>, json: bool, out: &mut dyn Writ
     for row in rows {
         let next = row["next_attempt"].as_str().map(|t| format!(", next attempt {t}")).unwrap_or_default();
         let disabled = if row["disabled"] == true { ", DISABLED (pushgate queue enable)" } else { "" };
-        let error = row["last_error"].as_str().map(|e| format!(", last error: {e}")).unwrap_or_default();
+        let error =
+            row["last_error"].as_str().map(|e| format!(", last error: {}", one_line(e, None))).unwrap_or_default();
         writeln!(
             out,
             "{}: {} pending, {} dead{disabled}{next}{error}",
@@ -146,13 +152,14 @@ fn list(
     }
     jobs.sort_by_key(|j| (j.number, j.change));
     if json {
-        writeln!(out, "{}", serde_json::Value::Array(jobs.iter().map(job_row).collect()))?;
+        writeln!(out, "{}", crate::text::json(&jobs.iter().map(job_row).collect::<Vec<_>>()))?;
         return Ok(Outcome::Success);
     }
     for job in &jobs {
         let next = when(job.next_attempt).map(|t| format!(" next {t}")).unwrap_or_default();
-        let error = job.last_error.as_ref().map(|e| format!(" last error: {e}")).unwrap_or_default();
-        writeln!(out, "{} {} {} attempts {}{next}{error}", job.id(), job.repo, job.event_id, job.attempts)?;
+        let error = job.last_error.as_ref().map(|e| format!(" last error: {}", one_line(e, None))).unwrap_or_default();
+        let (repo, event) = (one_line(&job.repo, None), one_line(&job.event_id, None));
+        writeln!(out, "{} {repo} {event} attempts {}{next}{error}", job.id(), job.attempts)?;
     }
     Ok(Outcome::Success)
 }
@@ -163,9 +170,9 @@ fn show(spool: &Spool, id: &str, json: bool, out: &mut dyn Write) -> Result<Outc
     value["id"] = json!(job.id());
     value["dead"] = json!(shelf == Shelf::Dead);
     if json {
-        writeln!(out, "{value}")?;
+        writeln!(out, "{}", crate::text::json(&value))?;
     } else {
-        writeln!(out, "{}", serde_json::to_string_pretty(&value).unwrap_or_default())?;
+        writeln!(out, "{}", crate::text::json_pretty(&value))?;
     }
     Ok(Outcome::Success)
 }
@@ -198,11 +205,12 @@ fn retry(
     for job in &mut chosen {
         job.attempts = 0;
         job.next_attempt = 0;
+        let _held = spool.lock_jobs(&job.connector).map_err(|e| Error::new(e.to_string()))?;
         spool.move_job(job, Shelf::Dead, Shelf::Queue).map_err(|e| Error::new(e.to_string()))?;
     }
     let ids: Vec<String> = chosen.iter().map(Job::id).collect();
     if json {
-        writeln!(out, "{}", json!({"retried": ids}))?;
+        writeln!(out, "{}", crate::text::json(&json!({"retried": ids})))?;
     } else {
         let hint = if ids.is_empty() { "" } else { " (delivered by the next `pushgate deliver`)" };
         writeln!(out, "{} job(s) back at the front of their queues{hint}", ids.len())?;
@@ -213,12 +221,15 @@ fn retry(
 fn drop_jobs(spool: &Spool, ids: &[String], json: bool, out: &mut dyn Write) -> Result<Outcome, Error> {
     let mut dropped = Vec::new();
     for id in ids {
-        let (job, shelf) = spool.find_job(id).ok_or_else(|| Error::new(format!("no job {id}")))?;
+        let (job, _) = spool.find_job(id).ok_or_else(|| Error::new(format!("no job {id}")))?;
+        let _held = spool.lock_jobs(&job.connector).map_err(|e| Error::new(e.to_string()))?;
+        // Looked up again under the lock: a deliverer may have just settled it.
+        let Some((job, shelf)) = spool.find_job(id) else { continue };
         spool.remove_job(&job, shelf).map_err(|e| Error::new(e.to_string()))?;
         dropped.push(job.id());
     }
     if json {
-        writeln!(out, "{}", json!({"dropped": dropped}))?;
+        writeln!(out, "{}", crate::text::json(&json!({"dropped": dropped})))?;
     } else {
         writeln!(out, "{} job(s) dropped", dropped.len())?;
     }
@@ -231,16 +242,16 @@ pub fn log(config_path: &Path, only: Option<&str>, json: bool, out: &mut dyn Wri
     let attempts = spool.attempts().map_err(|e| Error::new(e.to_string()))?;
     for attempt in attempts.iter().filter(|a| only.is_none_or(|o| o == a.connector)) {
         if json {
-            writeln!(out, "{}", serde_json::to_string(attempt).unwrap_or_default())?;
+            writeln!(out, "{}", crate::text::json(attempt))?;
         } else {
-            let status = attempt.status.as_deref().unwrap_or("-");
-            let error = attempt.error.as_ref().map(|e| format!(" {e}")).unwrap_or_default();
+            let status = one_line(attempt.status.as_deref().unwrap_or("-"), None);
+            let error = attempt.error.as_ref().map(|e| format!(" {}", one_line(e, None))).unwrap_or_default();
             writeln!(
                 out,
                 "{} {} {} #{} {} {status} {}ms{error}",
                 attempt.time,
-                attempt.connector,
-                attempt.job,
+                one_line(&attempt.connector, None),
+                one_line(&attempt.job, None),
                 attempt.attempt,
                 attempt.outcome.as_str(),
                 attempt.duration_ms

@@ -138,12 +138,9 @@ pub fn resolve(root: &Path, asked: &str, hg: bool) -> Result<(PathBuf, String), 
     refuse(if hg { "no such Mercurial repository" } else { "no such Git repository" })
 }
 
-/// `read` on a repository: the first rule for the repo and user that names `read` decides,
-/// whatever its ref patterns; none: denied.
+/// `read` on a repository (see [`policy::decide_read`]).
 pub fn may_read(config: &Config, user: &str, repo: &str) -> bool {
-    repo_rules(config, user, repo)
-        .find(|r| r.allow.contains(&Op::Read) || r.deny.contains(&Op::Read))
-        .is_some_and(|r| r.allow.contains(&Op::Read))
+    policy::decide_read(config, Subject { user, repo: Some(repo) }).allowed
 }
 
 /// The enforcing ref rules that apply to `user` in `repo`, in evaluation order.
@@ -209,11 +206,14 @@ pub fn run(shell: &Shell, err: &mut dyn Write) -> Result<Outcome, Error> {
         Ok(config) => config,
         Err(e) => return refuse(format!("configuration error: {}", e.0[0])),
     };
-    if !may_read(&config, user, &name) {
+    let user = &config.user_named(user);
+    // A push needs some write (pre-receive decides each ref); anything else needs read.
+    if request.writes() {
+        if !may_write(&config, user, &name) {
+            return refuse(format!("{user} may not push to {name}"));
+        }
+    } else if !may_read(&config, user, &name) {
         return refuse(format!("{user} may not read {name}"));
-    }
-    if request.writes() && !may_write(&config, user, &name) {
-        return refuse(format!("{user} may not push to {name}"));
     }
     let mut child = match &request {
         Request::Git { service, .. } => {

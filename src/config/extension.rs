@@ -133,6 +133,16 @@ fn valid_name(name: &str) -> bool {
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
+/// Whether `name` is a connector name pushgate makes: an extension's name, and for one a
+/// repository's own file defines, `~` and 8 hex digits. Nothing else names a directory
+/// of the spool (`queue enable ../../x` must not reach outside it).
+pub fn valid_connector(name: &str) -> bool {
+    match name.split_once('~') {
+        Some((base, tag)) => valid_name(base) && tag.len() == 8 && tag.bytes().all(|b| b.is_ascii_hexdigit()),
+        None => valid_name(name),
+    }
+}
+
 /// An HTTP header name: an RFC 9110 token.
 fn valid_header_name(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
@@ -347,6 +357,16 @@ pub fn redacted_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connector_names_are_extension_names_with_an_optional_tag() {
+        for good in ["ci", "chat.notify", "ci~0a1b2c3d", "a-b_c"] {
+            assert!(valid_connector(good), "{good}");
+        }
+        for bad in ["", "..", "../../x", ".hidden", "a/b", "ci~xyz", "ci~0a1b2c3d4", "a b", &"x".repeat(65)] {
+            assert!(!valid_connector(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn urls_are_checked_and_redacted() {

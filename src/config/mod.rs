@@ -40,6 +40,9 @@ pub const DEFAULT_IDENTITY_ENV: [&str; 3] = ["PUSHGATE_USER", "GL_USER", "REMOTE
 pub struct Config {
     pub repos_root: Option<PathBuf>,
     pub identity_env: Vec<String>,
+    /// User names compare case-insensitively (`[identity] fold_case`): every one, in the
+    /// configuration and from the environment, is lowercased.
+    pub fold_case: bool,
     pub groups: Groups,
     pub max_blob_size: Option<Size>,
     pub audit_file: Option<PathBuf>,
@@ -58,6 +61,29 @@ pub struct Config {
 }
 
 impl Config {
+    /// The pusher named by the `[identity] env` variables, folded to lowercase under
+    /// `fold_case`.
+    pub fn user(&self, env: &crate::env::Env) -> Result<String, crate::identity::IdentityError> {
+        crate::identity::resolve(&self.identity_env, env).map(|name| self.user_named(&name))
+    }
+
+    /// A user name as this configuration compares it.
+    pub fn user_named(&self, name: &str) -> String {
+        if self.fold_case { name.to_ascii_lowercase() } else { name.to_string() }
+    }
+
+    fn fold_user_names(&mut self) {
+        self.groups.fold_case();
+        self.users = std::mem::take(&mut self.users).into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
+        let patterns =
+            self.rules.iter_mut().flat_map(|r| &mut r.users).chain(self.checks.iter_mut().flat_map(|c| &mut c.exempt));
+        for pattern in patterns {
+            if let UserPattern::Name(name) = pattern {
+                *name = name.to_ascii_lowercase();
+            }
+        }
+    }
+
     /// How many commits per change an event carries: enough for the extension that wants
     /// the most (`max_commits` per extension, else the global one).
     pub fn event_max_commits(&self) -> usize {
@@ -174,6 +200,7 @@ impl Config {
         let mut config = Config {
             repos_root: global_raw.repos_root.as_ref().map(|r| PathBuf::from(r.get_ref())),
             identity_env: v.identity(&global_at, global_raw.identity.as_ref()),
+            fold_case: global_raw.identity.as_ref().and_then(|i| i.fold_case).unwrap_or(false),
             max_blob_size: global_raw
                 .limits
                 .as_ref()
@@ -207,6 +234,9 @@ impl Config {
             if let Some(extension) = v.extension(&at, extension, &mut names) {
                 config.extensions.push(extension);
             }
+        }
+        if config.fold_case {
+            config.fold_user_names();
         }
         if v.errors.is_empty() {
             return Ok(config);

@@ -108,6 +108,7 @@ pub struct Extension {
 #[serde(deny_unknown_fields)]
 pub struct Identity {
     pub env: Option<TextList>,
+    pub fold_case: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -6,7 +6,6 @@ use crate::config::{self, Config, REPO_FILE};
 use crate::env::Env;
 use crate::gate::{self, Request};
 use crate::git::{GitRepo, Quarantine};
-use crate::identity;
 use crate::outcome::Outcome;
 use crate::push::{self, RefUpdate, Vcs};
 use std::io::{Read, Write};
@@ -165,7 +164,7 @@ fn gate(
         Ok(config) => config,
         Err(e) => return reject(err, &e.one_line()),
     };
-    let user = match identity::resolve(&config.identity_env, hook.env) {
+    let user = match config.user(hook.env) {
         Ok(user) => user,
         Err(e) => return reject(err, &e.to_string()),
     };
@@ -201,7 +200,7 @@ fn pushed_pack(hook: &Hook, site: &Site, updates: &[RefUpdate], err: &mut dyn Wr
     };
     let mut verdict = crate::policy::Verdict::default();
     crate::policy::judge_pushed_blobs(&config, &push, &mut verdict);
-    let user = identity::resolve(&config.identity_env, hook.env).unwrap_or_default();
+    let user = config.user(hook.env).unwrap_or_default();
     say(err, &verdict.report(&user));
     if verdict.accepted() { Outcome::Success } else { Outcome::Rejected }
 }

@@ -11,7 +11,7 @@ use crate::env::Env;
 use crate::event::PushEvent;
 use crate::gate::{self, Request};
 use crate::hg::HgRepo;
-use crate::identity::{self, Via};
+use crate::identity::Via;
 use crate::outcome::Outcome;
 use crate::policy::{self, Subject};
 use crate::push::{self, Action, Change, Push, RefUpdate, Vcs};
@@ -104,7 +104,7 @@ fn hook_root(env: &Env) -> Result<PathBuf, String> {
 fn caller(hook: &Hook, root: &Path) -> Result<(Config, String, String), String> {
     let config = Config::load(hook.config_path, Some(&root.join(".hg").join(REPO_FILE)))
         .map_err(|e| format!("configuration error: {}", e.0[0]))?;
-    let user = identity::resolve(&config.identity_env, hook.env).map_err(|e| e.to_string())?;
+    let user = config.user(hook.env).map_err(|e| e.to_string())?;
     let repo = config::repo_name(root, config.repos_root.as_deref());
     Ok((config, user, repo))
 }

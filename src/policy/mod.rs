@@ -55,15 +55,28 @@ pub struct Decision<'c> {
 
 /// The ref pass: rules without `paths`, first match decides, no match denies.
 pub fn decide_ref<'c>(config: &'c Config, subject: Subject, ref_name: &str, op: Op) -> Decision<'c> {
-    decide(config, subject, ref_name, op, None)
+    decide(config, subject, Some(ref_name), op, None)
+}
+
+/// Whether `user` may read (clone, fetch) the repository: the first rule over every ref
+/// that names `read` decides; none: denied.
+pub fn decide_read<'c>(config: &'c Config, subject: Subject) -> Decision<'c> {
+    decide(config, subject, None, Op::Read, None)
 }
 
 /// The path pass for one path: path rules, first match decides, no match allows.
 pub fn decide_path<'c>(config: &'c Config, subject: Subject, ref_name: &str, op: Op, path: &[u8]) -> Decision<'c> {
-    decide(config, subject, ref_name, op, Some(path))
+    decide(config, subject, Some(ref_name), op, Some(path))
 }
 
-fn decide<'c>(config: &'c Config, subject: Subject, ref_name: &str, op: Op, path: Option<&[u8]>) -> Decision<'c> {
+/// The first matching rule of a pass; `ref_name` `None`: the repository as a whole.
+fn decide<'c>(
+    config: &'c Config,
+    subject: Subject,
+    ref_name: Option<&str>,
+    op: Op,
+    path: Option<&[u8]>,
+) -> Decision<'c> {
     let mut warnings = Vec::new();
     for rule in &config.rules {
         let in_pass = match (path, &rule.paths) {
@@ -72,6 +85,11 @@ fn decide<'c>(config: &'c Config, subject: Subject, ref_name: &str, op: Op, path
             _ => false,
         };
         if !in_pass || !rule_applies(config, rule, subject, ref_name) {
+            continue;
+        }
+        // `read` is about a whole repository: only a rule over every ref grants or denies it
+        // (a rule for `refs/heads/main` with `allow = ["all"]` does not open the repository).
+        if op == Op::Read && !rule.scope.covers_every_ref() {
             continue;
         }
         let allowed = if rule.allow.contains(&op) {
@@ -92,8 +110,8 @@ fn decide<'c>(config: &'c Config, subject: Subject, ref_name: &str, op: Op, path
     Decision { allowed: path.is_some(), rule: None, warnings }
 }
 
-fn rule_applies(config: &Config, rule: &Rule, subject: Subject, ref_name: &str) -> bool {
-    applies(config, rule, subject) && rule.scope.covers_ref(ref_name)
+fn rule_applies(config: &Config, rule: &Rule, subject: Subject, ref_name: Option<&str>) -> bool {
+    applies(config, rule, subject) && ref_name.is_none_or(|name| rule.scope.covers_ref(name))
 }
 
 /// Whether `rule` is about this repository and this user (whatever its refs).

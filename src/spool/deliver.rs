@@ -153,6 +153,12 @@ impl Deliverer<'_> {
         job: &mut Job,
         settlement: Settlement,
     ) -> (AttemptOutcome, Option<String>, Option<String>, bool) {
+        let _held = self.spool.lock_jobs(&ext.connector);
+        if !self.spool.has_job(&ext.connector, Shelf::Queue, job.number, job.change) {
+            // Dropped (`queue drop`) while it was being delivered: it stays dropped.
+            let error = Some("the job was dropped during the attempt".to_string());
+            return (AttemptOutcome::Dropped, None, error, true);
+        }
         match settlement {
             Settlement::Delivered => {
                 let ok = self.spool.remove_job(job, Shelf::Queue).is_ok();

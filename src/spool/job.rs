@@ -68,9 +68,10 @@ fn file_name(number: u64, change: usize) -> String {
 /// `<connector>.<number>.<change>` split back into its parts.
 pub fn parse_id(id: &str) -> Option<(String, u64, usize)> {
     let mut parts = id.rsplitn(3, '.');
-    let change = parts.next()?.parse().ok()?;
-    let number = parts.next()?.parse().ok()?;
-    let connector = parts.next().filter(|c| !c.is_empty())?;
+    let digits = |text: &str| !text.is_empty() && text.len() <= 20 && text.bytes().all(|b| b.is_ascii_digit());
+    let change = parts.next().filter(|t| digits(t))?.parse().ok()?;
+    let number = parts.next().filter(|t| digits(t))?.parse().ok()?;
+    let connector = parts.next().filter(|c| crate::config::extension::valid_connector(c))?;
     Some((connector.to_string(), number, change))
 }
 
@@ -154,6 +155,16 @@ impl Spool {
         Ok(was)
     }
 
+    /// The lock on a connector's job files, held for a moment by whoever changes them (the
+    /// deliverer settling an attempt, `queue drop`, `queue retry`), so that a job dropped
+    /// during a slow attempt stays dropped.
+    pub fn lock_jobs(&self, connector: &str) -> io::Result<super::Lock> {
+        let dir = self.connector_dir(connector);
+        super::file::create_private_dir(&dir)?;
+        let file = super::lock_file(&dir.join("jobs.lock"), true)?;
+        Ok(super::Lock::new(file.expect("a blocking lock is taken")))
+    }
+
     pub fn connector_lock_path(&self, connector: &str) -> io::Result<PathBuf> {
         let dir = self.connector_dir(connector);
         super::file::create_private_dir(&dir)?;
@@ -175,6 +186,8 @@ mod tests {
         assert_eq!(parse_id("ci.hooks.42.3"), Some(("ci.hooks".to_string(), 42, 3)));
         assert_eq!(parse_id("42.3"), None);
         assert_eq!(parse_id("ci.x.3"), None);
+        assert_eq!(parse_id("../../x.1.2"), None);
+        assert_eq!(parse_id("ci.+1.2"), None);
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub enum AttemptOutcome {
     Dead,
     /// HTTP 410: dead, and the connector disabled.
     Disabled,
+    /// `queue drop` removed the job while it was being delivered.
+    Dropped,
 }
 
 impl AttemptOutcome {
@@ -40,6 +42,7 @@ impl AttemptOutcome {
             AttemptOutcome::Retry => "retry",
             AttemptOutcome::Dead => "dead",
             AttemptOutcome::Disabled => "disabled",
+            AttemptOutcome::Dropped => "dropped",
         }
     }
 }
@@ -48,7 +51,7 @@ impl Spool {
     pub fn log_attempt(&self, attempt: &Attempt) -> io::Result<()> {
         let day = attempt.time.get(..10).unwrap_or("unknown");
         let path = self.dir().join("log").join(format!("{day}.jsonl"));
-        let mut line = serde_json::to_vec(attempt).map_err(io::Error::other)?;
+        let mut line = crate::text::json(attempt).into_bytes();
         line.push(b'\n');
         let mut file = super::file::open_private_append(&path)?;
         file.lock().map_err(|e| at(&path, e))?;

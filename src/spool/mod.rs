@@ -43,6 +43,12 @@ pub struct Lock {
     _file: File,
 }
 
+impl Lock {
+    fn new(file: File) -> Lock {
+        Lock { _file: file }
+    }
+}
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Counters {
     next: u64,
@@ -141,6 +147,7 @@ impl Spool {
         let mut names: Vec<String> = std::fs::read_dir(&dir)
             .map_err(|e| at(&dir, e))?
             .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|name| crate::config::extension::valid_connector(name))
             .collect();
         names.sort();
         Ok(names)
