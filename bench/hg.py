@@ -181,8 +181,7 @@ def main():
         for scenario in scenarios:
             print(f"\nhg push, {scenario}, medians of {a.rounds} rounds (ratio and added: against no hooks):")
             variant_table(results, scenario, VARIANTS, "plain", reference="rules")
-        print("\nNo target in the issue. Every `hg` process pushgate starts costs ~130 ms of Python start "
-              "(see ../shared/notes/benchmarking.md).")
+        print("\nNo target in the issue. Every `hg` process pushgate starts costs ~130 ms of Python start.")
         print_failures(failures)
         if a.quick:
             print("quick mode: reduced sizes and rounds")
