@@ -182,7 +182,9 @@ fn install_hg_adds_one_marked_block_and_uninstall_removes_only_it() {
     assert_eq!(text.matches("# pushgate-hook: end").count(), 1, "{text}");
 
     let exe = std::fs::canonicalize(common::PUSHGATE).unwrap();
-    let seen = site.hg(&repo, &["config", "hooks", "paths"]).ok();
+    let shim = repo.canonicalize().unwrap().join(".hg/pushgate_hg.py");
+    assert!(shim.is_file(), "the hg shim is installed beside the hgrc");
+    let seen = site.hg(&repo, &["config", "hooks", "paths", "pushgate"]).ok();
     let mut seen: Vec<&str> = seen.lines().collect();
     seen.sort();
     assert_eq!(
@@ -190,16 +192,18 @@ fn install_hg_adds_one_marked_block_and_uninstall_removes_only_it() {
         [
             "hooks.changegroup.notify=echo changed".to_string(),
             format!("hooks.outgoing.pushgate='{}' hg outgoing", exe.display()),
-            format!("hooks.prepushkey.pushgate='{}' hg prepushkey", exe.display()),
-            format!("hooks.pretxnclose.pushgate='{}' hg pretxnclose", exe.display()),
-            format!("hooks.txnclose.pushgate='{}' hg txnclose", exe.display()),
+            format!("hooks.prepushkey.pushgate=python:{}:prepushkey", shim.display()),
+            format!("hooks.pretxnclose.pushgate=python:{}:pretxnclose", shim.display()),
+            format!("hooks.txnclose.pushgate=python:{}:txnclose", shim.display()),
             "paths.default=/srv/elsewhere".to_string(),
+            format!("pushgate.binary={}", exe.display()),
         ]
     );
 
     let removed = site.pushgate(&["uninstall"]).arg(&repo).ok();
     assert!(removed.contains("uninstalled"), "{removed}");
     assert_eq!(std::fs::read_to_string(&hgrc).unwrap(), original);
+    assert!(!shim.exists(), "uninstall leaves the shim");
 
     let not_hg = site.root.join("plain");
     std::fs::create_dir(&not_hg).unwrap();
@@ -425,21 +429,19 @@ fn pushes_fail_closed_without_an_identity_a_configuration_or_hg() {
     assert!(lines.len() == 1 && lines[0].starts_with("pushgate: push rejected: configuration error: "), "{run}");
 
     hg.site.config(ALLOW_ALL);
-    let hg_path = hg.site.command("sh").args(["-c", "command -v hg"]).ok();
-    let run = hg
-        .site
-        .command(&hg_path)
-        .current_dir(&hg.client)
-        .args(["push"])
-        .arg(&hg.server)
-        .env("PUSHGATE_USER", "alice")
-        .env("PATH", "/nonexistent")
-        .run();
+    let hgrc = hg.server.join(".hg/hgrc");
+    let text = std::fs::read_to_string(&hgrc).unwrap();
+    let exe = std::fs::canonicalize(common::PUSHGATE).unwrap();
+    std::fs::write(&hgrc, text.replace(&format!("binary = {}", exe.display()), "binary = /nonexistent/pushgate"))
+        .unwrap();
+    let run = hg.push_as("alice", &[]);
     assert_refused(
         &hg,
         &run,
         &before,
-        &["pushgate: push rejected: cannot run hg: No such file or directory (os error 2)"],
+        &[
+            "pushgate: push rejected: cannot run pushgate: [Errno 2] No such file or directory: b'/nonexistent/pushgate'",
+        ],
     );
 }
 
@@ -503,8 +505,9 @@ fn a_push_of_two_branches_and_a_bookmark_is_one_decision_and_one_event() {
     let ids = |c: &serde_json::Value| {
         c["commits"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap().to_string()).collect::<Vec<_>>()
     };
-    assert_eq!(ids(&feature_change), [feature]);
-    assert_eq!(feature_change["commits"][0]["added"], serde_json::json!(["f"]));
+    // A create brings what the default branch did not have: rework too.
+    assert_eq!(ids(&feature_change), [rework.clone(), feature]);
+    assert_eq!(feature_change["commits"][1]["added"], serde_json::json!(["f"]));
     let bookmark = change("refs/bookmarks/bm");
     assert_eq!((bookmark["before"].as_str(), bookmark["after"].as_str()), (Some(ZERO), Some(rework.as_str())));
     assert_eq!(ids(&bookmark), [rework]);

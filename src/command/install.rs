@@ -54,21 +54,34 @@ const HG_BEGIN: &str = "# pushgate-hook: begin (added by `pushgate install --hg`
 const HG_END: &str = "# pushgate-hook: end";
 
 /// The `[hooks]` entries for Mercurial, for `binary`.
-pub fn hg_hooks(binary: &Path) -> String {
+/// pushgate's hooks for hg that run inside hg (`python:` hooks): they gather the push with
+/// Mercurial's API and hand it to `pushgate hg ...`.
+pub const HG_SHIM: &str = include_str!("../../hooks-templates/pushgate_hg.py");
+/// Where `install --hg` puts the shim in a repository.
+const HG_SHIM_FILE: &str = "pushgate_hg.py";
+
+/// The hgrc entries for Mercurial: `binary` is pushgate, `shim` the hg shim's path.
+pub fn hg_hooks(binary: &Path, shim: &Path) -> String {
     let exe = shell_quote(&binary.to_string_lossy());
+    let shim = shim.to_string_lossy();
     format!(
-        "[hooks]\npretxnclose.pushgate = {exe} hg pretxnclose\ntxnclose.pushgate = {exe} hg txnclose\n\
-         outgoing.pushgate = {exe} hg outgoing\nprepushkey.pushgate = {exe} hg prepushkey\n"
+        "[pushgate]\nbinary = {}\n[hooks]\npretxnclose.pushgate = python:{shim}:pretxnclose\n\
+         txnclose.pushgate = python:{shim}:txnclose\noutgoing.pushgate = {exe} hg outgoing\n\
+         prepushkey.pushgate = python:{shim}:prepushkey\n",
+        binary.to_string_lossy()
     )
 }
 
-/// `pushgate install --hg <repo>...`: pushgate's block in each `.hg/hgrc`.
+/// `pushgate install --hg <repo>...`: the shim in `.hg/` and pushgate's block in `.hg/hgrc`.
 pub fn install_hg(repos: &[PathBuf], binary: &Path, out: &mut dyn Write) -> Result<Outcome, Error> {
     for repo in repos {
-        let hgrc = hg_repository(repo)?.join("hgrc");
+        let dot_hg = hg_repository(repo)?;
+        let shim = dot_hg.join(HG_SHIM_FILE);
+        std::fs::write(&shim, HG_SHIM).map_err(|e| io_error(&shim, e))?;
+        let hgrc = dot_hg.join("hgrc");
         let kept = without_our_block(&std::fs::read_to_string(&hgrc).unwrap_or_default());
         let separator = if kept.is_empty() || kept.ends_with('\n') { "" } else { "\n" };
-        let text = format!("{kept}{separator}{HG_BEGIN}\n{}{HG_END}\n", hg_hooks(binary));
+        let text = format!("{kept}{separator}{HG_BEGIN}\n{}{HG_END}\n", hg_hooks(binary, &shim));
         std::fs::write(&hgrc, text).map_err(|e| io_error(&hgrc, e))?;
         writeln!(out, "pushgate: installed in {}", hgrc.display())?;
     }
@@ -107,6 +120,7 @@ pub fn uninstall(repos: &[PathBuf], binary: &Path, out: &mut dyn Write) -> Resul
             let hgrc = dot_hg.join("hgrc");
             let text = std::fs::read_to_string(&hgrc).unwrap_or_default();
             std::fs::write(&hgrc, without_our_block(&text)).map_err(|e| io_error(&hgrc, e))?;
+            let _ = std::fs::remove_file(dot_hg.join(HG_SHIM_FILE));
             writeln!(out, "pushgate: uninstalled from {}", hgrc.display())?;
             continue;
         }
@@ -239,9 +253,11 @@ mod tests {
     #[test]
     fn the_hgrc_block_is_replaced_not_duplicated_and_removed_cleanly() {
         let original = "[paths]\ndefault = /x\n[hooks]\nchangegroup.mine = echo hi\n";
-        let once = format!("{original}{HG_BEGIN}\n{}{HG_END}\n", hg_hooks(Path::new("/bin/pushgate")));
+        let hooks = hg_hooks(Path::new("/bin/pushgate"), Path::new("/r/.hg/pushgate_hg.py"));
+        let once = format!("{original}{HG_BEGIN}\n{hooks}{HG_END}\n");
         assert_eq!(without_our_block(&once), original);
-        assert!(hg_hooks(Path::new("/bin/pushgate")).contains("pretxnclose.pushgate = '/bin/pushgate' hg pretxnclose"));
+        assert!(hooks.contains("pretxnclose.pushgate = python:/r/.hg/pushgate_hg.py:pretxnclose"), "{hooks}");
+        assert!(hooks.contains("[pushgate]\nbinary = /bin/pushgate\n"), "{hooks}");
     }
 
     #[test]
