@@ -4,7 +4,7 @@
 //! the audit log is the hook's.
 
 use crate::config::Config;
-use crate::config::extension::{About, Extension, Format, Phase, wanting};
+use crate::config::extension::{About, Extension, Phase, wanting};
 use crate::env::Env;
 use crate::event::{self, PushEvent};
 use crate::extension::body::Sending;
@@ -32,16 +32,19 @@ impl Request<'_> {
         wanting(&self.config.extensions, Phase::Pre, About::Push { repo: self.repo, refs }).collect()
     }
 
-    /// What deciding a push of `refs` needs read from the repository. The tree diffs are
-    /// always read: refused tree entries reject any push, whatever the rules.
+    /// What deciding a push of `refs` needs read from the repository, and what the events
+    /// the extensions are told need. The tree diffs are always read: refused tree entries
+    /// reject any push, whatever the rules.
     pub fn want(&self, refs: &[&str]) -> Want {
-        let extensions = self.pre_extensions(refs);
+        let about = About::Push { repo: self.repo, refs };
+        let told: Vec<&Extension> =
+            self.pre_extensions(refs).into_iter().chain(wanting(&self.config.extensions, Phase::Post, about)).collect();
         Want {
             files: true,
             blob_sizes: self.config.smallest_blob_limit(),
-            heads: extensions.iter().any(|e| e.format == Format::Github),
+            heads: !told.is_empty(),
             aliases: true,
-            distinct: !extensions.is_empty(),
+            distinct: !told.is_empty(),
             pack_limit: self.config.max_blob_size.as_ref().map(|s| s.bytes),
         }
     }

@@ -14,6 +14,7 @@ use pushgate::{config, crashpoint};
 use std::ffi::OsString;
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 fn main() -> ExitCode {
     install_panic_message();
@@ -75,7 +76,12 @@ fn run(cli: Cli, env: &Env, out: &mut dyn Write, err: &mut dyn Write) -> Result<
         Command::Install { per_ref, hg: true, repos } if !per_ref => install::install_hg(&repos, &binary()?, out),
         Command::Install { per_ref, repos, .. } => install::install(&repos, per_ref, &binary()?, out),
         Command::Uninstall { repos } => install::uninstall(&repos, &binary()?, out),
-        Command::Deliver { watch, .. } => queue::deliver(config_path, watch, env),
+        Command::Deliver { watch, .. } => {
+            if watch {
+                stop_on_term();
+            }
+            queue::deliver(config_path, watch, env, &|| STOP.load(Ordering::SeqCst))
+        }
         Command::Queue { command } => queue::run(config_path, command, out),
         Command::Log { connector, json } => queue::log(config_path, connector.as_deref(), json, out),
         Command::Shell { user } => {
@@ -84,6 +90,24 @@ fn run(cli: Cli, env: &Env, out: &mut dyn Write, err: &mut dyn Write) -> Result<
         }
         Command::Keys { dir } => shell::keys(&dir, cli.config.as_deref(), env.exe().map_err(Error::new)?, out, err),
         Command::Demo => demo::run(env.exe().map_err(Error::new)?, out),
+    }
+}
+
+/// Set by SIGTERM or SIGINT: `deliver --watch` finishes its attempt and stops.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_term(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn stop_on_term() {
+    // SAFETY: the handler only stores to an atomic; no SA_RESTART, so a sleeping poll wakes.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_term as *const () as usize;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(libc::SIGTERM, &action, std::ptr::null_mut());
+        libc::sigaction(libc::SIGINT, &action, std::ptr::null_mut());
     }
 }
 

@@ -840,7 +840,9 @@ fn post_receive_by_hand_spools_hostile_text_as_valid_json() {
     receiver.next();
     wait_for_detached_deliverers(&server.sandbox);
 
-    let run = server.hook("alice", &["post-receive"]).stdin(updates(&[(ZERO, &tip, "refs/heads/topic")])).run();
+    let input = updates(&[(ZERO, &tip, "refs/heads/topic")]);
+    server.hook("alice", &["pre-receive"]).stdin(input.clone()).run().assert_code(0).assert_no_panic();
+    let run = server.hook("alice", &["post-receive"]).stdin(input).run();
 
     run.assert_code(0).assert_no_panic();
     let event = receiver.next().json();

@@ -5,35 +5,47 @@ use crate::config::extension::Phase;
 use crate::config::{self, Config};
 use crate::env::Env;
 use crate::outcome::{Error, Outcome};
+use crate::spool::Spool;
 use crate::spool::deliver::{Deliverer, now_ms};
 use crate::spool::job::{Job, Shelf};
-use crate::spool::{Journal, Spool};
 use crate::text::one_line;
 use serde_json::json;
 use std::io::Write;
 use std::path::Path;
 
-/// `pushgate deliver [--once|--watch]`.
-pub fn deliver(config_path: &Path, watch: bool, env: &Env) -> Result<Outcome, Error> {
+/// `pushgate deliver [--once|--watch]`: fan out what is incoming and deliver what is due;
+/// `--watch` keeps at it (one line per attempt and state change on stderr) until SIGTERM.
+pub fn deliver(config_path: &Path, watch: bool, env: &Env, stop: &dyn Fn() -> bool) -> Result<Outcome, Error> {
     let config = Config::load(config_path, None)?;
-    let spool = open(&config.spool.dir)?;
-    let rebuild = |journal: &Journal| crate::hook::record::rebuild(&config, journal);
-    let repo_config = |git_dir: &Path| Config::load(config_path, Some(&git_dir.join(config::REPO_FILE))).ok();
-    let deliverer = Deliverer { spool: &spool, config: &config, rebuild: &rebuild, env, repo_config: &repo_config };
-    let result = if watch { deliverer.watch() } else { deliverer.run_once() };
+    let spool = Spool::open(&config.spool.dir).map_err(|e| Error::new(format!("cannot open the spool: {e}")))?;
+    let repo_config = |git_dir: &Path| {
+        let own = [git_dir.join(config::REPO_FILE), git_dir.join(".hg").join(config::REPO_FILE)];
+        let file = own.iter().find(|f| f.is_file())?;
+        Config::load(config_path, Some(file)).ok()
+    };
+    let tell = |line: &str| {
+        let _ = writeln!(std::io::stderr(), "{line}");
+    };
+    let deliverer = Deliverer {
+        spool: &spool,
+        config: &config,
+        landed: &crate::hook::record::landed,
+        env,
+        repo_config: &repo_config,
+        tell: &tell,
+        not_before: Default::default(),
+    };
+    let result = if watch { deliverer.watch(stop) } else { deliverer.run_once() };
     result.map_err(|e| Error::new(format!("deliver: {e}")))?;
     Ok(Outcome::Success)
 }
 
-fn open(dir: &Path) -> Result<Spool, Error> {
-    Spool::open(dir).map_err(|e| Error::new(format!("cannot open the spool: {e}")))
-}
-
-/// The spool of a configuration that may be broken: queue commands must still work.
-fn spool_of(config_path: &Path) -> Result<(Spool, Option<Config>), Error> {
+/// The spool of a configuration that may be broken (queue commands must still work), as it
+/// is: never created by a look.
+fn spool_of(config_path: &Path) -> (Spool, Option<Config>) {
     match Config::load(config_path, None) {
-        Ok(config) => Ok((open(&config.spool.dir)?, Some(config))),
-        Err(_) => Ok((open(&config::lenient::spool_dir(config_path))?, None)),
+        Ok(config) => (Spool::at(&config.spool.dir), Some(config)),
+        Err(_) => (Spool::at(&config::lenient::spool_dir(config_path)), None),
     }
 }
 
@@ -52,7 +64,7 @@ fn connectors(spool: &Spool, config: Option<&Config>) -> Result<Vec<String>, Err
 
 /// `pushgate queue ...`.
 pub fn run(config_path: &Path, command: QueueCommand, out: &mut dyn Write) -> Result<Outcome, Error> {
-    let (spool, config) = spool_of(config_path)?;
+    let (spool, config) = spool_of(config_path);
     match command {
         QueueCommand::Status { json } => status(&spool, config.as_ref(), json, out),
         QueueCommand::List { connector, dead, json } => {
@@ -238,7 +250,7 @@ fn drop_jobs(spool: &Spool, ids: &[String], json: bool, out: &mut dyn Write) -> 
 
 /// `pushgate log`: every attempt kept, newest last.
 pub fn log(config_path: &Path, only: Option<&str>, json: bool, out: &mut dyn Write) -> Result<Outcome, Error> {
-    let (spool, _) = spool_of(config_path)?;
+    let (spool, _) = spool_of(config_path);
     let attempts = spool.attempts().map_err(|e| Error::new(e.to_string()))?;
     for attempt in attempts.iter().filter(|a| only.is_none_or(|o| o == a.connector)) {
         if json {

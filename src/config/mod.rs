@@ -104,6 +104,16 @@ pub struct SpoolConfig {
     /// Waits after each transient failure (+-20% jitter); past the last, the job is dead.
     pub retry: Vec<std::time::Duration>,
     pub keep_log: std::time::Duration,
+    /// What the gate does when the spool cannot take a push's record.
+    pub on_full: OnFull,
+}
+
+/// `[spool] on_full`: a push whose event cannot be recorded is rejected (the default), or
+/// lands with a loud warning that its event is not recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFull {
+    Reject,
+    Accept,
 }
 
 pub const DEFAULT_SPOOL_DIR: &str = "/var/lib/pushgate/spool";
@@ -113,7 +123,12 @@ pub const DEFAULT_KEEP_LOG: &str = "14d";
 impl SpoolConfig {
     pub fn default_with_dir(dir: PathBuf) -> SpoolConfig {
         let parse = |t: &str| units::parse_duration(t).expect("the defaults are valid durations");
-        SpoolConfig { dir, retry: DEFAULT_RETRY.iter().map(|t| parse(t)).collect(), keep_log: parse(DEFAULT_KEEP_LOG) }
+        SpoolConfig {
+            dir,
+            retry: DEFAULT_RETRY.iter().map(|t| parse(t)).collect(),
+            keep_log: parse(DEFAULT_KEEP_LOG),
+            on_full: OnFull::Reject,
+        }
     }
 }
 
@@ -314,6 +329,16 @@ impl Validator {
             config.keep_log = units::parse_duration(keep.get_ref())
                 .map_err(|e| self.fail(at, keep.span(), e))
                 .unwrap_or(config.keep_log);
+        }
+        if let Some(on_full) = spool.and_then(|s| s.on_full.as_ref()) {
+            config.on_full = match on_full.get_ref().as_str() {
+                "reject" => OnFull::Reject,
+                "accept" => OnFull::Accept,
+                other => {
+                    self.fail(at, on_full.span(), format!("on_full {other:?} must be \"reject\" or \"accept\""));
+                    OnFull::Reject
+                }
+            };
         }
         config
     }

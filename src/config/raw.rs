@@ -71,6 +71,7 @@ pub struct Spool {
     pub dir: Option<Text>,
     pub retry: Option<TextList>,
     pub keep_log: Option<Text>,
+    pub on_full: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]

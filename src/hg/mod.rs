@@ -91,6 +91,46 @@ pub struct FileJson {
     pub adds: bool,
 }
 
+/// Which of `changes` landed in the repository at `root`, for a record whose txnclose never
+/// came: a branch or tag whose new changeset exists, a bookmark that points where the push
+/// put it. Run only by a deliverer resolving such a record (two `hg` processes).
+pub fn landed(root: &std::path::Path, changes: &[crate::event::Change]) -> Result<Vec<bool>, String> {
+    let hg = |args: &[&str]| -> Result<String, String> {
+        let out = std::process::Command::new("hg")
+            .arg("-R")
+            .arg(root)
+            .args(args)
+            .env("HGPLAIN", "1")
+            .output()
+            .map_err(|e| format!("cannot run hg: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("hg {} failed: {}", args[0], String::from_utf8_lossy(&out.stderr).trim()));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let zero = |id: &str| id.bytes().all(|b| b == b'0');
+    let wanted: Vec<String> = changes
+        .iter()
+        .filter(|c| !zero(&c.after))
+        .map(|c| hex(&c.after).map(|h| format!("present({h})")))
+        .collect::<Result<_, _>>()?;
+    let present: HashSet<String> = match wanted.is_empty() {
+        true => HashSet::new(),
+        false => hg(&["log", "-r", &wanted.join(" or "), "-T", "{node}\\n"])?.lines().map(str::to_string).collect(),
+    };
+    let bookmarks: HashMap<String, String> = hg(&["bookmarks", "-T", "{bookmark}\\0{node}\\n"])?
+        .lines()
+        .filter_map(|l| l.split_once('\0').map(|(b, n)| (b.to_string(), n.to_string())))
+        .collect();
+    Ok(changes
+        .iter()
+        .map(|c| match c.name.strip_prefix("refs/bookmarks/") {
+            Some(name) => bookmarks.get(name).map_or(zero(&c.after), |node| *node == c.after),
+            None => zero(&c.after) || present.contains(&c.after),
+        })
+        .collect())
+}
+
 /// Parse the shim's document.
 pub fn parse_document(bytes: &[u8]) -> Result<Document, String> {
     let document: Document =

@@ -1,23 +1,20 @@
 //! Mercurial hooks: `pretxnclose` decides (it sees the whole transaction and can veto it),
 //! `txnclose` spools the event once the transaction is committed. One push is one decision
-//! and one event, like Git. The computed event waits between the two in
-//! `.hg/pushgate/<transaction>.json`. `pretxnclose`, `txnclose` and `prepushkey` are given
+//! and one event, like Git: pretxnclose records the push it accepts in the
+//! spool as the gate's record. `pretxnclose`, `txnclose` and `prepushkey` are given
 //! what pushgate's hg shim gathered inside hg, as JSON on stdin; `outgoing` runs as an
 //! external hook with hg's `HG_*` variables.
 
 use super::record::{self, Fetch};
 use super::{Hook, reject, say};
-use crate::config::extension::Phase;
 use crate::config::{self, Config, REPO_FILE};
 use crate::env::Env;
-use crate::event::PushEvent;
 use crate::gate::{self, Request};
 use crate::hg;
 use crate::identity::Via;
 use crate::outcome::Outcome;
 use crate::policy::{self, Subject};
 use crate::push::{self, Action, Change, Push, RefUpdate, Vcs};
-use crate::spool::Spool;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -54,12 +51,6 @@ pub fn run(hook: &Hook, which: HgHook, stdin: &mut dyn Read, err: &mut dyn Write
             Err(e) => reject(err, &e),
         },
     }
-}
-
-/// Where pretxnclose keeps the event of transaction `txn_id` for txnclose.
-fn stash_path(root: &Path, txn_id: &str) -> PathBuf {
-    let safe: String = txn_id.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
-    root.join(".hg").join("pushgate").join(format!("{safe}.json"))
 }
 
 /// The repository the shim names, as a canonical path.
@@ -104,30 +95,7 @@ fn decide(hook: &Hook, input: &[u8], err: &mut dyn Write) -> Result<Outcome, Str
     if !verdict.accepted() {
         return Ok(Outcome::Rejected);
     }
-    let refs: Vec<&str> = push.changes.iter().map(|c| c.update.name.as_str()).collect();
-    if record::wants_pushes(&config, &repo, &refs) {
-        let path = stash_path(&root, &document.txn_id.lossy());
-        stash(&path, &request.event(&push, Phase::Post), &config.spool.dir)?;
-    }
-    Ok(Outcome::Success)
-}
-
-/// What txnclose needs: the event and where to spool it.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Stashed {
-    spool: PathBuf,
-    event: PushEvent,
-}
-
-fn stash(path: &Path, event: &PushEvent, spool: &Path) -> Result<(), String> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    crate::spool::file::create_private_dir(dir).map_err(|e| format!("cannot write {}: {e}", dir.display()))?;
-    let bytes =
-        serde_json::to_vec(&Stashed { spool: spool.to_path_buf(), event: event.clone() }).map_err(|e| e.to_string())?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("txn.json");
-    crate::spool::write_durably(dir, name, &bytes, false)
-        .map(|_| ())
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    Ok(super::git::recorded_or_rejected(record::record_push(&request, &push, &root), err))
 }
 
 /// What the shim sends for a legacy pushkey bookmark.
@@ -190,36 +158,21 @@ fn outgoing(hook: &Hook, err: &mut dyn Write) -> Outcome {
     Outcome::Success
 }
 
-/// What the shim sends txnclose.
-#[derive(serde::Deserialize)]
-struct Txn {
-    root: hg::HgText,
-    txn_id: hg::HgText,
-}
-
-/// Spool the event pretxnclose computed for this (now committed) transaction.
+/// Confirm the record pretxnclose made for this (now committed) transaction.
 fn txnclose(hook: &Hook, input: &[u8], err: &mut dyn Write) -> Outcome {
+    #[derive(serde::Deserialize)]
+    struct Txn {
+        root: hg::HgText,
+    }
     let Ok(txn) = serde_json::from_slice::<Txn>(input) else { return Outcome::Success };
     let Ok(root) = repository(&txn.root) else { return Outcome::Success };
-    let path = stash_path(&root, &txn.txn_id.lossy());
-    let Ok(bytes) = std::fs::read(&path) else { return Outcome::Success };
-    let result = serde_json::from_slice::<Stashed>(&bytes).map_err(|e| e.to_string()).and_then(|stashed| {
-        let spool = Spool::open(&stashed.spool).map_err(|e| e.to_string())?;
-        let lock = spool.lock().map_err(|e| e.to_string())?;
-        let (number, sequence) = spool.allocate(&lock, &stashed.event.repository.name).map_err(|e| e.to_string())?;
-        let mut event = stashed.event;
-        event.sequence = Some(sequence);
-        spool.write_event(number, &event).map_err(|e| e.to_string())
-    });
-    match result {
-        Ok(()) => {
-            let _ = std::fs::remove_file(&path);
-            record::spawn_deliverer(hook.env, hook.config_path);
-            Outcome::Success
-        }
-        Err(e) => {
-            say(err, &[format!("pushgate: ERROR: cannot write the spool ({e}): the push event is NOT recorded")]);
-            Outcome::Rejected
-        }
+    if let record::Confirmed::Left(e) = record::confirm(hook, &root, Vcs::Hg, None) {
+        say(
+            err,
+            &[format!(
+                "pushgate: warning: cannot confirm the push's event now ({e}); it is recorded and a deliverer will send it"
+            )],
+        );
     }
+    Outcome::Success
 }

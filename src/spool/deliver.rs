@@ -8,27 +8,33 @@ use super::job::{Job, Shelf};
 use super::log::{Attempt, AttemptOutcome};
 use super::settle::{Settlement, settle};
 use super::waker::Waker;
-use super::{Journal, Spool, lock_file};
+use super::{Record, Spool, lock_file};
 use crate::config::Config;
 use crate::config::extension::{Extension, Phase};
 use crate::env::Env;
-use crate::event::PushEvent;
 use crate::extension::{self, Call, GithubHeaders};
+use std::collections::HashMap;
 use std::io;
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// What a deliverer needs besides the spool and the configuration.
 pub struct Deliverer<'a> {
     pub spool: &'a Spool,
     pub config: &'a Config,
-    /// Rebuild the event of a push whose post-receive died before writing it.
-    pub rebuild: &'a (dyn Fn(&Journal) -> Result<PushEvent, String> + Sync),
+    /// Which changes of a record whose writer died landed (the refs as they are now).
+    pub landed: &'a (dyn Fn(&Record) -> Result<Vec<bool>, String> + Sync),
     /// Where `secret_env` values come from.
     pub env: &'a Env,
     /// The configuration as a repository sees it (global + its `pushgate.toml`): where
     /// connectors defined by a repository come from.
     pub repo_config: &'a (dyn Fn(&Path) -> Option<Config> + Sync),
+    /// One line per attempt and per state change, for a service's journal.
+    pub tell: &'a (dyn Fn(&str) + Sync),
+    /// When jobs whose file could not be rewritten are next due (a full disk must not make
+    /// a failed job due again at once).
+    pub not_before: Mutex<HashMap<String, u64>>,
 }
 
 /// The longest a `--watch` deliverer sleeps without looking at the queues.
@@ -42,14 +48,29 @@ impl Deliverer<'_> {
         self.spool.clean_log(self.config.spool.keep_log)
     }
 
-    /// Deliver until killed, sleeping until the next due retry or new work.
-    pub fn watch(&self) -> io::Result<()> {
+    /// Deliver until `stop` says so, sleeping until the next due retry or new work. Errors
+    /// (a full or failing disk) are said and waited out, never a reason to stop.
+    pub fn watch(&self, stop: &dyn Fn() -> bool) -> io::Result<()> {
+        let _watching = self.spool.lock_watch()?;
         let waker = Waker::new(&self.spool.dir().join("incoming"));
-        loop {
-            self.run_once()?;
+        let mut failing = false;
+        while !stop() {
+            match self.run_once() {
+                Ok(()) => failing = false,
+                Err(e) if !failing => {
+                    self.say(&format!("error: {e} (retrying)"));
+                    failing = true;
+                }
+                Err(_) => {}
+            }
             let sleep = self.next_due().map_or(MAX_SLEEP, |due| due.min(MAX_SLEEP));
-            waker.wait(sleep);
+            waker.wait(if failing { sleep.max(Duration::from_secs(1)) } else { sleep });
         }
+        Ok(())
+    }
+
+    pub(super) fn say(&self, line: &str) {
+        (self.tell)(line);
     }
 
     /// The connectors to work: the global `post` extensions, then those that a repository's
@@ -92,22 +113,41 @@ impl Deliverer<'_> {
         }
     }
 
-    /// The oldest job of a connector that is not disabled.
+    /// The oldest job of a connector that is not disabled. A job file that cannot be read
+    /// is set aside, so it never wedges its connector.
     fn head(&self, connector: &str) -> Option<Job> {
         if self.spool.disabled_reason(connector).is_some() {
             return None;
         }
-        let name = self.spool.job_names(connector, Shelf::Queue).ok()?.into_iter().next()?;
-        self.spool.read_job(connector, Shelf::Queue, &name).ok()
+        loop {
+            let name = self.spool.job_names(connector, Shelf::Queue).ok()?.into_iter().next()?;
+            match self.spool.read_job(connector, Shelf::Queue, &name) {
+                Ok(job) => return Some(job),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    let path = self.spool.connector_dir(connector).join("queue").join(&name);
+                    if self.spool.set_aside(&path).is_err() {
+                        return None;
+                    }
+                    self.say(&format!("{connector}: set aside {name}: {e}"));
+                }
+            }
+        }
+    }
+
+    /// When a job is next due: its file says, unless rewriting the file failed.
+    fn due_at(&self, job: &Job) -> u64 {
+        let remembered = self.not_before.lock().ok().and_then(|m| m.get(&job.id()).copied()).unwrap_or(0);
+        job.next_attempt.max(remembered)
     }
 
     fn head_is_due(&self, ext: &Extension) -> bool {
-        self.head(&ext.connector).is_some_and(|job| job.next_attempt <= now_ms())
+        self.head(&ext.connector).is_some_and(|job| self.due_at(&job) <= now_ms())
     }
 
     /// Try the oldest job if it is due; whether the connector may go on to the next.
     fn deliver_head(&self, ext: &Extension) -> bool {
-        let Some(mut job) = self.head(&ext.connector).filter(|job| job.next_attempt <= now_ms()) else {
+        let Some(mut job) = self.head(&ext.connector).filter(|job| self.due_at(job) <= now_ms()) else {
             return false;
         };
         let body = serde_json::to_vec(&job.body).unwrap_or_default();
@@ -130,7 +170,7 @@ impl Deliverer<'_> {
         job.attempts += 1;
         let settlement = settle(reply, job.attempts, &self.config.spool.retry, now_ms(), crate::ids::random_unit());
         let (outcome, status, error, go_on) = self.apply(ext, &mut job, settlement);
-        let _ = self.spool.log_attempt(&Attempt {
+        let attempt = Attempt {
             time: crate::time::now_rfc3339(),
             connector: ext.connector.clone(),
             job: job.id(),
@@ -141,7 +181,11 @@ impl Deliverer<'_> {
             status,
             duration_ms,
             error,
-        });
+            repo: Some(job.repo.clone()),
+            sequence: job.sequence,
+        };
+        self.say(&attempt.line());
+        let _ = self.spool.log_attempt(&attempt);
         go_on
     }
 
@@ -178,7 +222,12 @@ impl Deliverer<'_> {
             Settlement::Retry { at_ms, status, error } => {
                 job.last_error = Some(error.clone());
                 job.next_attempt = at_ms;
-                let _ = self.spool.put_job(job, Shelf::Queue);
+                let mut remembered = self.not_before.lock().unwrap_or_else(|p| p.into_inner());
+                match self.spool.put_job(job, Shelf::Queue) {
+                    Ok(()) => remembered.remove(&job.id()),
+                    // The file still says "due": waiting is remembered here instead.
+                    Err(_) => remembered.insert(job.id(), at_ms),
+                };
                 (AttemptOutcome::Retry, status, Some(error), false)
             }
         }
@@ -190,7 +239,7 @@ impl Deliverer<'_> {
         self.post_connectors()
             .iter()
             .filter_map(|e| self.head(&e.connector))
-            .map(|job| Duration::from_millis(job.next_attempt.saturating_sub(now)))
+            .map(|job| Duration::from_millis(self.due_at(&job).saturating_sub(now)))
             .min()
     }
 }

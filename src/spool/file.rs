@@ -56,6 +56,21 @@ fn take_lock(file: File, path: &Path, wait: bool) -> io::Result<Option<File>> {
     }
 }
 
+/// Remove the temporary files in `dir` whose writer died before renaming them into place
+/// (`.<name>.<pid>.tmp`, see [`write_durably`]).
+pub fn remove_dead_writers_leftovers(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(rest) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) else { continue };
+        let pid = rest.rsplit('.').next().and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|pid| super::Writer::of(pid).is_none()) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// Write `name` in `dir` so that after a crash it is either absent or complete: a
 /// temporary file, fsync, rename, fsync of the directory. With `keep_locked`, the file is
 /// locked before it appears and returned still locked.
