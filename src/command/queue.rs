@@ -138,7 +138,12 @@ fn status(spool: &Spool, config: Option<&Config>, json: bool, out: &mut dyn Writ
     let aside = spool.aside();
     if !aside.is_empty() {
         let dir = spool.dir().join("aside");
-        writeln!(out, "{} unreadable file(s) set aside in {} (see them, then remove them)", aside.len(), dir.display())?;
+        writeln!(
+            out,
+            "{} unreadable file(s) set aside in {} (see them, then remove them)",
+            aside.len(),
+            dir.display()
+        )?;
     }
     let records = spool.incoming().map(|i| i.iter().filter(|e| !e.event && e.record.is_some()).count()).unwrap_or(0);
     if records > 0 {
