@@ -13,6 +13,7 @@ use pushgate::output::Quiet;
 use pushgate::{config, crashpoint};
 use std::ffi::OsString;
 use std::io::Write;
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -20,7 +21,7 @@ fn main() -> ExitCode {
     install_panic_message();
     let env = Env::capture();
     crashpoint::arm(env.var("PUSHGATE_CRASH_AT"));
-    let cli = match parse(std::env::args_os().collect()) {
+    let cli = match parse(std::env::args_os().collect(), &env) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -43,14 +44,33 @@ fn main() -> ExitCode {
     }
 }
 
-/// Invoked as `pre-receive`, `update` or `post-receive` (a symlink or copy), behave as that hook.
-fn parse(mut args: Vec<OsString>) -> Result<Cli, clap::Error> {
-    let invoked_as = args.first().and_then(|a| std::path::Path::new(a).file_name()).map(|n| n.to_os_string());
-    if let Some(name) = invoked_as.filter(|n| ["pre-receive", "update", "post-receive"].iter().any(|h| n == *h)) {
-        args[0] = "pushgate".into();
-        args.insert(1, name);
+/// Invoked as `pre-receive`, `update` or `post-receive` (the symlinks `install` makes, or a
+/// copy), behave as that hook: chained hooks are beside it, and a pre-receive beside
+/// pushgate's own `update` hook only records the push (`install --per-ref`).
+fn parse(mut args: Vec<OsString>, env: &Env) -> Result<Cli, clap::Error> {
+    let hook = args
+        .first()
+        .map(Path::new)
+        .filter(|a| a.file_name().is_some_and(|n| ["pre-receive", "update", "post-receive"].iter().any(|h| n == *h)));
+    if let Some(hook) = hook.map(Path::to_path_buf) {
+        let name = hook.file_name().map(OsString::from).unwrap_or_default();
+        let dir = hook.parent().map(Path::to_path_buf).unwrap_or_default();
+        let per_ref = name == "pre-receive" && is_pushgate(&dir.join("update"), env);
+        let mut new = vec![OsString::from("pushgate"), "--chain-dir".into(), dir.into_os_string(), name];
+        if per_ref {
+            new.push("--per-ref".into());
+        }
+        new.extend(args.drain(1..));
+        args = new;
     }
     Cli::try_parse_from(args)
+}
+
+/// Whether `path` is pushgate itself (a symlink to this binary).
+fn is_pushgate(path: &Path, env: &Env) -> bool {
+    let Ok(exe) = env.exe() else { return false };
+    path.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink())
+        && matches!((path.canonicalize(), exe.canonicalize()), (Ok(a), Ok(b)) if a == b)
 }
 
 /// Run one command with the standard streams.

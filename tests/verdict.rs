@@ -116,8 +116,7 @@ fn a_push_lands_all_or_nothing() {
 #[test]
 fn installed_per_ref_the_allowed_refs_of_a_mixed_push_land() {
     let server = server(&["--per-ref"], RULES);
-    assert!(server.hooks().join("update").is_file());
-    assert!(std::fs::read_to_string(server.hooks().join("pre-receive")).unwrap().contains("--per-ref"));
+    assert!(server.hooks().join("update").is_file(), "per ref, the update hook decides each ref");
     let tip = server.work().commit(&[("src/a.rs", "// a\n")]);
 
     let pushed = server.push_as("bob", &["origin", "HEAD:refs/heads/main", "HEAD:refs/heads/release/1"]);

@@ -5,22 +5,13 @@
 use super::check::git_dir_of;
 use crate::outcome::{Error, Outcome};
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The line that marks a hook as pushgate's own.
+/// The line that marks a hook script as pushgate's own (hooks installed before they became
+/// symlinks to the binary).
 const MARKER: &str = "# pushgate-hook:";
 const HOOKS: [&str; 3] = ["pre-receive", "update", "post-receive"];
-
-fn template(name: &str, per_ref: bool) -> &'static str {
-    match name {
-        "pre-receive" if per_ref => include_str!("../../hooks-templates/pre-receive.per-ref"),
-        "pre-receive" => include_str!("../../hooks-templates/pre-receive"),
-        "update" => include_str!("../../hooks-templates/update"),
-        _ => include_str!("../../hooks-templates/post-receive"),
-    }
-}
 
 /// The binary's own path, as hooks name it.
 pub fn own_path(exe: &Path) -> Result<PathBuf, Error> {
@@ -37,7 +28,7 @@ pub fn install(repos: &[PathBuf], per_ref: bool, binary: &Path, out: &mut dyn Wr
         std::fs::create_dir_all(&hooks_dir).map_err(|e| io_error(&hooks_dir, e))?;
         for name in HOOKS {
             if wanted.contains(&name) {
-                install_hook(&hooks_dir, name, binary, per_ref, out)?;
+                install_hook(&hooks_dir, name, binary, out)?;
             } else {
                 remove_hook(&hooks_dir, name, binary)?;
             }
@@ -181,7 +172,7 @@ fn hooks_dir(git_dir: &Path) -> Result<PathBuf, Error> {
     Ok(base.join(configured))
 }
 
-fn install_hook(hooks_dir: &Path, name: &str, binary: &Path, per_ref: bool, out: &mut dyn Write) -> Result<(), Error> {
+fn install_hook(hooks_dir: &Path, name: &str, binary: &Path, out: &mut dyn Write) -> Result<(), Error> {
     let path = hooks_dir.join(name);
     if path.symlink_metadata().is_ok() && !is_ours(&path, binary) {
         let chained_dir = hooks_dir.join(format!("{name}.d"));
@@ -190,10 +181,11 @@ fn install_hook(hooks_dir: &Path, name: &str, binary: &Path, per_ref: bool, out:
         std::fs::rename(&path, &kept).map_err(|e| io_error(&path, e))?;
         writeln!(out, "pushgate: kept the existing {name} hook as {} (it still runs)", kept.display())?;
     }
-    let text = template(name, per_ref).replace("@PUSHGATE@", &shell_quote(&binary.to_string_lossy()));
+    // The hook is the binary itself (a symlink): git runs it directly, no `sh` in between;
+    // its name says which hook it is, its directory where chained hooks are (main.rs).
     let staged = hooks_dir.join(format!(".{name}.pushgate-new"));
-    std::fs::write(&staged, text).map_err(|e| io_error(&staged, e))?;
-    std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o755)).map_err(|e| io_error(&staged, e))?;
+    let _ = std::fs::remove_file(&staged);
+    std::os::unix::fs::symlink(binary, &staged).map_err(|e| io_error(&staged, e))?;
     std::fs::rename(&staged, &path).map_err(|e| io_error(&path, e))
 }
 
@@ -263,16 +255,5 @@ mod tests {
     #[test]
     fn quoting_survives_hostile_paths() {
         assert_eq!(shell_quote("/opt/it's here/pushgate"), "'/opt/it'\\''s here/pushgate'");
-    }
-
-    #[test]
-    fn templates_carry_the_marker_and_placeholder() {
-        for name in HOOKS {
-            for per_ref in [false, true] {
-                assert!(template(name, per_ref).contains(MARKER));
-                assert!(template(name, per_ref).contains("@PUSHGATE@"));
-                assert!(template(name, per_ref).contains(&format!(" {name} ")));
-            }
-        }
     }
 }
