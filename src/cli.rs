@@ -113,6 +113,10 @@ pub enum Command {
         /// Keep running: deliver new events at once and retries on schedule.
         #[arg(long)]
         watch: bool,
+        /// Start once this process has exited (post-receive passes its receive-pack, so
+        /// delivering never competes with the push it follows).
+        #[arg(long, hide = true, value_name = "PID")]
+        after: Option<u32>,
     },
     /// Inspect and repair the delivery queues.
     Queue {

@@ -96,9 +96,12 @@ fn run(cli: Cli, env: &Env, out: &mut dyn Write, err: &mut dyn Write) -> Result<
         Command::Install { per_ref, hg: true, repos } if !per_ref => install::install_hg(&repos, &binary()?, out),
         Command::Install { per_ref, repos, .. } => install::install(&repos, per_ref, &binary()?, out),
         Command::Uninstall { repos } => install::uninstall(&repos, &binary()?, out),
-        Command::Deliver { watch, .. } => {
+        Command::Deliver { watch, after, .. } => {
             if watch {
                 stop_on_term();
+            }
+            if let Some(pid) = after {
+                wait_for_exit(pid, std::time::Duration::from_secs(5));
             }
             queue::deliver(config_path, watch, env, &|| STOP.load(Ordering::SeqCst))
         }
@@ -128,6 +131,22 @@ fn stop_on_term() {
         libc::sigemptyset(&mut action.sa_mask);
         libc::sigaction(libc::SIGTERM, &action, std::ptr::null_mut());
         libc::sigaction(libc::SIGINT, &action, std::ptr::null_mut());
+    }
+}
+
+/// Wait (at most `limit`) for process `pid` to exit, without polling: a pidfd becomes
+/// readable when its process ends.
+fn wait_for_exit(pid: u32, limit: std::time::Duration) {
+    let Ok(pid) = libc::pid_t::try_from(pid) else { return };
+    // SAFETY: plain syscalls on a descriptor this function owns.
+    unsafe {
+        let fd = libc::syscall(libc::SYS_pidfd_open, pid, 0) as libc::c_int;
+        if fd < 0 {
+            return;
+        }
+        let mut poll = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        libc::poll(&mut poll, 1, limit.as_millis().min(i32::MAX as u128) as i32);
+        libc::close(fd);
     }
 }
 
