@@ -192,6 +192,14 @@ pub enum Command {
     Shell { user: String },
     /// `authorized_keys` lines for every `<user>.pub` in DIR, with the forced command.
     Keys { dir: PathBuf },
-    /// A self-contained tour in a temp dir: real pushes allowed and rejected.
+    /// A self-contained tour in a temp dir: real pushes allowed, rejected, and delivered.
     Demo,
+    /// The shell completion script for SHELL, on stdout.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// The man page pushgate(1), in roff, on stdout (what `install.sh` installs).
+    #[command(hide = true)]
+    Manpage,
 }
