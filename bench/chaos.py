@@ -150,7 +150,7 @@ except Exception as e:
 code = 0 if os.path.exists(healthy) or random.random() >= 0.2 else 75
 if not os.path.exists(healthy) and random.random() < 0.3:
     time.sleep(random.uniform(0, 0.3))
-line = json.dumps({"kind": str(code), "delivery": os.environ.get("PUSHGATE_DELIVERY_ID"),
+line = json.dumps({"kind": str(code), "chaos": not os.path.exists(healthy), "delivery": os.environ.get("PUSHGATE_DELIVERY_ID"),
                    "event_id": os.environ.get("PUSHGATE_EVENT_ID"), "event": summary, "pid": os.getpid()})
 with open(out, "a") as f:
     fcntl.flock(f, fcntl.LOCK_EX)
@@ -401,9 +401,9 @@ class Killer(threading.Thread):
         return {"pre-receive": (0.1, 0.05), "post-receive": (0.9, 0.35),
                 "deliver-once": (0.6, 0.2)}[kind][0 if behind else 1]
 
-    def horizon(self, kind):
-        values = sorted(self.lifetimes[kind])
-        return max(0.002, 1.1 * values[int(0.9 * (len(values) - 1))])
+    def instant(self, kind):
+        """When to kill: a uniformly random instant of a lifetime drawn from those seen."""
+        return self.rng.uniform(0, self.rng.choice(self.lifetimes[kind]))
 
     def consider(self, pid, now):
         """A process that just exec'd (or was just found): ours to kill, some time?"""
@@ -425,7 +425,7 @@ class Killer(threading.Thread):
             except OSError:
                 return True
             self.seq += 1
-            heapq.heappush(self.timers, (now + self.rng.uniform(0, self.horizon(kind)), self.seq, pid, st[1], kind, fd))
+            heapq.heappush(self.timers, (now + self.instant(kind), self.seq, pid, st[1], kind, fd))
         return True
 
     def ended(self, pid, now):
@@ -654,7 +654,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 class Receiver:
     """An HTTP endpoint with a behaviour schedule, recording every request."""
 
-    ANSWERS = [("200", 13), ("503", 3), ("408", 2), ("429", 2), ("hang", 2), ("drop", 1)]
+    ANSWERS = [("200", 6), ("503", 2), ("408", 1), ("429", 1), ("hang", 1), ("drop", 1)]
 
     def __init__(self, name, port, rng, hang):
         self.name, self.port, self.rng, self.hang = name, port, rng, hang
@@ -685,6 +685,7 @@ class Receiver:
                 kind = self.deck.pop()
             self.records.append({
                 "kind": kind,
+                "chaos": not self.healthy,
                 "delivery": headers.get("X-Pushgate-Delivery"),
                 "webhook_id": headers.get("webhook-id"),
                 "event_header": headers.get("X-Pushgate-Event"),
@@ -771,6 +772,7 @@ class Pusher(threading.Thread):
         self.reported = []  # (repo, ref, flag) git said it updated
         self.samples = []
         self.error = None
+        self.pace = lab.args.pace
 
     def git(self, repo, *argv, check=True):
         return self.lab.git(self.clones[repo], *argv, check=check, env=self.env)
@@ -825,7 +827,7 @@ class Pusher(threading.Thread):
                 self.samples.append(text.strip()[-800:])
         self.stats.add(f"rejected: {reason}")
         if reason == "spool full":
-            time.sleep(0.2)
+            time.sleep(0.5)
         return False, reason
 
     def checkout_own(self, repo):
@@ -904,6 +906,7 @@ class Pusher(threading.Thread):
                 op = self.rng.choices([o for o, _ in ops], [w for _, w in ops])[0]
                 if not op(self.rng.choice(REPOS)):
                     return
+                time.sleep(self.rng.uniform(0, self.pace))
         except Exception as e:  # noqa: BLE001 - reported as a harness failure
             self.error = f"pusher p{self.i}: {e}"
 
@@ -1152,9 +1155,12 @@ def check(lab, args, stats, receivers, killer, watcher, admin, pushers, full, vi
         for line in lab.script_log.read_text().splitlines():
             rec = json.loads(line)
             event = rec["event"] if "malformed" not in rec["event"] else None
-            deliveries[SCRIPT_CONNECTOR].append({"kind": rec["kind"], "delivery": rec["delivery"],
+            deliveries[SCRIPT_CONNECTOR].append({"kind": rec["kind"], "chaos": rec["chaos"], "delivery": rec["delivery"],
                                                  "event": event, "event_id": rec["event_id"],
                                                  "malformed": rec["event"].get("malformed")})
+
+    if args.inject:
+        inject(args.inject, deliveries, random.Random(args.seed))
 
     events = {}           # event id -> summary (first seen)
     accepted = {c: collections.OrderedDict() for c in CONNECTORS}   # event id -> first accepted index
@@ -1162,6 +1168,7 @@ def check(lab, args, stats, receivers, killer, watcher, admin, pushers, full, vi
     delivery_ids = collections.defaultdict(set)   # (connector, event id) -> delivery ids
     owners = collections.defaultdict(set)         # delivery id -> (connector, event id)
     answers = {c: collections.Counter() for c in CONNECTORS}
+    accepted_in_chaos = collections.Counter()
     for c, records in deliveries.items():
         for i, rec in enumerate(records):
             answers[c][rec["kind"]] += 1
@@ -1189,6 +1196,8 @@ def check(lab, args, stats, receivers, killer, watcher, admin, pushers, full, vi
             owners[rec["delivery"]].add((c, eid))
             if rec["kind"] == "200" or rec["kind"] == "0":
                 accepted_count[c][eid] += 1
+                if rec["chaos"]:
+                    accepted_in_chaos[c] += 1
                 accepted[c].setdefault(eid, i)
 
     for (c, eid), ids in delivery_ids.items():
@@ -1315,10 +1324,10 @@ def check(lab, args, stats, receivers, killer, watcher, admin, pushers, full, vi
             v("chaos", f"no {kind} was killed")
     if lab.full_disk and not full["rejected"]:
         v("chaos", "the full-disk phase rejected no push")
+    for kind in ("200", "503", "408", "429", "hang", "drop"):
+        if not any(answers[c][kind] for c in HTTP_CONNECTORS):
+            v("chaos", f"no receiver answered {kind}")
     for c in HTTP_CONNECTORS:
-        for kind in ("200", "503", "408", "429", "hang"):
-            if not answers[c][kind]:
-                v("chaos", f"{c} never answered {kind}")
         if not receivers[c].downs:
             v("chaos", f"{c} never went down")
     if not answers[SCRIPT_CONNECTOR]["75"]:
@@ -1332,10 +1341,28 @@ def check(lab, args, stats, receivers, killer, watcher, admin, pushers, full, vi
         "events per repo": {repo: len(seqs) for repo, seqs in seqs_per_repo.items()},
         "answers": answers,
         "accepted": {c: sum(accepted_count[c].values()) for c in CONNECTORS},
+        "accepted in chaos": accepted_in_chaos,
         "duplicates": {c: sum(n - 1 for n in accepted_count[c].values()) for c in CONNECTORS},
         "log outcomes": outcomes,
         "samples": [s for p in pushers for s in p.samples],
     }
+
+
+def inject(fault, deliveries, rng):
+    """Damage what the receivers got, to show that the checks catch it (--inject)."""
+    taken = [r for r in deliveries["web1"] if r["event"] and r["kind"] == "200"]
+    if fault == "lose":  # an event that no connector ever got: its updates are lost, its sequence a gap
+        eid = rng.choice(taken)["event"]["id"]
+        for c in deliveries:
+            deliveries[c] = [r for r in deliveries[c] if not (r["event"] and r["event"]["id"] == eid)]
+    elif fault == "reorder":  # two first deliveries of a repository swapped
+        repo = taken[0]["event"]["path"]
+        i, j = [deliveries["web1"].index(r) for r in taken if r["event"]["path"] == repo][:2]
+        deliveries["web1"][i], deliveries["web1"][j] = deliveries["web1"][j], deliveries["web1"][i]
+    elif fault == "delivery-id":  # a retry under another delivery id
+        deliveries["web1"].append(dict(taken[0], delivery="00000000-0000-0000-0000-000000000000",
+                                       webhook_id="00000000-0000-0000-0000-000000000000"))
+    say(f"injected fault: {fault}")
 
 
 def report(args, stats, figures, killer, watcher, receivers, admin, full, violations, times):
@@ -1367,7 +1394,8 @@ def report(args, stats, figures, killer, watcher, receivers, admin, full, violat
         a = figures["answers"][c]
         down = f", down {receivers[c].downs}x" if c in receivers else ""
         print(f"{c:<11} {sum(a.values())} requests ({', '.join(f'{k} {n}' for k, n in sorted(a.items()))}{down}), "
-              f"{figures['accepted'][c]} accepted, {figures['duplicates'][c]} duplicates")
+              f"{figures['accepted'][c]} accepted ({figures['accepted in chaos'][c]} before the drain), "
+              f"{figures['duplicates'][c]} duplicates")
     lo = figures["log outcomes"]
     print(f"pushgate log {sum(lo.values())} attempts ({', '.join(f'{k} {n}' for k, n in sorted(lo.items()))})")
     if full["done"]:
@@ -1399,12 +1427,15 @@ def main():
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--keep", action="store_true", help="keep the scratch dir (and its tmpfs) for a look")
     p.add_argument("--binary", default=os.environ.get("PUSHGATE_BIN", str(ROOT / "target" / "release" / "pushgate")))
+    p.add_argument("--pace", type=float, default=1.5, help="each pusher waits up to this long between pushes (s)")
     p.add_argument("--http-timeout", type=float, default=1.0, help="the http connectors' timeout, seconds")
     p.add_argument("--spool-size", default="8m", help="the spool's tmpfs (default 8m)")
     p.add_argument("--drain-timeout", type=float, default=None, help="seconds (default 90; --quick 45)")
     p.add_argument("--strict", action="store_true",
                    help="a landed update reported by two events (a killed pre-receive's record resolved from "
                         "refs that a later push moved the same way) is a violation too")
+    p.add_argument("--inject", choices=["lose", "reorder", "delivery-id"],
+                   help="damage the receivers' records before the checks, to see them fail")
     p.add_argument("--no-tmpfs", action="store_true", help="scratch dir on the normal temp dir")
     p.add_argument("--no-full-disk", action="store_true", help="skip the full-disk phase (no root needed)")
     args = p.parse_args()
