@@ -79,7 +79,7 @@ pub fn install_hg(repos: &[PathBuf], binary: &Path, out: &mut dyn Write) -> Resu
     Ok(Outcome::Success)
 }
 
-fn hg_repository(repo: &Path) -> Result<PathBuf, Error> {
+pub(super) fn hg_repository(repo: &Path) -> Result<PathBuf, Error> {
     let dot_hg = repo.join(".hg");
     if !dot_hg.join("requires").is_file() && !dot_hg.join("store").is_dir() {
         return Err(Error::new(format!("{} is not a Mercurial repository", repo.display())));
@@ -135,7 +135,7 @@ pub fn uninstall(repos: &[PathBuf], binary: &Path, out: &mut dyn Write) -> Resul
     Ok(Outcome::Success)
 }
 
-fn repository(repo: &Path) -> Result<PathBuf, Error> {
+pub(super) fn repository(repo: &Path) -> Result<PathBuf, Error> {
     let git_dir = git_dir_of(repo);
     if !(git_dir.join("HEAD").is_file() && git_dir.join("objects").is_dir()) {
         return Err(Error::new(format!("{} is not a Git repository", repo.display())));
@@ -145,7 +145,7 @@ fn repository(repo: &Path) -> Result<PathBuf, Error> {
 
 /// pushgate's own hook: a script with the marker, or the pushgate binary itself (a symlink
 /// or a copy), which must be replaced, never chained (it would run itself forever).
-fn is_ours(path: &Path, exe: &Path) -> bool {
+pub(super) fn is_ours(path: &Path, exe: &Path) -> bool {
     let marked = std::fs::read(path)
         .is_ok_and(|bytes| bytes.split(|&b| b == b'\n').any(|line| line.starts_with(MARKER.as_bytes())));
     marked || is_pushgate(path, exe)
@@ -162,7 +162,7 @@ fn is_pushgate(path: &Path, exe: &Path) -> bool {
 
 /// Where git looks for this repository's hooks: `core.hooksPath` when set (relative to the
 /// work tree, or to the git dir of a bare repository), else `hooks/`.
-fn hooks_dir(git_dir: &Path) -> Result<PathBuf, Error> {
+pub(super) fn hooks_dir(git_dir: &Path) -> Result<PathBuf, Error> {
     let output = Command::new("git")
         .arg("--git-dir")
         .arg(git_dir)
