@@ -398,6 +398,8 @@ class Killer(threading.Thread):
     def probability(self, kind):
         desired = 1.3 * self.kill_target * self.progress() + 2
         behind = self.total() < desired
+        if self.lab.args.harsh:
+            return {"pre-receive": 0.3, "post-receive": 0.9, "deliver-once": 0.6}[kind]
         return {"pre-receive": (0.1, 0.05), "post-receive": (0.9, 0.35),
                 "deliver-once": (0.6, 0.2)}[kind][0 if behind else 1]
 
@@ -573,7 +575,8 @@ class Ticker(threading.Thread):
 
     def run(self):
         with open(self.lab.work / "ticker.log", "ab") as log:
-            while not self.stop.wait(self.rng.uniform(0.2, 1.2)):
+            gap = (0.02, 0.2) if self.lab.args.harsh else (0.2, 1.2)
+            while not self.stop.wait(self.rng.uniform(*gap)):
                 self.procs = [p for p in self.procs if p.poll() is None]
                 self.procs.append(subprocess.Popen([str(self.lab.binary), "deliver", "--once"], env=self.lab.env,
                                                    stdin=subprocess.DEVNULL, stdout=log, stderr=log))
@@ -901,6 +904,8 @@ class Pusher(threading.Thread):
 
     def run(self):
         ops = [(self.op_own, 25), (self.op_shared, 25), (self.op_force, 15), (self.op_multi, 20), (self.op_tag, 15)]
+        if self.lab.args.harsh:
+            ops[1] = (self.op_shared, 60)
         try:
             while True:
                 op = self.rng.choices([o for o, _ in ops], [w for _, w in ops])[0]
@@ -1434,6 +1439,9 @@ def main():
     p.add_argument("--strict", action="store_true",
                    help="a landed update reported by two events (a killed pre-receive's record resolved from "
                         "refs that a later push moved the same way) is a violation too")
+    p.add_argument("--harsh", action="store_true",
+                   help="more of everything: kills at every chance (pre-receives 30%%), a deliverer every "
+                        "20-200 ms, most pushes to the shared main, no pause between pushes")
     p.add_argument("--inject", choices=["lose", "reorder", "delivery-id"],
                    help="damage the receivers' records before the checks, to see them fail")
     p.add_argument("--no-tmpfs", action="store_true", help="scratch dir on the normal temp dir")
@@ -1443,6 +1451,8 @@ def main():
     args.min_kills = args.min_kills if args.min_kills is not None else (30 if args.quick else 100)
     args.drain_timeout = args.drain_timeout or (45 if args.quick else 90)
     args.seed = args.seed if args.seed is not None else random.randrange(1 << 30)
+    if args.harsh and "--pace" not in sys.argv:
+        args.pace = 0.05
     args.full_min, args.full_max, args.full_rejects = (2.0, 6.0, 2) if args.quick else (4.0, 12.0, 5)
     if not Path(args.binary).is_file():
         sys.exit(f"chaos: no pushgate binary at {args.binary} (cargo build --release, or --binary PATH)")
