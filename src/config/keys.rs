@@ -90,8 +90,16 @@ pub const GLOBAL: Shape = Table(&[
 pub const REPOSITORY: Shape =
     Table(&[("rule", Tables(&RULE)), ("extension", Tables(&EXTENSION)), ("check", Tables(&CHECK))]);
 
-/// Report every key `table` does not take, and take it out.
-pub fn remove_unknown(table: &mut DeTable, shape: &Shape, at: &Source, errors: &mut Vec<ConfigError>) {
+/// What reading a file as plain TOML found: the errors, and where the tables that lost a
+/// key start (their own "missing key" complaints would only repeat the reason).
+#[derive(Default)]
+pub struct Found {
+    pub errors: Vec<ConfigError>,
+    pub tainted: Vec<usize>,
+}
+
+/// Report every key `table` (starting at byte `start`) does not take, and take it out.
+pub fn remove_unknown(table: &mut DeTable, start: usize, shape: &Shape, at: &Source, found: &mut Found) {
     let Table(fields) = shape else { return };
     let keys: Vec<_> = table.keys().cloned().collect();
     for key in keys {
@@ -99,29 +107,31 @@ pub fn remove_unknown(table: &mut DeTable, shape: &Shape, at: &Source, errors: &
         match fields.iter().find(|(field, _)| *field == name) {
             Some((_, inner)) => {
                 if let Some(value) = table.get_mut(&key) {
-                    walk(value, inner, at, errors);
+                    walk(value, inner, at, found);
                 }
             }
             None => {
-                errors.push(at.error(key.span(), unknown(name, fields, at)));
+                found.errors.push(at.error(key.span(), unknown(name, fields, at)));
+                found.tainted.push(start);
                 table.remove(&key);
             }
         }
     }
 }
 
-/// Take out the innermost key (or array element) whose value holds byte `at` of the file;
-/// whether something was taken out. Containers are searched whatever their own span says
-/// (an array of tables spans only its first header).
-pub fn remove_at(table: &mut DeTable, at: usize) -> bool {
+/// Take out the innermost key (or array element) whose value holds byte `at` of the file,
+/// noting where its table starts; whether something was taken out. Containers are searched
+/// whatever their own span says (an array of tables spans only its first header).
+pub fn remove_at(table: &mut DeTable, start: usize, at: usize, tainted: &mut Vec<usize>) -> bool {
     let keys: Vec<_> = table.keys().cloned().collect();
     for key in keys {
         let Some(value) = table.get_mut(&key) else { continue };
-        if remove_inside(value, at) {
+        if remove_inside(value, at, tainted) {
             return true;
         }
         if key.span().contains(&at) || value.span().contains(&at) {
             table.remove(&key);
+            tainted.push(start);
             return true;
         }
     }
@@ -130,12 +140,13 @@ pub fn remove_at(table: &mut DeTable, at: usize) -> bool {
 
 /// Take out what inside `value` holds `at`: whether something inside was (else the caller
 /// takes out `value` itself, if it holds `at`).
-fn remove_inside(value: &mut Spanned<DeValue>, at: usize) -> bool {
+fn remove_inside(value: &mut Spanned<DeValue>, at: usize, tainted: &mut Vec<usize>) -> bool {
+    let start = value.span().start;
     match value.get_mut() {
-        DeValue::Table(table) => remove_at(table, at),
+        DeValue::Table(table) => remove_at(table, start, at, tainted),
         DeValue::Array(items) => {
             for index in 0..items.len() {
-                if remove_inside(&mut items.as_mut()[index], at) {
+                if remove_inside(&mut items.as_mut()[index], at, tainted) {
                     return true;
                 }
                 if items[index].span().contains(&at) {
@@ -155,17 +166,18 @@ fn remove_inside(value: &mut Spanned<DeValue>, at: usize) -> bool {
     }
 }
 
-fn walk(value: &mut Spanned<DeValue>, shape: &Shape, at: &Source, errors: &mut Vec<ConfigError>) {
+fn walk(value: &mut Spanned<DeValue>, shape: &Shape, at: &Source, found: &mut Found) {
+    let start = value.span().start;
     match (value.get_mut(), shape) {
-        (DeValue::Table(table), Table(_)) => remove_unknown(table, shape, at, errors),
+        (DeValue::Table(table), Table(_)) => remove_unknown(table, start, shape, at, found),
         (DeValue::Table(table), Named(inner)) => {
             for (_, named) in table.iter_mut() {
-                walk(named, inner, at, errors);
+                walk(named, inner, at, found);
             }
         }
         (DeValue::Array(items), Tables(inner)) => {
             for item in items.iter_mut() {
-                walk(item, inner, at, errors);
+                walk(item, inner, at, found);
             }
         }
         _ => {}
