@@ -540,9 +540,9 @@ pub fn event_schema() -> jsonschema::Validator {
     schema(&Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/event.schema.json"))
 }
 
-/// GitHub's push event (`../shared/data/github-push-event.schema.json`).
+/// GitHub's push event (`tests/data/github-push-event.schema.json`).
 pub fn github_schema() -> jsonschema::Validator {
-    schema(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/github-push-event.schema.json"))
+    schema(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/github-push-event.schema.json"))
 }
 
 /// A validator for the schema at `path`, with format validation on (`date-time`, `uri`...).
