@@ -415,18 +415,60 @@ pub fn detached_deliverers(sandbox: &Sandbox) -> Vec<u32> {
     found
 }
 
-/// Wait until every deliverer post-receive detached for this sandbox has ended. There is
-/// no event to wait on (they are not our children), so /proc is polled against a deadline.
+/// Wait until every deliverer post-receive detached for this sandbox has ended and let go
+/// of the spool's locks. There is no event to wait on for the processes (they are not our
+/// children), so /proc is polled against a deadline; then the locks are waited for.
 #[track_caller]
 pub fn wait_for_detached_deliverers(sandbox: &Sandbox) {
     let deadline = Instant::now() + WAIT;
     loop {
         let alive = detached_deliverers(sandbox);
         if alive.is_empty() {
-            return;
+            break;
         }
         assert!(Instant::now() < deadline, "detached deliverers still running after {WAIT:?}: {alive:?}");
         std::thread::park_timeout(Duration::from_millis(10));
+    }
+    if let Some(spool) = configured_spool(sandbox) {
+        wait_for_locks(spool_locks(&spool));
+    }
+}
+
+/// The `[spool] dir` of the sandbox's configuration, if it names one.
+fn configured_spool(sandbox: &Sandbox) -> Option<PathBuf> {
+    let table: toml::Table = std::fs::read_to_string(&sandbox.config).ok()?.parse().ok()?;
+    table.get("spool")?.get("dir")?.as_str().map(PathBuf::from)
+}
+
+/// The spool's lock files: its own, the fan-out's and each connector's.
+fn spool_locks(spool: &Path) -> Vec<PathBuf> {
+    let mut locks = vec![spool.join("lock"), spool.join("fan-out.lock")];
+    if let Ok(connectors) = std::fs::read_dir(spool.join("connectors")) {
+        locks.extend(connectors.flatten().map(|c| c.path().join("lock")));
+    }
+    locks.retain(|lock| lock.is_file());
+    locks
+}
+
+/// Take and release each lock in turn. A deliverer killed with SIGKILL leaves /proc's view
+/// before it lets go of its locks: once its main thread has exited, the process shows as a
+/// zombie with an empty cmdline while another of its threads is still exiting with a
+/// connector lock held, and the kernel releases the lock only after that thread is gone.
+/// `flock` returns exactly then.
+#[track_caller]
+fn wait_for_locks(locks: Vec<PathBuf>) {
+    let (released, all_released) = mpsc::channel();
+    let waited = locks.clone();
+    std::thread::spawn(move || {
+        for lock in &waited {
+            if let Ok(file) = std::fs::File::open(lock) {
+                let _ = file.lock();
+            }
+        }
+        let _ = released.send(());
+    });
+    if all_released.recv_timeout(WAIT).is_err() {
+        panic!("spool locks still held {WAIT:?} after the last detached deliverer ended: {locks:?}");
     }
 }
 
