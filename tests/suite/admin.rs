@@ -1,9 +1,7 @@
 //! The admin commands: `explain` says which rule decides and where it is written;
 //! `simulate` dry-runs pre-receive against a repository without changing it.
 
-mod common;
-
-use common::{TestServer, ZERO, updates};
+use crate::harness::{TestServer, ZERO, updates};
 use std::collections::BTreeMap;
 use std::path::Path;
 
