@@ -127,12 +127,13 @@ timeout = "30s"
 
 # Records every committed ref update of its repository, independently of pushgate.
 REFERENCE_TRANSACTION = """\
-#!/bin/sh
-# chaos.py: every ref update that lands, independently of pushgate's hooks.
+#!/bin/bash
+# chaos.py: every ref update that lands, independently of pushgate's hooks (with the time and
+# the receive-pack that made it: spool records are named after it).
 if [ "$1" != committed ]; then exec cat >/dev/null; fi
 exec 9>>'{log}'
 flock 9
-while read -r old new ref; do printf '%s %s %s\\n' "$old" "$new" "$ref" >&9; done
+while read -r old new ref; do printf '%s %s %s %s %s\\n' "$EPOCHREALTIME" "$PPID" "$old" "$new" "$ref" >&9; done
 """
 
 # The script connector: records what it was given, sometimes fails transiently (exit 75).
@@ -190,7 +191,16 @@ class Lab:
         self.spoolfs = self.work / "spoolfs"
         self.spoolfs.mkdir()
         self.full_disk = os.geteuid() == 0 and not args.no_full_disk
-        if self.full_disk:
+        self.image = None
+        if self.full_disk and args.spool_fs == "ext4":
+            # A small ext4 on a loop device over a file on the disk: fsync costs what it costs.
+            fd, image = tempfile.mkstemp(prefix="pushgate-chaos-spool-", suffix=".img", dir="/var/tmp")
+            os.close(fd)
+            self.image = Path(image)
+            subprocess.run(["truncate", "-s", args.spool_size, image], check=True)
+            subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", image], check=True, capture_output=True)
+            self.mount(self.spoolfs, None, image)
+        elif self.full_disk:
             self.mount(self.spoolfs, args.spool_size)
         self.spool = self.spoolfs / "spool"
         self.filler = self.spoolfs / "filler"
@@ -219,9 +229,10 @@ class Lab:
         self.servers = {}
         self.landed_logs = {}
 
-    def mount(self, path, size):
-        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "pushgate-chaos", str(path)],
-                              capture_output=True)
+    def mount(self, path, size, image=None):
+        argv = ["mount", "-o", "loop", image, str(path)] if image else \
+            ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "pushgate-chaos", str(path)]
+        proc = subprocess.run(argv, capture_output=True)
         if proc.returncode != 0:
             sys.exit(f"chaos: mount -t tmpfs {path} failed: {proc.stderr.decode().strip()}")
         self.mounts.append(path)
@@ -284,6 +295,8 @@ class Lab:
                     break
                 time.sleep(0.5)
         shutil.rmtree(self.work, ignore_errors=True)
+        if self.image:
+            self.image.unlink()
 
 
 # --------------------------------------------------------------------------- processes
@@ -387,6 +400,7 @@ class Killer(threading.Thread):
         self.known = {}   # pid -> (kind, start, time seen, args)
         self.timers = []  # heap: (when, seq, pid, start, kind, pidfd)
         self.seq = 0
+        self.log_lock = threading.Lock()
         self.sock = proc_connector()
         self.how = "proc connector" if self.sock else "/proc scan"
 
@@ -506,6 +520,16 @@ class Killer(threading.Thread):
             del scanned[pid]
             self.ended(pid, now)
 
+    def note(self, kind, pid):
+        """The kill log, for a look at a failed run: time, kind, pid, parent (the receive-pack)."""
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                ppid = f.read().rsplit(b")", 1)[1].split()[1].decode()
+        except OSError:
+            ppid = "?"
+        with self.log_lock, open(self.lab.work / "kills.log", "a") as log:
+            log.write(f"{time.time():.6f} {kind} {pid} {ppid}\n")
+
     def fire(self, pid, start, kind, fd):
         try:
             st = proc_start(pid)
@@ -514,6 +538,7 @@ class Killer(threading.Thread):
                 return
             signal.pidfd_send_signal(fd, signal.SIGKILL)
             self.kills.add(kind)
+            self.note(kind, pid)
         except OSError:
             self.missed.add(kind)
         finally:
@@ -544,6 +569,7 @@ class Watcher(threading.Thread):
                     if self.rng.random() < 0.8:
                         self.proc.send_signal(signal.SIGKILL)
                         self.killer.kills.add("deliver-watch")
+                        self.killer.note("deliver-watch", self.proc.pid)
                     else:
                         self.proc.send_signal(signal.SIGTERM)
                         self.terms += 1
@@ -1000,7 +1026,7 @@ def run(args):
         say("WARNING: no full-disk phase (not root, or --no-full-disk)")
     stats = Counter()
     violations = collections.defaultdict(list)
-    procs = []
+    failed = True
     try:
         lab.setup()
         receivers = {name: Receiver(name, lab.ports[name], random.Random(rng.random()), args.http_timeout + 0.6)
@@ -1026,7 +1052,7 @@ def run(args):
                 before = stats.get("rejected: spool full")
                 start = time.monotonic()
                 full["bytes"] = fill_disk(lab)
-                say(f"full-disk phase: spool tmpfs filled ({full['bytes'] // 1024} KiB filler)")
+                say(f"full-disk phase: spool file system filled ({full['bytes'] // 1024} KiB filler)")
                 admin.check_once("while the disk is full")
                 while time.monotonic() - start < args.full_max and any(p.is_alive() for p in pushers):
                     time.sleep(0.1)
@@ -1095,6 +1121,7 @@ def run(args):
         report(args, stats, figures, killer, watcher, receivers, admin, full, violations,
                {"setup": t_chaos - t0, "pushes": t_pushed - t_chaos, "drain": t_drained - t_pushed,
                 "drain rounds": rounds, "wall": wall, "ticks": ticker.runs})
+        failed = bool(violations)
         return 1 if violations else 0
     finally:
         for pid, _ in pushgate_pids(lab):
@@ -1107,9 +1134,9 @@ def run(args):
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
-        if args.keep:
-            say(f"kept {lab.work}" + (f" (tmpfs: umount {' '.join(map(str, reversed(lab.mounts)))})"
-                                      if lab.mounts else ""))
+        if args.keep or (failed and not args.no_keep_on_failure):
+            say(f"kept {lab.work}" + (f" (umount {' '.join(map(str, reversed(lab.mounts)))})"
+                                      if lab.mounts else "") + (f", rm {lab.image}" if lab.image else ""))
         else:
             lab.cleanup()
 
@@ -1138,7 +1165,7 @@ def check(lab, args, stats, receivers, killer, watcher, admin, pushers, full, vi
     landed = collections.Counter()
     for repo, log in lab.landed_logs.items():
         for line in log.read_text().splitlines():
-            old, new, ref = line.split(" ", 2)
+            _, _, old, new, ref = line.split(" ", 4)
             if ref.startswith("refs/") and old != new:
                 landed[(repo, ref, old, new)] += 1
     landed_refs = collections.Counter((k[0], k[1]) for k in landed.elements())
@@ -1430,11 +1457,16 @@ def main():
     p.add_argument("--min-kills", type=int, default=None, help="kills the run must reach (default 100; --quick 30)")
     p.add_argument("--quick", action="store_true", help="the CI run: 60 pushes, >= 30 kills, under 2 minutes")
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--keep", action="store_true", help="keep the scratch dir (and its tmpfs) for a look")
+    p.add_argument("--keep", action="store_true", help="keep the scratch dir (and its mounts) for a look")
+    p.add_argument("--no-keep-on-failure", action="store_true",
+                   help="remove the scratch dir even after a violation (kept by default, with its logs)")
     p.add_argument("--binary", default=os.environ.get("PUSHGATE_BIN", str(ROOT / "target" / "release" / "pushgate")))
     p.add_argument("--pace", type=float, default=1.5, help="each pusher waits up to this long between pushes (s)")
     p.add_argument("--http-timeout", type=float, default=1.0, help="the http connectors' timeout, seconds")
-    p.add_argument("--spool-size", default="8m", help="the spool's tmpfs (default 8m)")
+    p.add_argument("--spool-size", default="8m", help="the spool's file system (default 8m)")
+    p.add_argument("--spool-fs", choices=["tmpfs", "ext4"], default="tmpfs",
+                   help="the spool on a tmpfs (default), or on a small ext4 on a loop device over a file in "
+                        "/var/tmp (real fsyncs: the windows between a spool write and the next are ms, not us)")
     p.add_argument("--drain-timeout", type=float, default=None, help="seconds (default 90; --quick 45)")
     p.add_argument("--strict", action="store_true",
                    help="a landed update reported by two events (a killed pre-receive's record resolved from "

@@ -82,14 +82,14 @@ class Sink:
     RESPONSE = b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n"
     CLOSE = b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
-    def __init__(self):
+    def __init__(self, port: int = 0):
         ctx = multiprocessing.get_context("fork")
         self._count = ctx.Value("q", 0)
         self._conns = ctx.Value("q", 0)
         self._busy = ctx.Value("d", 0.0)
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", 0))
+        listener.bind(("127.0.0.1", port))
         listener.listen(128)
         self.url = f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
         self.process = ctx.Process(target=Sink._serve, args=(listener, self._count, self._conns, self._busy),
@@ -526,7 +526,20 @@ def main():
     p.add_argument("--tags", type=int, default=20, help="annotated tags spread over the history (default 20)")
     p.add_argument("--disk-dir", default="/var/tmp", help="where the on-disk spools go (default /var/tmp)")
     p.add_argument("--only", choices=["a", "b"], help="run only (a) throughput or (b) post-receive cost")
+    p.add_argument("--sink-only", type=int, metavar="PORT",
+                   help="only serve the sink on 127.0.0.1:PORT until interrupted (to profile a deliverer "
+                        "on a kept spool: bench/PROFILING.md)")
     a = p.parse_args()
+    if a.sink_only is not None:
+        sink = Sink(a.sink_only)
+        print(f"sink {sink.url} (HTTP/1.1 keep-alive, 204); Ctrl-C stops it", flush=True)
+        try:
+            while True:
+                time.sleep(5)
+                print(f"  {sink.count} requests, {sink.connections} connections, busy {sink.busy:.1f} s", flush=True)
+        except KeyboardInterrupt:
+            sink.stop()
+        return
     finish_common_options(a)
     a.sizes = [int(s) for s in (a.sizes or ("200,1000,5000" if a.quick else "1000,10000,100000")).split(",")]
     a.drain_rounds = a.drain_rounds if a.drain_rounds is not None else (1 if a.quick else 3)
