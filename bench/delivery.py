@@ -16,6 +16,10 @@ costs the pusher in post-receive.
     times one `pushgate deliver --once` draining a fresh copy (cp -a, untimed) of each spool,
     on the scratch tmpfs, into the sink: "queued" (sending only) and "incoming" (fan-out +
     send). Goals: >= 2,000 events/s, and flat: the slowest size within 20% of the fastest.
+    Making the events costs ~10 ms of CPU per hook pair (100,000: ~17 CPU-minutes); with
+    `--by-hand N` only the first N are made by the hooks and the rest are byte-for-byte
+    copies of them under the numbers the hooks would have given next (the same event ids,
+    which the deliverer does not look at: jobs are named by number). Said in the output.
 
 (b) Post-receive cost. A 1-commit push into a server with ~10,000 commits of history, fresh
     copy per push: no hooks; pushgate without extensions; pushgate with one `post` http
@@ -272,7 +276,7 @@ def fill_spools(b: Bench, sink: Sink, server: Path, client: Path, tip: str, one:
     stdin.write_text(f"{tip} {one} refs/heads/main\n")
     pool = w / "events-pool"
     pool.mkdir()
-    total = max(a.sizes)
+    total = min(max(a.sizes), a.by_hand or max(a.sizes))
     workers = []
     for k in range(a.fill_workers):
         spool = w / f"fill-spool-{k}"
@@ -289,15 +293,21 @@ def fill_spools(b: Bench, sink: Sink, server: Path, client: Path, tip: str, one:
         want = total - made
         per = max(1, min(a.fill_batch, -(-want // len(workers))))
         procs = []
-        for spool, config, _lock in workers:
-            env = dict(b.env, PUSHGATE_CONFIG=str(config), PG=str(a.pushgate), IN=str(stdin), GIT_DIR=".")
-            procs.append(subprocess.Popen(["sh", "-c", loop, "fill", str(per)], cwd=fill_repo, env=env,
-                                          stderr=subprocess.PIPE))
-        for proc in procs:
-            _, err = proc.communicate()
-            if proc.returncode != 0:
-                raise SystemExit(f"bench: filling the spool failed (exit {proc.returncode}):\n"
-                                 f"{err.decode(errors='replace')}")
+        try:
+            for spool, config, _lock in workers:
+                env = dict(b.env, PUSHGATE_CONFIG=str(config), PG=str(a.pushgate), IN=str(stdin), GIT_DIR=".")
+                procs.append(subprocess.Popen(["sh", "-c", loop, "fill", str(per)], cwd=fill_repo, env=env,
+                                              stderr=subprocess.PIPE))
+            for proc in procs:
+                _, err = proc.communicate()
+                if proc.returncode != 0:
+                    raise SystemExit(f"bench: filling the spool failed (exit {proc.returncode}):\n"
+                                     f"{err.decode(errors='replace')}")
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
         # Move the batch's events (pushgate's files, unchanged) into the pool; two workers'
         # clocks may give the same number: the second such event is dropped, and made again.
         for spool, _config, _lock in workers:
@@ -329,6 +339,19 @@ def fill_spools(b: Bench, sink: Sink, server: Path, client: Path, tip: str, one:
     print(f"spool: {len(names)} events from {len(names)} pre-/post-receive runs by hand "
           f"({a.fill_workers} loops, {batches} batches, {collisions} same-number event(s) redone), "
           f"{fill_s:.1f} s: {fill_s * 1000 / len(names):.2f} ms per hook pair", flush=True)
+    if len(names) < max(a.sizes):
+        # --by-hand N: the rest are copies of those events, byte for byte (the same event ids,
+        # which the deliverer does not look at: jobs are named by number), under the numbers
+        # the hooks would have given next.
+        made_by_hand = len(names)
+        number = int(names[-1].split(".")[0])
+        for i in range(max(a.sizes) - made_by_hand):
+            number += 1
+            name = f"{number:020}.event"
+            shutil.copyfile(pool / names[i % made_by_hand], pool / name)
+            names.append(name)
+        print(f"spool: {len(names) - made_by_hand} more events copied from those {made_by_hand} "
+              f"(--by-hand {a.by_hand}), numbered after them", flush=True)
 
     # One spool per size: the first N events (hard links: the deliverer only reads and
     # removes them, and every timed run drains a cp -a copy anyway).
@@ -520,6 +543,9 @@ def main():
     p.add_argument("--drain-rounds", type=int, help="timed rounds of (a) (default 3; 1 with --quick)")
     p.add_argument("--fill-workers", type=int, default=2, help="hook loops filling (a)'s spool at once (default 2)")
     p.add_argument("--fill-batch", type=int, default=2000, help="hook pairs per loop between moves into the pool")
+    p.add_argument("--by-hand", type=int, metavar="N",
+                   help="make only N events with the hooks (default: all, ~10 ms of CPU each) and the rest as "
+                        "byte-for-byte copies of them under later numbers")
     p.add_argument("--disk", dest="disk_too", action="store_true",
                    help="(a) also drains the queued jobs with the spool on disk (sizes <= 10,000)")
     p.add_argument("--history", type=int, help="commits already on the server (default 10000)")
