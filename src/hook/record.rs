@@ -121,7 +121,7 @@ fn write_record(spool_dir: &Path, vcs: Vcs, dir: &Path, event: PushEvent) -> Res
     let written = path
         .parent()
         .map_or(Ok(()), crate::spool::file::create_private_dir)
-        .and_then(|()| std::fs::write(&path, serde_json::to_vec(&pointer).unwrap_or_default()));
+        .and_then(|()| crate::spool::file::write_private(&path, &serde_json::to_vec(&pointer).unwrap_or_default()));
     written.map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
@@ -252,22 +252,31 @@ fn wake(env: &Env, config_path: &Path, spool: &Spool) {
     }
 }
 
+/// Whether a process is git or hg serving a push (and so ends soon): not, say, a test that
+/// runs a hook by hand.
+fn serves_pushes(writer: &Writer) -> bool {
+    let comm = std::fs::read_to_string(format!("/proc/{}/comm", writer.pid)).unwrap_or_default();
+    let comm = comm.trim_end();
+    comm == "git" || comm.starts_with("git-") || comm == "hg" || comm.starts_with("python")
+}
+
 /// Start `pushgate deliver --once` detached: its own session, fds 0-2 on /dev/null and no
 /// other inherited descriptors, so git does not wait for it.
 pub fn spawn_deliverer(env: &Env, config_path: &Path) {
     let Ok(exe) = env.exe() else { return };
     let mut command = Command::new(exe);
-    command
-        .arg("--config")
-        .arg(config_path)
-        .args(["deliver", "--once"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    command.arg("--config").arg(config_path).args(["deliver", "--once"]);
+    // It waits for the process serving the push to finish, at a lower priority: the push
+    // the pusher waits for never shares the CPU with its own delivery.
+    if let Some(writer) = Writer::parent().filter(serves_pushes) {
+        command.arg("--after").arg(writer.pid.to_string());
+    }
+    command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         command.pre_exec(|| {
             libc::setsid();
+            libc::setpriority(libc::PRIO_PROCESS, 0, 10);
             // Close-on-exec rather than closed now: std's own pipe that reports a failed
             // exec must stay open until the exec, or spawn returns before the deliverer
             // exists.

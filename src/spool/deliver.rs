@@ -81,8 +81,7 @@ impl Deliverer<'_> {
             if connectors.iter().any(|c| c.connector == name) {
                 continue;
             }
-            let head = self.spool.jobs(&name, Shelf::Queue).ok().and_then(|jobs| jobs.into_iter().next());
-            let defined = head.and_then(|job| (self.repo_config)(&job.git_dir));
+            let defined = self.head(&name).and_then(|job| (self.repo_config)(&job.git_dir));
             if let Some(ext) = defined.as_ref().and_then(|config| posts(config).find(|e| e.connector == name)) {
                 connectors.push(ext.clone());
             }
@@ -102,13 +101,36 @@ impl Deliverer<'_> {
 
     fn deliver_connector(&self, ext: &Extension) {
         let Ok(lock_path) = self.spool.connector_lock_path(&ext.connector) else { return };
+        let connection = extension::Connection::new(ext);
         loop {
             let Ok(Some(lock)) = lock_file(&lock_path, false) else { return };
-            while self.deliver_head(ext) {}
+            self.deliver_queue(ext, &connection);
             drop(lock);
             // A deliverer that found our lock taken left its jobs to us: look once more.
             if !self.head_is_due(ext) {
                 return;
+            }
+        }
+    }
+
+    /// Deliver the connector's due jobs in order, listing the queue once per batch (new
+    /// jobs sort after the listed ones: a listing per job made delivery slow down with the
+    /// backlog).
+    fn deliver_queue(&self, ext: &Extension, connection: &extension::Connection) {
+        loop {
+            if self.spool.disabled_reason(&ext.connector).is_some() {
+                return;
+            }
+            let Ok(names) = self.spool.job_names(&ext.connector, Shelf::Queue) else { return };
+            if names.is_empty() {
+                return;
+            }
+            for name in names {
+                match self.deliver_job(ext, connection, &name) {
+                    Step::Next => {}
+                    Step::Skip => continue,
+                    Step::Stop => return,
+                }
             }
         }
     }
@@ -145,11 +167,24 @@ impl Deliverer<'_> {
         self.head(&ext.connector).is_some_and(|job| self.due_at(&job) <= now_ms())
     }
 
-    /// Try the oldest job if it is due; whether the connector may go on to the next.
-    fn deliver_head(&self, ext: &Extension) -> bool {
-        let Some(mut job) = self.head(&ext.connector).filter(|job| self.due_at(job) <= now_ms()) else {
-            return false;
+    /// Try the job `name` (the oldest left) if it is due; what the connector does next.
+    fn deliver_job(&self, ext: &Extension, connection: &extension::Connection, name: &str) -> Step {
+        let mut job = match self.spool.read_job(&ext.connector, Shelf::Queue, name) {
+            Ok(job) => job,
+            // Dropped or delivered by someone else since the listing.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Step::Skip,
+            Err(e) => {
+                let path = self.spool.connector_dir(&ext.connector).join("queue").join(name);
+                if self.spool.set_aside(&path).is_err() {
+                    return Step::Stop;
+                }
+                self.say(&format!("{}: set aside {name}: {e}", ext.connector));
+                return Step::Skip;
+            }
         };
+        if self.due_at(&job) > now_ms() {
+            return Step::Stop;
+        }
         let body = serde_json::to_vec(&job.body).unwrap_or_default();
         let call = Call {
             body: &body,
@@ -164,7 +199,7 @@ impl Deliverer<'_> {
         };
         let started = Instant::now();
         crate::crashpoint::here("deliver:before-send");
-        let reply = extension::call(ext, &call, self.env);
+        let reply = connection.call(&call, self.env);
         crate::crashpoint::here("deliver:after-send");
         let duration_ms = started.elapsed().as_millis() as u64;
         job.attempts += 1;
@@ -186,7 +221,7 @@ impl Deliverer<'_> {
         };
         self.say(&attempt.line());
         let _ = self.spool.log_attempt(&attempt);
-        go_on
+        if go_on { Step::Next } else { Step::Stop }
     }
 
     /// Carry out a settlement on the job's files: `(outcome, status, error, whether the
@@ -242,6 +277,16 @@ impl Deliverer<'_> {
             .map(|job| Duration::from_millis(self.due_at(&job).saturating_sub(now)))
             .min()
     }
+}
+
+/// What a connector does after a job.
+enum Step {
+    /// Go on with the next job.
+    Next,
+    /// This one is gone (or set aside): go on.
+    Skip,
+    /// Wait: a backlog, a disabled connector, or a disk that cannot be written.
+    Stop,
 }
 
 /// The enabled `post` extensions of a configuration: its connectors.
