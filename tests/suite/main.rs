@@ -8,6 +8,7 @@
 mod harness;
 
 mod admin;
+mod attacks;
 mod checks;
 mod config;
 mod delivery;
