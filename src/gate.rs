@@ -37,14 +37,16 @@ impl Request<'_> {
     /// reject any push, whatever the rules.
     pub fn want(&self, refs: &[&str]) -> Want {
         let about = About::Push { repo: self.repo, refs };
-        let told: Vec<&Extension> =
-            self.pre_extensions(refs).into_iter().chain(wanting(&self.config.extensions, Phase::Post, about)).collect();
+        let vetoing = !self.pre_extensions(refs).is_empty();
+        let told = vetoing || wanting(&self.config.extensions, Phase::Post, about).next().is_some();
         Want {
             files: true,
             blob_sizes: self.config.smallest_blob_limit(),
-            heads: !told.is_empty(),
+            heads: told,
+            // `post` extensions get the heads' files filled in at fan-out.
+            head_files: vetoing,
             aliases: true,
-            distinct: !told.is_empty(),
+            distinct: told,
             pack_limit: self.config.max_blob_size.as_ref().map(|s| s.bytes),
         }
     }

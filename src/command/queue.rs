@@ -30,6 +30,7 @@ pub fn deliver(config_path: &Path, watch: bool, env: &Env, stop: &dyn Fn() -> bo
         spool: &spool,
         config: &config,
         landed: &crate::hook::record::landed,
+        complete: &crate::hook::record::complete_heads,
         env,
         repo_config: &repo_config,
         tell: &tell,

@@ -7,7 +7,7 @@ pub mod github;
 use crate::config::extension::Phase;
 use crate::env::Env;
 use crate::identity::Via;
-use crate::push::{Action, Commit, FileKind, Person, Push, Vcs};
+use crate::push::{Action, Commit, FileChange, FileKind, Person, Push, Vcs};
 use crate::time::rfc3339;
 use gix::bstr::ByteSlice;
 use serde::{Deserialize, Serialize};
@@ -76,6 +76,10 @@ pub struct EventCommit {
     pub removed: Vec<String>,
     /// No ref reached this commit before the push (GitHub's `distinct`).
     pub distinct: bool,
+    /// A head whose file lists the gate left for the deliverer to fill in (spooled events
+    /// only: fan-out clears it before any extension sees the event).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub files_pending: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -159,7 +163,9 @@ pub fn build(push: &Push, context: Context) -> PushEvent {
             let head_commit = change.head.as_ref().map(|head| {
                 let head_id = head.id.to_string();
                 let listed = commits.iter().find(|c| c.id == head_id);
-                listed.cloned().unwrap_or_else(|| event_commit(head))
+                listed
+                    .cloned()
+                    .unwrap_or_else(|| EventCommit { files_pending: change.head_files_pending, ..event_commit(head) })
             });
             Change {
                 name: change.update.name.clone(),
@@ -188,10 +194,7 @@ pub fn build(push: &Push, context: Context) -> PushEvent {
 }
 
 fn event_commit(commit: &Commit) -> EventCommit {
-    let paths = |kind: FileKind| -> Vec<String> {
-        commit.files.iter().filter(|f| f.kind == kind).map(|f| f.path.to_str_lossy().into_owned()).collect()
-    };
-    EventCommit {
+    let mut listed = EventCommit {
         id: commit.id.to_string(),
         tree_id: commit.tree.to_string(),
         parents: commit.parents.iter().map(|p| p.to_string()).collect(),
@@ -199,10 +202,26 @@ fn event_commit(commit: &Commit) -> EventCommit {
         timestamp: rfc3339(commit.author.time, commit.author.offset),
         author: signature(&commit.author),
         committer: signature(&commit.committer),
-        added: paths(FileKind::Added),
-        modified: paths(FileKind::Modified),
-        removed: paths(FileKind::Removed),
+        added: Vec::new(),
+        modified: Vec::new(),
+        removed: Vec::new(),
         distinct: commit.distinct,
+        files_pending: false,
+    };
+    listed.set_files(&commit.files);
+    listed
+}
+
+impl EventCommit {
+    /// List `files` as added, modified and removed paths.
+    pub fn set_files(&mut self, files: &[FileChange]) {
+        let paths = |kind: FileKind| -> Vec<String> {
+            files.iter().filter(|f| f.kind == kind).map(|f| f.path.to_str_lossy().into_owned()).collect()
+        };
+        self.added = paths(FileKind::Added);
+        self.modified = paths(FileKind::Modified);
+        self.removed = paths(FileKind::Removed);
+        self.files_pending = false;
     }
 }
 
@@ -282,6 +301,7 @@ mod tests {
                     action: Action::Create,
                     commits: vec![c1.clone(), c2.clone()],
                     head: Some(c2.clone()),
+                    head_files_pending: false,
                     non_commit: None,
                     aliases: vec![],
                 },
@@ -290,6 +310,7 @@ mod tests {
                     action: Action::Create,
                     commits: vec![c1, c2.clone()],
                     head: Some(c2),
+                    head_files_pending: false,
                     non_commit: None,
                     aliases: vec![],
                 },

@@ -5,7 +5,7 @@
 //! through an unprotected ref first does not hide them from a protected ref's rules.
 
 use super::{GitRepo, RepoError, fail, kind_name, walk};
-use crate::push::{Action, Change, Commit, Push, RefUpdate};
+use crate::push::{Action, Change, Commit, FileChange, Push, RefUpdate};
 use gix::ObjectId;
 use std::collections::{HashMap, HashSet};
 
@@ -16,8 +16,11 @@ pub struct Want {
     /// Read the size of each added blob; for blobs above this many bytes, also whether a
     /// merge took it from one of its other parents (then it is not an addition).
     pub blob_sizes: Option<u64>,
-    /// The tip commit of each change, with its files (for `github` payloads).
+    /// The tip commit of each change (the events' `head_commit`).
     pub heads: bool,
+    /// Read the files of a head that is none of its change's commits now; otherwise the
+    /// head is marked and the deliverer reads them at fan-out, off the pusher's time.
+    pub head_files: bool,
     /// The refs symbolic refs point at (their rules judge a push to the symbolic ref).
     pub aliases: bool,
     /// Which commits no ref had before the push (`distinct` in events).
@@ -118,16 +121,27 @@ impl GitRepo {
                 list.push(self.read_commit(*id, want, &distinct, &mut read)?);
             }
             let tip = tip_of(i);
-            let head = match tip {
+            let (head, head_files_pending) = match tip {
                 Some(tip) if want.heads => match list.last() {
-                    Some(last) if last.id == tip => Some(last.clone()),
-                    _ => Some(self.read_commit(tip, Want { files: true, ..want }, &distinct, &mut read)?),
+                    Some(last) if last.id == tip => (Some(last.clone()), false),
+                    _ => {
+                        let (head, pending) = self.read_head(tip, want, &distinct, &mut read)?;
+                        (Some(head), pending)
+                    }
                 },
-                _ => None,
+                _ => (None, false),
             };
             let non_commit = targets[i].filter(|_| tip.is_none()).map(|(_, kind)| kind_name(kind));
             let aliases = if want.aliases { symref_chain(&listed.symbolic, &update.name) } else { Vec::new() };
-            changes.push(Change { update: update.clone(), action, commits: list, head, non_commit, aliases });
+            changes.push(Change {
+                update: update.clone(),
+                action,
+                commits: list,
+                head,
+                head_files_pending,
+                non_commit,
+                aliases,
+            });
         }
         let default_branch = head_ref.as_deref().and_then(|n| n.strip_prefix("refs/heads/")).map(str::to_string);
         let pushed_blobs = match want.pack_limit {
@@ -156,6 +170,31 @@ impl GitRepo {
         let commit = Commit { distinct: distinct.contains(&id), ..commit };
         read.insert(id, Read { commit: commit.clone(), files_read: want.files });
         Ok(commit)
+    }
+
+    /// The head of a change that is none of its commits, and whether its files are left for
+    /// the deliverer to read: a push creating thousands of refs at old commits would
+    /// otherwise diff thousands of trees while the pusher waits.
+    fn read_head(
+        &self,
+        tip: ObjectId,
+        want: Want,
+        distinct: &HashSet<ObjectId>,
+        read: &mut HashMap<ObjectId, Read>,
+    ) -> Result<(Commit, bool), RepoError> {
+        if let Some(known) = read.get(&tip).filter(|c| c.files_read) {
+            return Ok((known.commit.clone(), false));
+        }
+        if want.head_files {
+            return Ok((self.read_commit(tip, Want { files: true, ..want }, distinct, read)?, false));
+        }
+        let commit = self.commit(tip, false, None)?;
+        Ok((Commit { distinct: distinct.contains(&tip), ..commit }, true))
+    }
+
+    /// The files commit `id` changes against its first parent.
+    pub fn files_of(&self, id: ObjectId) -> Result<Vec<FileChange>, RepoError> {
+        Ok(self.commit(id, true, None)?.files)
     }
 
     /// The commits `ids` stand for (trees and blobs stand for none).

@@ -210,6 +210,33 @@ pub fn landed(record: &Record) -> Result<Vec<bool>, String> {
     }
 }
 
+/// Fill in the files of the heads the gate left for the deliverer (`files_pending`): the
+/// commits are in the repository by now. A head that cannot be read keeps empty lists.
+pub fn complete_heads(event: &mut PushEvent) -> Result<(), String> {
+    let mut pending: Vec<&mut event::EventCommit> =
+        event.changes.iter_mut().filter_map(|c| c.head_commit.as_mut()).filter(|h| h.files_pending).collect();
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let opened = GitRepo::open(Path::new(&event.repository.path), &Quarantine::default());
+    let mut failed = None;
+    for head in &mut pending {
+        let files = match (&opened, gix::ObjectId::from_hex(head.id.as_bytes())) {
+            (Ok(git), Ok(id)) => git.files_of(id).map_err(|e| e.to_string()),
+            (Err(e), _) => Err(e.to_string()),
+            (_, Err(e)) => Err(format!("head {}: {e}", crate::text::shown(&head.id))),
+        };
+        match files {
+            Ok(files) => head.set_files(&files),
+            Err(e) => {
+                head.files_pending = false;
+                failed.get_or_insert(e);
+            }
+        }
+    }
+    failed.map_or(Ok(()), Err)
+}
+
 /// A fetch, as a pull event records it.
 pub struct Fetch<'a> {
     pub vcs: Vcs,

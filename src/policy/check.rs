@@ -177,6 +177,7 @@ mode = "warn"
             action: Action::Update,
             commits,
             head: None,
+            head_files_pending: false,
             non_commit: None,
             aliases: vec![],
         }

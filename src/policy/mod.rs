@@ -369,6 +369,7 @@ allow = ["all"]
             action,
             commits: vec![commit],
             head: None,
+            head_files_pending: false,
             non_commit: None,
             aliases: vec![],
         }

@@ -25,6 +25,9 @@ pub struct Deliverer<'a> {
     pub config: &'a Config,
     /// Which changes of a record whose writer died landed (the refs as they are now).
     pub landed: &'a (dyn Fn(&Record) -> Result<Vec<bool>, String> + Sync),
+    /// Fill in what the gate left out of an event to keep the pusher's wait short (the
+    /// files of heads that are old commits).
+    pub complete: &'a (dyn Fn(&mut crate::event::PushEvent) -> Result<(), String> + Sync),
     /// Where `secret_env` values come from.
     pub env: &'a Env,
     /// The configuration as a repository sees it (global + its `pushgate.toml`): where

@@ -64,6 +64,11 @@ impl Deliverer<'_> {
                     continue;
                 }
             };
+            if let Spooled::Push(event) = &mut spooled
+                && let Err(e) = (self.complete)(event)
+            {
+                self.say(&format!("push {} of {}: files of a head left out: {e}", entry.number, event.repository.name));
+            }
             let (repo, sequence) = match &mut spooled {
                 Spooled::Push(event) => (event.repository.name.clone(), &mut event.sequence),
                 Spooled::Pull(pull) => (pull.repository.name.clone(), &mut pull.sequence),

@@ -914,3 +914,30 @@ fn a_post_extension_in_the_repository_file_receives_the_event() {
     let request = receiver.next_within(Duration::from_secs(5)).expect("the repository's post extension is told");
     assert_eq!(request.json()["changes"][0]["after"], tip.as_str());
 }
+
+/// A new ref at an old commit: the head commit's files reach a `post` extension (the
+/// deliverer reads them after the push), and nothing of how they got there shows.
+#[test]
+fn a_new_ref_at_an_old_commit_tells_its_head_commits_files() {
+    let receiver = Receiver::ok();
+    let server = server_with("", &post_http("ci", &receiver.url("/hook"), ""));
+    let work = server.work();
+    work.commit(&[("README.md", "# app\n")]);
+    work.commit(&[("src/a.rs", "fn a() {}\n"), ("README.md", "# app, again\n")]);
+    let old = work.head();
+    work.commit(&[("src/b.rs", "fn b() {}\n")]);
+    server.push_as("alice", &["origin", "HEAD:refs/heads/main"]).assert_accepted();
+    receiver.next();
+
+    server.push_as("alice", &["origin", &format!("{old}:refs/heads/old")]).assert_accepted();
+    let event = receiver.next().json();
+    assert_valid(&event_schema(), &event);
+    let change = &event["changes"][0];
+    assert_eq!(change["commits"], serde_json::json!([]));
+    let head = &change["head_commit"];
+    assert_eq!(head["id"], old.as_str());
+    assert_eq!(head["added"], serde_json::json!(["src/a.rs"]));
+    assert_eq!(head["modified"], serde_json::json!(["README.md"]));
+    assert_eq!(head["removed"], serde_json::json!([]));
+    assert!(head.get("files_pending").is_none(), "{head}");
+}
