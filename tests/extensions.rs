@@ -358,7 +358,7 @@ fn the_github_format_sends_one_push_payload_per_ref() {
         assert_eq!(request.header("X-GitHub-Event"), "push");
         assert_eq!(request.header("X-GitHub-Delivery"), request.delivery());
         assert_eq!(request.header("X-Hub-Signature-256"), github_signature(env[0].1.as_bytes(), &request.body));
-        assert_eq!(payload["repository"]["full_name"], "server");
+        assert_eq!(payload["repository"]["full_name"], "server/server", "a top-level repository owns itself");
         assert_eq!(payload["pusher"]["name"], "alice");
         let flags = |p: &serde_json::Value| (p["created"].clone(), p["deleted"].clone(), p["forced"].clone());
         let name = payload["ref"].as_str().unwrap().to_string();

@@ -170,7 +170,16 @@ pub fn read_push(document: &Document) -> Result<Push, String> {
             commits.push(commit(changeset)?);
         }
         let head = commits.iter().find(|c| c.id == moved.update.new).cloned();
-        changes.push(Change { update: moved.update, action, commits, head, non_commit: None, aliases: Vec::new() });
+        changes.push(Change {
+            update: moved.update,
+            action,
+            commits,
+            head,
+            non_commit: None,
+            aliases: Vec::new(),
+            base_ref: None,
+            tag_message: None,
+        });
     }
     Ok(Push { changes, default_branch: Some("default".into()), pushed_blobs: Vec::new() })
 }

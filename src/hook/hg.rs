@@ -132,7 +132,16 @@ fn decide_pushkey(hook: &Hook, input: &[u8], err: &mut dyn Write) -> Result<Outc
         None if pushkey.forward => Action::Update,
         None => Action::Force,
     };
-    let change = Change { update, action, commits: vec![], head: None, non_commit: None, aliases: vec![] };
+    let change = Change {
+        update,
+        action,
+        commits: vec![],
+        head: None,
+        non_commit: None,
+        aliases: vec![],
+        base_ref: None,
+        tag_message: None,
+    };
     let push = Push { changes: vec![change], default_branch: Some("default".into()), pushed_blobs: Vec::new() };
     let verdict = policy::judge(&config, Subject { user: &user, repo: Some(&repo) }, &push);
     say(err, &verdict.report(&user));

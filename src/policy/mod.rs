@@ -371,6 +371,8 @@ allow = ["all"]
             head: None,
             non_commit: None,
             aliases: vec![],
+            base_ref: None,
+            tag_message: None,
         }
     }
 
