@@ -10,6 +10,8 @@ pub struct Entry<'a> {
     pub time: String,
     pub hook: &'a str,
     pub user: &'a str,
+    /// How the pusher came: `ssh`, `http` or `local`.
+    pub via: &'static str,
     pub repo: &'a str,
     pub updates: Vec<Update<'a>>,
     pub verdict: &'static str,

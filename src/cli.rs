@@ -192,6 +192,23 @@ pub enum Command {
     Shell { user: String },
     /// `authorized_keys` lines for every `<user>.pub` in DIR, with the forced command.
     Keys { dir: PathBuf },
-    /// A self-contained tour in a temp dir: real pushes allowed and rejected.
+    /// A self-contained tour in a temp dir: real pushes allowed, rejected, and delivered.
     Demo,
+    /// The queues and deliveries in Prometheus text format (node_exporter's textfile collector).
+    Metrics,
+    /// Check the server's setup as the user it runs as: one ok/warn/FAIL line each, with
+    /// what to do (exit 1 on a FAIL).
+    Doctor {
+        /// Check these repositories (default: every one under repos_root).
+        #[arg(long = "repo", value_name = "DIR")]
+        repos: Vec<PathBuf>,
+    },
+    /// The shell completion script for SHELL, on stdout.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// The man page pushgate(1), in roff, on stdout (what `install.sh` installs).
+    #[command(hide = true)]
+    Manpage,
 }

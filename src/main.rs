@@ -5,7 +5,7 @@
 
 use clap::Parser;
 use pushgate::cli::{Cli, Command};
-use pushgate::command::{check, demo, explain, install, queue, shell, simulate};
+use pushgate::command::{check, demo, doctor, explain, install, metrics, queue, shell, simulate};
 use pushgate::env::Env;
 use pushgate::hook::{self, Hook};
 use pushgate::outcome::{Error, Outcome};
@@ -113,6 +113,16 @@ fn run(cli: Cli, env: &Env, out: &mut dyn Write, err: &mut dyn Write) -> Result<
         }
         Command::Keys { dir } => shell::keys(&dir, cli.config.as_deref(), env.exe().map_err(Error::new)?, out, err),
         Command::Demo => demo::run(env.exe().map_err(Error::new)?, out),
+        Command::Metrics => metrics::run(config_path, out),
+        Command::Doctor { repos } => doctor::run(config_path, &repos, env, out),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "pushgate", out);
+            Ok(Outcome::Success)
+        }
+        Command::Manpage => {
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(out)?;
+            Ok(Outcome::Success)
+        }
     }
 }
 

@@ -30,7 +30,7 @@ pub fn install(repos: &[PathBuf], per_ref: bool, binary: &Path, out: &mut dyn Wr
             if wanted.contains(&name) {
                 install_hook(&hooks_dir, name, binary, out)?;
             } else {
-                remove_hook(&hooks_dir, name, binary)?;
+                let _ = remove_hook(&hooks_dir, name, binary)?;
             }
         }
         enable_push_options(&git_dir)?;
@@ -79,7 +79,7 @@ pub fn install_hg(repos: &[PathBuf], binary: &Path, out: &mut dyn Write) -> Resu
     Ok(Outcome::Success)
 }
 
-fn hg_repository(repo: &Path) -> Result<PathBuf, Error> {
+pub(super) fn hg_repository(repo: &Path) -> Result<PathBuf, Error> {
     let dot_hg = repo.join(".hg");
     if !dot_hg.join("requires").is_file() && !dot_hg.join("store").is_dir() {
         return Err(Error::new(format!("{} is not a Mercurial repository", repo.display())));
@@ -110,22 +110,32 @@ pub fn uninstall(repos: &[PathBuf], binary: &Path, out: &mut dyn Write) -> Resul
         if let Ok(dot_hg) = hg_repository(repo) {
             let hgrc = dot_hg.join("hgrc");
             let text = std::fs::read_to_string(&hgrc).unwrap_or_default();
-            std::fs::write(&hgrc, without_our_block(&text)).map_err(|e| io_error(&hgrc, e))?;
-            let _ = std::fs::remove_file(dot_hg.join(HG_SHIM_FILE));
+            let kept = without_our_block(&text);
+            let shim = std::fs::remove_file(dot_hg.join(HG_SHIM_FILE)).is_ok();
+            if kept == text && !shim {
+                writeln!(out, "pushgate: nothing to uninstall in {}", hgrc.display())?;
+                continue;
+            }
+            std::fs::write(&hgrc, kept).map_err(|e| io_error(&hgrc, e))?;
             writeln!(out, "pushgate: uninstalled from {}", hgrc.display())?;
             continue;
         }
         let git_dir = repository(repo)?;
         let hooks_dir = hooks_dir(&git_dir)?;
+        let mut removed = false;
         for name in HOOKS {
-            remove_hook(&hooks_dir, name, binary)?;
+            removed |= remove_hook(&hooks_dir, name, binary)?;
         }
-        writeln!(out, "pushgate: uninstalled from {}", git_dir.display())?;
+        removed |= restore_push_options(&git_dir)?;
+        match removed {
+            true => writeln!(out, "pushgate: uninstalled from {}", git_dir.display())?,
+            false => writeln!(out, "pushgate: nothing to uninstall in {}", git_dir.display())?,
+        }
     }
     Ok(Outcome::Success)
 }
 
-fn repository(repo: &Path) -> Result<PathBuf, Error> {
+pub(super) fn repository(repo: &Path) -> Result<PathBuf, Error> {
     let git_dir = git_dir_of(repo);
     if !(git_dir.join("HEAD").is_file() && git_dir.join("objects").is_dir()) {
         return Err(Error::new(format!("{} is not a Git repository", repo.display())));
@@ -135,7 +145,7 @@ fn repository(repo: &Path) -> Result<PathBuf, Error> {
 
 /// pushgate's own hook: a script with the marker, or the pushgate binary itself (a symlink
 /// or a copy), which must be replaced, never chained (it would run itself forever).
-fn is_ours(path: &Path, exe: &Path) -> bool {
+pub(super) fn is_ours(path: &Path, exe: &Path) -> bool {
     let marked = std::fs::read(path)
         .is_ok_and(|bytes| bytes.split(|&b| b == b'\n').any(|line| line.starts_with(MARKER.as_bytes())));
     marked || is_pushgate(path, exe)
@@ -152,7 +162,7 @@ fn is_pushgate(path: &Path, exe: &Path) -> bool {
 
 /// Where git looks for this repository's hooks: `core.hooksPath` when set (relative to the
 /// work tree, or to the git dir of a bare repository), else `hooks/`.
-fn hooks_dir(git_dir: &Path) -> Result<PathBuf, Error> {
+pub(super) fn hooks_dir(git_dir: &Path) -> Result<PathBuf, Error> {
     let output = Command::new("git")
         .arg("--git-dir")
         .arg(git_dir)
@@ -189,11 +199,12 @@ fn install_hook(hooks_dir: &Path, name: &str, binary: &Path, out: &mut dyn Write
     std::fs::rename(&staged, &path).map_err(|e| io_error(&path, e))
 }
 
-/// Remove pushgate's hook `name` and put back the one it replaced, if any.
-fn remove_hook(hooks_dir: &Path, name: &str, binary: &Path) -> Result<(), Error> {
+/// Remove pushgate's hook `name` and put back the one it replaced, if any; whether there
+/// was one of ours.
+fn remove_hook(hooks_dir: &Path, name: &str, binary: &Path) -> Result<bool, Error> {
     let path = hooks_dir.join(name);
     if !is_ours(&path, binary) {
-        return Ok(());
+        return Ok(false);
     }
     std::fs::remove_file(&path).map_err(|e| io_error(&path, e))?;
     let chained_dir = hooks_dir.join(format!("{name}.d"));
@@ -203,7 +214,7 @@ fn remove_hook(hooks_dir: &Path, name: &str, binary: &Path) -> Result<(), Error>
         // Only removed when empty: other chained hooks stay where the admin put them.
         let _ = std::fs::remove_dir(&chained_dir);
     }
-    Ok(())
+    Ok(true)
 }
 
 /// `<dir>/<name>`, or `<dir>/<name>.N` when taken.
@@ -216,17 +227,46 @@ fn free_name(dir: &Path, name: &str) -> PathBuf {
 }
 
 /// Push options reach the hooks only when the server advertises them.
+/// Push options reach the hooks only when the server advertises them. Whether install set
+/// it is noted (`pushgate.setAdvertisePushOptions`), so uninstall takes back only that.
 fn enable_push_options(git_dir: &Path) -> Result<(), Error> {
-    let status = Command::new("git")
+    if git_config(git_dir, &["--get", "receive.advertisePushOptions"])?.is_some() {
+        return Ok(());
+    }
+    git_config(git_dir, &["receive.advertisePushOptions", "true"])?;
+    git_config(git_dir, &["pushgate.setAdvertisePushOptions", "true"])?;
+    Ok(())
+}
+
+/// Undo [`enable_push_options`]; whether there was something to undo.
+fn restore_push_options(git_dir: &Path) -> Result<bool, Error> {
+    if git_config(git_dir, &["--get", "pushgate.setAdvertisePushOptions"])?.is_none() {
+        return Ok(false);
+    }
+    git_config(git_dir, &["--unset", "receive.advertisePushOptions"])?;
+    git_config(git_dir, &["--remove-section", "pushgate"])?;
+    Ok(true)
+}
+
+/// `git config <args>` in the repository: its output, `None` when git says "not set".
+fn git_config(git_dir: &Path, args: &[&str]) -> Result<Option<String>, Error> {
+    let output = Command::new("git")
         .arg("--git-dir")
         .arg(git_dir)
-        .args(["config", "receive.advertisePushOptions", "true"])
-        .status()
-        .map_err(|e| Error::new(format!("cannot run git to set receive.advertisePushOptions: {e}")))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(Error::new(format!("git config receive.advertisePushOptions failed in {}", git_dir.display())))
+        .arg("config")
+        .args(args)
+        .output()
+        .map_err(|e| Error::new(format!("cannot run git config in {}: {e}", git_dir.display())))?;
+    match output.status.code() {
+        Some(0) => Ok(Some(String::from_utf8_lossy(&output.stdout).trim().to_string())),
+        // 1: the key or section is not set.
+        Some(1) | Some(5) => Ok(None),
+        _ => Err(Error::new(format!(
+            "git config {} failed in {}: {}",
+            args.join(" "),
+            git_dir.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))),
     }
 }
 

@@ -50,7 +50,7 @@ fn spool_of(config_path: &Path) -> (Spool, Option<Config>) {
 }
 
 /// Every connector worth showing: the configured `post` extensions, then any other queue.
-fn connectors(spool: &Spool, config: Option<&Config>) -> Result<Vec<String>, Error> {
+pub(super) fn connectors(spool: &Spool, config: Option<&Config>) -> Result<Vec<String>, Error> {
     let mut names: Vec<String> = config
         .map(|c| c.extensions.iter().filter(|e| e.phase == Phase::Post).map(|e| e.connector.clone()).collect())
         .unwrap_or_default();
@@ -100,19 +100,18 @@ fn when(ms: u64) -> Option<String> {
 fn status(spool: &Spool, config: Option<&Config>, json: bool, out: &mut dyn Write) -> Result<Outcome, Error> {
     let mut rows = Vec::new();
     for name in connectors(spool, config)? {
-        let pending = spool.jobs(&name, Shelf::Queue).map_err(|e| Error::new(e.to_string()))?;
-        let dead = spool.job_names(&name, Shelf::Dead).map_err(|e| Error::new(e.to_string()))?.len();
-        let head = pending.first();
-        let dead_jobs = spool.jobs(&name, Shelf::Dead).unwrap_or_default();
-        let last_error =
-            head.and_then(|j| j.last_error.clone()).or_else(|| dead_jobs.last().and_then(|j| j.last_error.clone()));
+        let summary = spool.summary(&name).map_err(|e| Error::new(e.to_string()))?;
+        // A repository's own connectors (`name~tag`) are configured in its own file.
+        let configured = name.contains('~')
+            || config.is_none_or(|c| c.extensions.iter().any(|e| e.phase == Phase::Post && e.connector == name));
         rows.push(json!({
             "connector": name,
-            "pending": pending.len(),
-            "dead": dead,
-            "disabled": spool.disabled_reason(&name).is_some(),
-            "next_attempt": head.and_then(|j| when(j.next_attempt)),
-            "last_error": last_error,
+            "pending": summary.pending,
+            "dead": summary.dead,
+            "disabled": summary.disabled.is_some(),
+            "next_attempt": summary.head.as_ref().and_then(|j| when(j.next_attempt)),
+            "last_error": summary.last_error(),
+            "configured": configured,
         }));
     }
     if json {
@@ -125,11 +124,12 @@ fn status(spool: &Spool, config: Option<&Config>, json: bool, out: &mut dyn Writ
     for row in rows {
         let next = row["next_attempt"].as_str().map(|t| format!(", next attempt {t}")).unwrap_or_default();
         let disabled = if row["disabled"] == true { ", DISABLED (pushgate queue enable)" } else { "" };
+        let gone = if row["configured"] == false { " (no longer configured)" } else { "" };
         let error =
             row["last_error"].as_str().map(|e| format!(", last error: {}", one_line(e, None))).unwrap_or_default();
         writeln!(
             out,
-            "{}: {} pending, {} dead{disabled}{next}{error}",
+            "{}{gone}: {} pending, {} dead{disabled}{next}{error}",
             row["connector"].as_str().unwrap_or(""),
             row["pending"],
             row["dead"]

@@ -9,6 +9,7 @@ pub mod check;
 pub mod error;
 pub mod extension;
 pub mod groups;
+mod keys;
 pub mod lenient;
 mod raw;
 pub mod rule;
@@ -206,10 +207,45 @@ impl Config {
 
     /// Validate configuration text; `repo` is a repository file's path and text.
     pub fn parse(global: &Path, global_text: &str, repo: Option<(&Path, &str)>) -> Result<Config, ConfigErrors> {
-        let global_raw: raw::GlobalFile = deserialize(global, global_text)?;
-        let repo_raw: Option<raw::RepoFile> = repo.map(|(path, text)| deserialize(path, text)).transpose()?;
-
+        let global_read = deserialize::<raw::GlobalFile>(global, global_text, &keys::GLOBAL);
+        let repo_read = repo.map(|(path, text)| deserialize::<raw::RepoFile>(path, text, &keys::REPOSITORY));
         let mut v = Validator { errors: Vec::new() };
+        // Tables that lost a key do not also complain that they miss it.
+        let mut tainted: Vec<(PathBuf, usize, usize)> = Vec::new();
+        let mut taint = |path: &Path, text: &str, found: &keys::Found| {
+            let at = Source { path, text };
+            tainted.extend(found.tainted.iter().map(|s| {
+                let (line, col) = at.position(*s);
+                (path.to_path_buf(), line, col)
+            }));
+        };
+        let mut read_errors = Vec::new();
+        let global_raw = match global_read {
+            Ok((raw, found)) => {
+                taint(global, global_text, &found);
+                read_errors.extend(found.errors);
+                raw
+            }
+            Err(errors) => {
+                read_errors.extend(errors.0);
+                raw::GlobalFile::default()
+            }
+        };
+        let repo_raw = match repo_read {
+            Some(Ok((raw, found))) => {
+                if let Some((path, text)) = repo {
+                    taint(path, text, &found);
+                }
+                read_errors.extend(found.errors);
+                Some(raw)
+            }
+            Some(Err(errors)) => {
+                read_errors.extend(errors.0);
+                None
+            }
+            None => None,
+        };
+
         let global_at = Source { path: global, text: global_text };
         let groups = v.groups(&global_at, &global_raw.groups);
         let users = v.users(&global_at, &global_raw.users);
@@ -254,6 +290,8 @@ impl Config {
         if config.fold_case {
             config.fold_user_names();
         }
+        v.errors.retain(|e| !tainted.iter().any(|(f, l, c)| *f == e.file && *l == e.line && *c == e.col));
+        v.errors.extend(read_errors);
         if v.errors.is_empty() {
             return Ok(config);
         }
@@ -281,12 +319,39 @@ fn read(path: &Path) -> Result<String, ConfigErrors> {
     })
 }
 
-fn deserialize<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigErrors> {
-    toml::from_str(text).map_err(|e| {
-        let source = Source { path, text };
-        let message = suggest::explain_toml_error(e.message(), path);
-        ConfigErrors(vec![source.error(e.span().unwrap_or(0..0), message)])
-    })
+/// Read a file's text into `T`, finding every problem serde would stop at: syntax errors
+/// (the first of each line: the parser's recovery repeats itself), unknown keys (all of
+/// them, left out), and values of the wrong type (each left out in turn, so the next one
+/// shows). Also where the tables that lost a key start. `Err` when nothing usable is left.
+fn deserialize<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    text: &str,
+    shape: &keys::Shape,
+) -> Result<(T, keys::Found), ConfigErrors> {
+    let source = Source { path, text };
+    let positioned =
+        |e: &toml::de::Error| source.error(e.span().unwrap_or(0..0), suggest::explain_toml_error(e.message(), path));
+    let (mut table, syntax) = toml::de::DeTable::parse_recoverable(text);
+    if !syntax.is_empty() {
+        let mut errors: Vec<ConfigError> = syntax.iter().map(positioned).collect();
+        errors.dedup_by_key(|e| e.line);
+        return Err(ConfigErrors(errors));
+    }
+    let mut found = keys::Found::default();
+    keys::remove_unknown(table.get_mut(), 0, shape, &source, &mut found);
+    for _ in 0..64 {
+        match T::deserialize(toml::de::Deserializer::from(table.clone())) {
+            Ok(value) => return Ok((value, found)),
+            Err(e) => {
+                found.errors.push(positioned(&e));
+                let at = e.span().map_or(usize::MAX, |s| s.start);
+                if !keys::remove_at(table.get_mut(), 0, at, &mut found.tainted) {
+                    break;
+                }
+            }
+        }
+    }
+    Err(ConfigErrors(found.errors))
 }
 
 /// The global settings: everything in the global file that is not a table array.

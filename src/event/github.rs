@@ -121,7 +121,7 @@ fn repository(event: &PushEvent, forge: &Forge, urls: &Urls) -> Value {
     let html = urls.html();
     let api = urls.api_repo();
     let host = server.base_url.split_once("://").map_or(server.base_url.as_str(), |(_, h)| h);
-    let pushed_at = unix_seconds(&event.time);
+    let pushed_at = crate::time::unix_seconds(&event.time);
     json!({
         "id": id,
         "node_id": format!("R_{id}"),
@@ -254,25 +254,6 @@ pub(super) fn encode_path(path: &str) -> String {
         }
     }
     out
-}
-
-/// `2026-11-22T12:00:00Z` as Unix seconds (the event's own time is always UTC).
-fn unix_seconds(time: &str) -> Value {
-    let parse = || -> Option<i64> {
-        let (date, clock) = time.strip_suffix('Z')?.split_once('T')?;
-        let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
-        let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-        let mut c = clock.split(':').map(|p| p.parse::<i64>().ok());
-        let (h, min, s) = (c.next()??, c.next()??, c.next()??);
-        // Days from civil (Howard Hinnant), the inverse of time::rfc3339.
-        let y = if m <= 2 { y - 1 } else { y };
-        let era = y.div_euclid(400);
-        let yoe = y - era * 400;
-        let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day - 1;
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-        Some((era * 146_097 + doe - 719_468) * 86_400 + h * 3600 + min * 60 + s)
-    };
-    parse().map_or(Value::Null, Value::from)
 }
 
 #[cfg(test)]
@@ -527,12 +508,5 @@ mod tests {
     fn paths_are_percent_encoded() {
         assert_eq!(encode_path("team/my app"), "team/my%20app");
         assert_eq!(encode_path("a?b#c"), "a%3Fb%23c");
-    }
-
-    #[test]
-    fn event_time_converts_to_unix_seconds() {
-        assert_eq!(unix_seconds("2026-11-22T12:00:00Z"), json!(1_795_348_800));
-        assert_eq!(unix_seconds("1970-01-01T00:00:00Z"), json!(0));
-        assert_eq!(unix_seconds("garbage"), Value::Null);
     }
 }

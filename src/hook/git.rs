@@ -2,11 +2,12 @@
 //! and `post-receive` (record the event, start delivery).
 
 use super::record::{self, Confirmed, Recorded};
-use super::{Hook, chain, reject, say, whole_push};
+use super::{Decision, Hook, chain, reject, say, whole_push};
 use crate::config::{self, Config, REPO_FILE};
 use crate::env::Env;
 use crate::gate::{self, Request};
 use crate::git::{GitRepo, Quarantine};
+use crate::identity::Via;
 use crate::outcome::Outcome;
 use crate::push::{self, RefUpdate, Vcs};
 use std::io::{Read, Write};
@@ -179,7 +180,12 @@ fn gate(
         Err(e) => return reject(err, &e),
     };
     say(err, &verdict.report(&user));
-    if let Err(e) = super::audit(config.audit_file.as_deref(), name, &user, &repo, &push, &verdict) {
+    if let Err(e) = super::audit(
+        config.audit_file.as_deref(),
+        &Decision { hook: name, user: &user, via: Via::of(hook.env), repo: &repo },
+        &push,
+        &verdict,
+    ) {
         return reject(err, &e);
     }
     if !verdict.accepted() || chain(err) == Outcome::Rejected {

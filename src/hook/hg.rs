@@ -6,7 +6,7 @@
 //! external hook with hg's `HG_*` variables.
 
 use super::record::{self, Fetch};
-use super::{Hook, reject, say};
+use super::{Decision, Hook, reject, say};
 use crate::config::{self, Config, REPO_FILE};
 use crate::env::Env;
 use crate::gate::{self, Request};
@@ -91,7 +91,12 @@ fn decide(hook: &Hook, input: &[u8], err: &mut dyn Write) -> Result<Outcome, Str
     let request = Request { config: &config, user: &user, repo: &repo, path: &root, vcs: Vcs::Hg, env: hook.env };
     let verdict = gate::decide(&request, &push);
     say(err, &verdict.report(&user));
-    super::audit(config.audit_file.as_deref(), "pretxnclose", &user, &repo, &push, &verdict)?;
+    super::audit(
+        config.audit_file.as_deref(),
+        &Decision { hook: "pretxnclose", user: &user, via: Via::of(hook.env), repo: &repo },
+        &push,
+        &verdict,
+    )?;
     if !verdict.accepted() {
         return Ok(Outcome::Rejected);
     }
@@ -145,7 +150,12 @@ fn decide_pushkey(hook: &Hook, input: &[u8], err: &mut dyn Write) -> Result<Outc
     let push = Push { changes: vec![change], default_branch: Some("default".into()), pushed_blobs: Vec::new() };
     let verdict = policy::judge(&config, Subject { user: &user, repo: Some(&repo) }, &push);
     say(err, &verdict.report(&user));
-    super::audit(config.audit_file.as_deref(), "prepushkey", &user, &repo, &push, &verdict)?;
+    super::audit(
+        config.audit_file.as_deref(),
+        &Decision { hook: "prepushkey", user: &user, via: Via::of(hook.env), repo: &repo },
+        &push,
+        &verdict,
+    )?;
     Ok(if verdict.accepted() { Outcome::Success } else { Outcome::Rejected })
 }
 

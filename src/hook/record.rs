@@ -120,7 +120,7 @@ fn write_record(spool_dir: &Path, vcs: Vcs, dir: &Path, event: PushEvent) -> Res
     let written = path
         .parent()
         .map_or(Ok(()), crate::spool::file::create_private_dir)
-        .and_then(|()| std::fs::write(&path, serde_json::to_vec(&pointer).unwrap_or_default()));
+        .and_then(|()| crate::spool::file::write_private(&path, &serde_json::to_vec(&pointer).unwrap_or_default()));
     written.map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 

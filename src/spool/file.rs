@@ -21,6 +21,21 @@ pub fn open_private_append(path: &Path) -> io::Result<File> {
     std::fs::OpenOptions::new().create(true).append(true).mode(FILE_MODE).open(path).map_err(|e| at(path, e))
 }
 
+/// Write `bytes` to `path` in place (not durably), the file private (`0600`) even when
+/// it already was there with other modes.
+pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(FILE_MODE)
+        .open(path)
+        .map_err(|e| at(path, e))?;
+    file.set_permissions(std::fs::Permissions::from_mode(FILE_MODE)).map_err(|e| at(path, e))?;
+    file.write_all(bytes).map_err(|e| at(path, e))
+}
+
 /// Open `path` (creating it) and lock it exclusively: waiting when `wait`, else `None` when
 /// another process holds it.
 pub fn lock_file(path: &Path, wait: bool) -> io::Result<Option<File>> {

@@ -152,6 +152,21 @@ impl Spool {
             .find_map(|shelf| self.read_job(&connector, shelf, &file_name(number, change)).ok().map(|job| (job, shelf)))
     }
 
+    /// What a connector's queue looks like now, reading two jobs at most.
+    pub fn summary(&self, connector: &str) -> io::Result<Summary> {
+        let pending = self.job_names(connector, Shelf::Queue)?;
+        let dead = self.job_names(connector, Shelf::Dead)?;
+        let head = pending.first().and_then(|n| self.read_job(connector, Shelf::Queue, n).ok());
+        let last_dead = dead.last().and_then(|n| self.read_job(connector, Shelf::Dead, n).ok());
+        Ok(Summary {
+            pending: pending.len(),
+            dead: dead.len(),
+            disabled: self.disabled_reason(connector),
+            head,
+            last_dead,
+        })
+    }
+
     pub fn disabled_reason(&self, connector: &str) -> Option<String> {
         std::fs::read_to_string(self.connector_dir(connector).join("disabled")).ok()
     }
@@ -183,6 +198,35 @@ impl Spool {
         let dir = self.connector_dir(connector);
         super::file::create_private_dir(&dir)?;
         Ok(dir.join("lock"))
+    }
+}
+
+/// A connector's queue at a glance (`queue status`, `metrics`, `doctor`).
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub pending: usize,
+    pub dead: usize,
+    /// Why it is disabled (a 410), if it is.
+    pub disabled: Option<String>,
+    /// The oldest job waiting.
+    pub head: Option<Job>,
+    /// The newest dead letter.
+    pub last_dead: Option<Job>,
+}
+
+impl Summary {
+    /// The last error a person should see: the waiting head's, else the newest dead one's.
+    pub fn last_error(&self) -> Option<&str> {
+        self.head
+            .as_ref()
+            .and_then(|j| j.last_error.as_deref())
+            .or(self.last_dead.as_ref().and_then(|j| j.last_error.as_deref()))
+    }
+
+    /// How long the oldest waiting job has waited, in seconds.
+    pub fn oldest_pending_age(&self, now: i64) -> Option<i64> {
+        let created = crate::time::unix_seconds(&self.head.as_ref()?.created)?;
+        Some((now - created).max(0))
     }
 }
 

@@ -112,7 +112,7 @@ impl Spool {
             .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
         let number = last.max(highest).saturating_add(1).max(micros);
         // Not fsynced: after a crash, incoming/ and the clock keep the order.
-        std::fs::write(&path, number.to_string()).map_err(|e| at(&path, e))?;
+        file::write_private(&path, number.to_string().as_bytes())?;
         Ok(number)
     }
 

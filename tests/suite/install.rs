@@ -2,11 +2,7 @@
 //! pushgate's verdict; installing is idempotent; uninstalling restores them exactly. Also
 //! the binary behaving as a hook through a symlink, and the demo.
 
-#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr, clippy::undocumented_unsafe_blocks)]
-
-mod common;
-
-use common::{PUSHGATE, TestServer};
+use crate::harness::{PUSHGATE, TestServer};
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

@@ -1,11 +1,7 @@
 //! The verdict: warnings that never reject, all-or-nothing pushes (and `--per-ref` ones),
 //! and the audit trail of every decision.
 
-#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr, clippy::undocumented_unsafe_blocks)]
-
-mod common;
-
-use common::TestServer;
+use crate::harness::{TestServer, ZERO};
 use serde_json::Value;
 
 const RULES: &str = r#"
@@ -190,7 +186,7 @@ fn every_decision_is_one_audit_line() {
     assert_eq!(accepted["reasons"], serde_json::json!([]));
     assert_eq!(
         accepted["updates"],
-        serde_json::json!([{"ref": "refs/heads/main", "old": common::ZERO, "new": tip, "action": "create"}])
+        serde_json::json!([{"ref": "refs/heads/main", "old": ZERO, "new": tip, "action": "create"}])
     );
     assert!(accepted["time"].as_str().is_some_and(|t| t.ends_with('Z') || t.contains('+')), "{accepted}");
     assert_eq!(rejected["user"], "carol");

@@ -1,11 +1,7 @@
 //! The admin commands: `explain` says which rule decides and where it is written;
 //! `simulate` dry-runs pre-receive against a repository without changing it.
 
-#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr, clippy::undocumented_unsafe_blocks)]
-
-mod common;
-
-use common::{TestServer, ZERO, updates};
+use crate::harness::{TestServer, ZERO, updates};
 use std::collections::BTreeMap;
 use std::path::Path;
 
