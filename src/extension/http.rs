@@ -96,6 +96,7 @@ fn headers(
             // The same for every delivery of one event, and for every event of one webhook.
             headers.push(("X-Gitlab-Event-UUID".into(), name_based_id(&format!("gitlab event {}", call.event_id))));
             headers.push(("X-Gitlab-Webhook-UUID".into(), name_based_id(&format!("gitlab webhook {connector}"))));
+            headers.push(("X-Gitlab-Instance".into(), call.instance.into()));
             headers.push(("Idempotency-Key".into(), call.delivery_id.into()));
         }
     }
@@ -172,6 +173,7 @@ mod tests {
             delivery_id: "d1",
             cwd: Path::new("/"),
             dialect,
+            instance: "https://git.example.org",
         }
     }
 
@@ -200,12 +202,14 @@ mod tests {
 
         let gitlab = headers(&call(Dialect::Gitlab { hook: Hook::TagPush }), "ci", Some(b"tok en"), 1).unwrap();
         let mut expected = common.to_vec();
-        expected.extend(["X-Gitlab-Event", "X-Gitlab-Event-UUID", "X-Gitlab-Webhook-UUID", "Idempotency-Key"]);
+        expected.extend(["X-Gitlab-Event", "X-Gitlab-Event-UUID", "X-Gitlab-Webhook-UUID", "X-Gitlab-Instance"]);
+        expected.push("Idempotency-Key");
         expected.extend(["X-Hub-Signature-256", "X-Gitlab-Token", "webhook-signature"]);
         assert_eq!(names(&gitlab), expected);
         assert_eq!(value(&gitlab, "X-Gitlab-Event"), "Tag Push Hook");
         assert_eq!(value(&gitlab, "X-Gitlab-Token"), "tok en");
         assert_eq!(value(&gitlab, "Idempotency-Key"), "d1");
+        assert_eq!(value(&gitlab, "X-Gitlab-Instance"), "https://git.example.org");
         let other = headers(&call(Dialect::Gitlab { hook: Hook::Push }), "other", None, 1).unwrap();
         assert_ne!(value(&other, "X-Gitlab-Webhook-UUID"), value(&gitlab, "X-Gitlab-Webhook-UUID"));
         assert_eq!(value(&other, "X-Gitlab-Event-UUID"), value(&gitlab, "X-Gitlab-Event-UUID"));

@@ -48,6 +48,8 @@ pub struct Call<'a> {
     pub cwd: &'a Path,
     /// The headers the body's format adds (GitHub's, GitLab's).
     pub dialect: body::Dialect,
+    /// `[server] base_url`: the instance GitLab's `X-Gitlab-Instance` names.
+    pub instance: &'a str,
 }
 
 /// Send `call` to `extension`. `env` holds the variables `secret_env` names.

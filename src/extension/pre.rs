@@ -50,6 +50,7 @@ fn ask(ext: &Extension, event: &PushEvent, sending: &Sending, cwd: &Path, env: &
             delivery_id: &delivery_id,
             cwd,
             dialect: body.dialect,
+            instance: &sending.server.base_url,
         };
         let reply = super::call(ext, &call, env);
         if reply != Reply::Accepted {

@@ -171,6 +171,7 @@ mod tests {
             delivery_id: "d1",
             cwd: Path::new("/"),
             dialect: crate::extension::body::Dialect::Pushgate,
+            instance: "https://git.example.org",
         }
     }
 

@@ -196,6 +196,7 @@ impl Deliverer<'_> {
             delivery_id: &job.delivery_id,
             cwd: &job.git_dir,
             dialect: job.dialect(),
+            instance: &self.config.server.base_url,
         };
         let started = Instant::now();
         crate::crashpoint::here("deliver:before-send");
