@@ -9,9 +9,8 @@
 #   A delivery with "receivers" is given to those receivers only (each must accept it); one
 #   without is given to every receiver (or the RECEIVERS named), and a receiver that finds
 #   none of its protocol's headers says n/a.
-# Env: PUSHGATE_RECEIVERS  the installed libraries: py/ (pip install --target) and
-#                          node_modules/ (npm ci); default: deps/ beside this script
-#      PYTHON              the interpreter (default: python3)
+# Env: PUSHGATE_RECEIVERS  the libraries as install.sh installs them: venv/ (Python) and
+#                          node_modules/ (npm)
 #      FAKE_NOW=1          pin the Standard Webhooks clocks to each webhook-timestamp
 # Exit status: 0 all accepted, 1 a refusal or a receiver's error, 2 usage or missing libraries.
 set -u
@@ -19,10 +18,10 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 DIR="${1:-}"
 [ -n "$DIR" ] && [ -d "$DIR" ] || { echo "usage: $0 DELIVERY_DIR [RECEIVER ...]" >&2; exit 2; }
 shift
-DEPS="${PUSHGATE_RECEIVERS:-$HERE/deps}"
-PY="${PYTHON:-python3}"
-[ -d "$DEPS/py" ] && [ -d "$DEPS/node_modules" ] || {
-  echo "$0: no receiver libraries in $DEPS (install them as tests/receivers/README.md says)" >&2
+DEPS="${PUSHGATE_RECEIVERS:-}"
+PY="$DEPS/venv/bin/python"
+[ -n "$DEPS" ] && [ -x "$PY" ] && [ -d "$DEPS/node_modules" ] || {
+  echo "$0: no receiver libraries in PUSHGATE_RECEIVERS=$DEPS (install them with install.sh)" >&2
   exit 2
 }
 ALL=(py-github-webhook js-github-webhook-handler js-octokit-webhooks py-octokit-schema
@@ -37,7 +36,6 @@ cp -R "$HERE/receivers" "$WORK/receivers"
 mkdir "$WORK/schemas"
 cp "$HERE/../data/github-push-event.schema.json" "$WORK/schemas/push-event.schema.json"
 ln -s "$DEPS/node_modules" "$WORK/node_modules"
-export PYTHONPATH="$DEPS/py${PYTHONPATH:+:$PYTHONPATH}"
 R="$WORK/receivers"
 
 cmd_for() {
