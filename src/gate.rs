@@ -12,7 +12,7 @@ use crate::extension::pre;
 use crate::git::Want;
 use crate::identity::Via;
 use crate::policy::{self, Subject, Verdict};
-use crate::push::{Push, Vcs};
+use crate::push::{Action, Push, RefUpdate, Vcs};
 use std::path::Path;
 
 /// Who pushes where.
@@ -28,16 +28,21 @@ pub struct Request<'a> {
 }
 
 impl Request<'_> {
-    fn pre_extensions(&self, refs: &[&str]) -> Vec<&Extension> {
-        wanting(&self.config.extensions, Phase::Pre, About::Push { repo: self.repo, refs }).collect()
+    fn pre_extensions(&self, changes: &[(&str, Action)]) -> Vec<&Extension> {
+        wanting(&self.config.extensions, Phase::Pre, About::Push { repo: self.repo, changes }).collect()
     }
 
-    /// What deciding a push of `refs` needs read from the repository, and what the events
-    /// the extensions are told need. The tree diffs are always read: refused tree entries
-    /// reject any push, whatever the rules.
-    pub fn want(&self, refs: &[&str]) -> Want {
-        let about = About::Push { repo: self.repo, refs };
-        let vetoing = !self.pre_extensions(refs).is_empty();
+    /// What deciding `updates` needs read from the repository, and what the events the
+    /// extensions are told need. The tree diffs are always read: refused tree entries
+    /// reject any push, whatever the rules. Before the repository is read, an update may
+    /// still be a fast-forward or a force: an extension told of either wants it read.
+    pub fn want(&self, updates: &[RefUpdate]) -> Want {
+        let changes: Vec<(&str, Action)> = updates
+            .iter()
+            .flat_map(|u| u.possible_actions().iter().map(move |action| (u.name.as_str(), *action)))
+            .collect();
+        let about = About::Push { repo: self.repo, changes: &changes };
+        let vetoing = !self.pre_extensions(&changes).is_empty();
         let told = vetoing || wanting(&self.config.extensions, Phase::Post, about).next().is_some();
         Want {
             files: true,
@@ -80,11 +85,11 @@ impl Request<'_> {
 pub fn decide(request: &Request, push: &Push) -> Verdict {
     let subject = Subject { user: request.user, repo: Some(request.repo) };
     let mut verdict = policy::judge(request.config, subject, push);
-    let refs: Vec<&str> = push.changes.iter().map(|c| c.update.name.as_str()).collect();
-    let extensions = request.pre_extensions(&refs);
+    let extensions = request.pre_extensions(&push.ref_actions());
     if verdict.accepted() && !extensions.is_empty() {
         let event = request.event(push, Phase::Pre);
-        let sending = Sending { server: &request.config.server, max_commits: request.config.max_commits };
+        let config = request.config;
+        let sending = Sending { server: &config.server, users: &config.users, max_commits: config.max_commits };
         pre::run(&extensions, &event, &sending, request.path, request.env, &mut verdict);
     }
     verdict

@@ -116,6 +116,17 @@ pub struct RefUpdate {
 }
 
 impl RefUpdate {
+    /// The actions this update may turn out to be before the repository is read: the
+    /// obvious one, or a fast-forward or a force.
+    pub fn possible_actions(&self) -> &'static [Action] {
+        match self.obvious_action() {
+            Some(Action::Create) => &[Action::Create],
+            Some(Action::Delete) => &[Action::Delete],
+            Some(_) => &[Action::Update],
+            None => &[Action::Update, Action::Force],
+        }
+    }
+
     /// The action known from the ids alone; `None` when both are set and ancestry decides.
     pub fn obvious_action(&self) -> Option<Action> {
         if self.old.is_null() {
@@ -158,6 +169,18 @@ pub struct Change {
     /// The refs this update also moves: when its ref is symbolic, the refs it points at.
     /// Their rules judge the update too.
     pub aliases: Vec<String>,
+    /// For a tag: the branch whose tip, once the push has landed, is the commit the tag
+    /// names (GitHub's `base_ref`).
+    pub base_ref: Option<String>,
+    /// For an annotated tag: its message.
+    pub tag_message: Option<String>,
+}
+
+impl Push {
+    /// Each change's ref and action: what decides which extensions are told of the push.
+    pub fn ref_actions(&self) -> Vec<(&str, Action)> {
+        self.changes.iter().map(|c| (c.update.name.as_str(), c.action)).collect()
+    }
 }
 
 impl Change {
@@ -343,6 +366,8 @@ mod tests {
         let updates = parse_updates(&input).unwrap();
         let actions: Vec<_> = updates.iter().map(|u| u.obvious_action()).collect();
         assert_eq!(actions, [Some(Action::Create), None, Some(Action::Delete)]);
+        let possible: Vec<_> = updates.iter().map(|u| u.possible_actions()).collect();
+        assert_eq!(possible, [&[Action::Create][..], &[Action::Update, Action::Force], &[Action::Delete]]);
         assert_eq!(updates[1].name, "refs/heads/main");
     }
 

@@ -4,6 +4,7 @@
 use super::error::Source;
 use super::validate::Validator;
 use super::{Mode, Origin, Scope, raw, units};
+use crate::push::Action;
 use std::path::PathBuf;
 use std::time::Duration;
 use toml::Spanned;
@@ -34,6 +35,8 @@ pub struct Extension {
     /// Commits listed per change in what this extension is sent (default: the global
     /// `max_commits`).
     pub max_commits: Option<usize>,
+    /// The actions of the changes it is told about (`actions`; default: all four).
+    pub actions: Vec<Action>,
 }
 
 #[derive(Debug, Clone)]
@@ -79,8 +82,10 @@ impl Phase {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Pushgate,
-    /// One GitHub-style push payload per change.
+    /// One GitHub push payload per change.
     Github,
+    /// One GitLab Push Hook or Tag Push Hook payload per change.
+    Gitlab,
 }
 
 /// What a `pre` extension's crash, timeout or transient failure means for the push.
@@ -93,8 +98,8 @@ pub enum OnError {
 /// What an extension may be told about.
 #[derive(Debug, Clone, Copy)]
 pub enum About<'a> {
-    /// A push of these refs into this repository.
-    Push { repo: &'a str, refs: &'a [&'a str] },
+    /// A push into this repository of these changes: each one's ref and action.
+    Push { repo: &'a str, changes: &'a [(&'a str, Action)] },
     /// A fetch of this repository through `pushgate shell`.
     Pull { repo: &'a str },
 }
@@ -107,14 +112,18 @@ impl Extension {
             return false;
         }
         match about {
-            About::Push { repo, refs } => self.push_events && self.scope.covers(repo, refs.iter().copied()),
+            About::Push { repo, changes } => {
+                self.push_events
+                    && self.scope.covers_repo(Some(repo))
+                    && changes.iter().any(|(name, action)| self.wants_change(name, *action))
+            }
             About::Pull { repo } => self.pull_events && self.scope.covers_repo(Some(repo)),
         }
     }
 
-    /// Whether a change of the ref `name` is for this extension.
-    pub fn wants_ref(&self, name: &str) -> bool {
-        self.scope.covers_ref(name)
+    /// Whether a change of the ref `name` doing `action` is for this extension.
+    pub fn wants_change(&self, name: &str, action: Action) -> bool {
+        self.actions.contains(&action) && self.scope.covers_ref(name)
     }
 }
 
@@ -179,8 +188,9 @@ impl Validator {
         let format = match ext.format.as_ref().map(|f| (f.get_ref().as_str(), f.span())) {
             None | Some(("pushgate", _)) => Format::Pushgate,
             Some(("github", _)) => Format::Github,
+            Some(("gitlab", _)) => Format::Gitlab,
             Some((other, span)) => {
-                self.fail(at, span, format!("format {other:?} must be \"pushgate\" or \"github\""));
+                self.fail(at, span, format!("format {other:?} must be \"pushgate\", \"github\" or \"gitlab\""));
                 Format::Pushgate
             }
         };
@@ -193,6 +203,7 @@ impl Validator {
             self.fail(at, ext.timeout.as_ref().map_or(whole.clone(), |t| t.span()), "timeout must be above zero");
         }
         let (push_events, pull_events) = self.extension_events(at, ext);
+        let actions = self.extension_actions(at, ext);
         if pull_events && phase == Phase::Pre {
             let span = ext.events.as_ref().map_or(whole.clone(), |e| e.span());
             self.fail(at, span, "pull events reach post extensions only (a fetch cannot be vetoed by an extension)");
@@ -239,6 +250,7 @@ impl Validator {
             on_error,
             mode,
             max_commits,
+            actions,
         })
     }
 
@@ -309,6 +321,38 @@ impl Validator {
         }
     }
 
+    /// The actions of `actions`, each once, in the order given; all four without the key.
+    fn extension_actions(&mut self, at: &Source, ext: &raw::Extension) -> Vec<Action> {
+        const ALL: [Action; 4] = [Action::Create, Action::Update, Action::Force, Action::Delete];
+        let Some(list) = &ext.actions else { return ALL.to_vec() };
+        if list.get_ref().is_empty() {
+            self.fail(at, list.span(), "`actions` is empty: the extension would never be told of a push");
+        }
+        let mut actions = Vec::new();
+        for name in list.get_ref() {
+            match ALL.iter().find(|a| a.as_str() == name.get_ref()) {
+                Some(action) if !actions.contains(action) => actions.push(*action),
+                Some(_) => {}
+                None => {
+                    let hint = match name.get_ref().as_str() {
+                        "write" => " (`write` is a rule shorthand: list \"create\" and \"update\")".to_string(),
+                        "all" => " (`all` is a rule shorthand: remove the key for every action)".to_string(),
+                        other => super::suggest::suggestion(other, ALL.iter().map(|a| a.as_str()), ""),
+                    };
+                    self.fail(
+                        at,
+                        name.span(),
+                        format!(
+                            "action {:?} must be \"create\", \"update\", \"force\" or \"delete\"{hint}",
+                            name.get_ref()
+                        ),
+                    );
+                }
+            }
+        }
+        actions
+    }
+
     /// Whether `events` includes pushes, and pulls.
     fn extension_events(&mut self, at: &Source, ext: &raw::Extension) -> (bool, bool) {
         let Some(list) = &ext.events else { return (true, false) };
@@ -366,6 +410,21 @@ mod tests {
         for bad in ["", "..", "../../x", ".hidden", "a/b", "ci~xyz", "ci~0a1b2c3d4", "a b", &"x".repeat(65)] {
             assert!(!valid_connector(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn an_extension_wants_a_push_with_a_change_of_its_refs_and_actions() {
+        let text = "[[extension]]\nname = \"x\"\ntype = \"http\"\nphase = \"post\"\nurl = \"http://x\"\n\
+                    refs = [\"refs/heads/**\"]\nactions = [\"force\", \"delete\"]\n";
+        let config = crate::config::Config::parse(std::path::Path::new("c.toml"), text, None).unwrap();
+        let ext = &config.extensions[0];
+        let wants = |changes: &[(&str, Action)]| ext.wants(Phase::Post, About::Push { repo: "app", changes });
+        assert!(wants(&[("refs/heads/main", Action::Update), ("refs/heads/x", Action::Force)]));
+        assert!(!wants(&[("refs/heads/main", Action::Update), ("refs/heads/x", Action::Create)]), "no such action");
+        assert!(!wants(&[("refs/tags/v1", Action::Delete)]), "no such ref");
+        assert!(!wants(&[]));
+        assert!(!ext.wants(Phase::Pre, About::Push { repo: "app", changes: &[("refs/heads/x", Action::Force)] }));
+        assert!(ext.wants_change("refs/heads/x", Action::Delete) && !ext.wants_change("refs/heads/x", Action::Update));
     }
 
     #[test]

@@ -99,7 +99,7 @@ impl Validator {
     ) -> BTreeMap<String, Vec<String>> {
         let mut out = BTreeMap::new();
         for (name, facts) in users {
-            out.insert(name.get_ref().clone(), facts.emails.iter().map(|e| e.get_ref().to_ascii_lowercase()).collect());
+            out.insert(name.get_ref().clone(), facts.emails.iter().map(|e| e.get_ref().clone()).collect());
             if !valid_user_name(name.get_ref()) {
                 self.fail(
                     at,

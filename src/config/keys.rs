@@ -45,6 +45,7 @@ const EXTENSION: Shape = Table(&[
     ("headers", Value),
     ("refs", Value),
     ("repos", Value),
+    ("actions", Value),
     ("timeout", Value),
     ("events", Value),
     ("enabled", Value),

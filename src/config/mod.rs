@@ -53,7 +53,8 @@ pub struct Config {
     pub extensions: Vec<Extension>,
     /// Repository checks first, then global ones.
     pub checks: Vec<Check>,
-    /// Facts about users: their emails (lowercase), for `author_is_pusher`.
+    /// Facts about users: their emails as written (compared without case), for
+    /// `author_is_pusher` and the `github` and `gitlab` formats (`pusher.email`, `username`).
     pub users: BTreeMap<String, Vec<String>>,
     pub server: Server,
     /// Commits listed per change in an event.

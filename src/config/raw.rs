@@ -103,6 +103,7 @@ pub struct Extension {
     pub mode: Option<Text>,
     pub env: Option<TextList>,
     pub max_commits: Option<Spanned<i64>>,
+    pub actions: Option<TextList>,
 }
 
 #[derive(Debug, Deserialize)]

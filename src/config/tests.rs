@@ -1,7 +1,7 @@
 //! Loading whole configurations: positions, suggestions, defaults, evaluation order.
 
 use super::*;
-use crate::push::Op;
+use crate::push::{Action, Op};
 
 fn parse(text: &str) -> Result<Config, ConfigErrors> {
     Config::parse(Path::new("config.toml"), text, None)
@@ -153,6 +153,37 @@ fn extension_mistakes_are_positioned() {
     assert!(bad.contains("must match [A-Za-z0-9._-]"), "{bad}");
     assert!(bad.contains("type \"ftp\""), "{bad}");
     assert!(bad.contains("phase \"later\""), "{bad}");
+}
+
+#[test]
+fn extension_actions_and_formats_are_validated_with_positions() {
+    let config = parse(
+        "[[extension]]\nname = \"gl\"\ntype = \"http\"\nphase = \"post\"\nurl = \"http://x\"\nformat = \"gitlab\"\n\
+         actions = [\"force\", \"delete\", \"force\"]\n[[extension]]\nname = \"all\"\ntype = \"http\"\n\
+         phase = \"post\"\nurl = \"http://x\"\n",
+    )
+    .unwrap();
+    let [gl, all] = &config.extensions[..] else { panic!("two extensions") };
+    assert_eq!(gl.format, extension::Format::Gitlab);
+    assert_eq!(gl.actions, [Action::Force, Action::Delete]);
+    assert_eq!(all.actions, [Action::Create, Action::Update, Action::Force, Action::Delete], "the default");
+
+    let table = "[[extension]]\nname = \"a\"\ntype = \"http\"\nphase = \"post\"\nurl = \"http://x\"\n";
+    let e = error(&format!("{table}actions = [\"create\", \"forse\", \"write\", \"push\"]\nformat = \"gitlap\"\n"));
+    let lines: Vec<&str> = e.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "config.toml:6:22: action \"forse\" must be \"create\", \"update\", \"force\" or \"delete\" (did you mean `force`?)",
+            "config.toml:6:31: action \"write\" must be \"create\", \"update\", \"force\" or \"delete\" (`write` is a rule \
+             shorthand: list \"create\" and \"update\")",
+            "config.toml:6:40: action \"push\" must be \"create\", \"update\", \"force\" or \"delete\"",
+            "config.toml:7:10: format \"gitlap\" must be \"pushgate\", \"github\" or \"gitlab\"",
+        ],
+        "{e}"
+    );
+    let empty = error(&format!("{table}actions = []\n"));
+    assert!(empty.starts_with("config.toml:6:11: `actions` is empty"), "{empty}");
 }
 
 #[test]

@@ -1,9 +1,11 @@
 //! The events extensions are told: a push (`pushgate.push/1`), built once per push from what
-//! the gate computed, and a fetch (`pushgate.pull/1`). Sent as they are or as GitHub-style
-//! payloads ([`github`]). Pure: plain data in, plain data out.
+//! the gate computed, and a fetch (`pushgate.pull/1`). Sent as they are, or as GitHub's
+//! ([`github`]) or GitLab's ([`gitlab`]) payloads. Pure: plain data in, plain data out.
 
 pub mod github;
+pub mod gitlab;
 
+use crate::config::Server;
 use crate::config::extension::Phase;
 use crate::env::Env;
 use crate::identity::Via;
@@ -11,6 +13,7 @@ use crate::push::{Action, Commit, FileChange, FileKind, Person, Push, Vcs};
 use crate::time::rfc3339;
 use gix::bstr::ByteSlice;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 pub const SCHEMA: &str = "pushgate.push/1";
 
@@ -60,7 +63,23 @@ pub struct Change {
     /// The commit `after` names (peeled), new or not; null for a delete.
     #[serde(default)]
     pub head_commit: Option<EventCommit>,
+    /// For a tag: the branch whose tip is the tag's commit once the push has landed.
+    #[serde(default)]
+    pub base_ref: Option<String>,
+    /// For an annotated tag: its message.
+    #[serde(default)]
+    pub tag_message: Option<String>,
+    /// When `commits` was cut at `max_commits`: the newest commits past it (at most
+    /// [`NEWEST_KEPT`], oldest first), for the formats that list a push's newest commits
+    /// (`gitlab`). Not part of the `pushgate` format: [`crate::extension::body`] leaves it
+    /// out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub newest_commits: Vec<EventCommit>,
 }
+
+/// How many of a change's newest commits an event keeps past `max_commits`: as many as
+/// GitLab's payloads list.
+pub const NEWEST_KEPT: usize = gitlab::MAX_COMMITS;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventCommit {
@@ -140,6 +159,27 @@ impl Spooled {
     }
 }
 
+/// What the `github` and `gitlab` formats need beyond the event: where the server is (for
+/// URLs and owners), and the users' emails (`[users.<name>] emails`, as written).
+#[derive(Debug, Clone, Copy)]
+pub struct Forge<'a> {
+    pub server: &'a Server,
+    pub users: &'a BTreeMap<String, Vec<String>>,
+}
+
+impl Forge<'_> {
+    /// A user's first email.
+    pub fn email_of(&self, user: &str) -> Option<&str> {
+        self.users.get(user).and_then(|emails| emails.first()).map(String::as_str)
+    }
+
+    /// The user one of whose emails `email` is (emails compare without case).
+    pub fn user_with_email(&self, email: &str) -> Option<&str> {
+        let known = |emails: &Vec<String>| emails.iter().any(|e| e.eq_ignore_ascii_case(email));
+        self.users.iter().find(|(_, emails)| known(emails)).map(|(name, _)| name.as_str())
+    }
+}
+
 /// Facts about a push that do not come from the repository's objects.
 #[derive(Debug, Clone)]
 pub struct Context {
@@ -160,6 +200,8 @@ pub fn build(push: &Push, context: Context) -> PushEvent {
         .iter()
         .map(|change| {
             let commits: Vec<EventCommit> = change.commits.iter().take(context.max_commits).map(event_commit).collect();
+            let past = &change.commits[commits.len()..];
+            let newest_commits = past[past.len().saturating_sub(NEWEST_KEPT)..].iter().map(event_commit).collect();
             let head_commit = change.head.as_ref().map(|head| {
                 let head_id = head.id.to_string();
                 let listed = commits.iter().find(|c| c.id == head_id);
@@ -176,6 +218,9 @@ pub fn build(push: &Push, context: Context) -> PushEvent {
                 total_commits: change.commits.len(),
                 commits,
                 head_commit: head_commit.filter(|_| change.action != Action::Delete),
+                base_ref: change.base_ref.clone(),
+                tag_message: change.tag_message.clone(),
+                newest_commits,
             }
         })
         .collect();
@@ -304,6 +349,8 @@ mod tests {
                     head_files_pending: false,
                     non_commit: None,
                     aliases: vec![],
+                    base_ref: None,
+                    tag_message: None,
                 },
                 PushChange {
                     update: update("refs/heads/copy"),
@@ -313,6 +360,8 @@ mod tests {
                     head_files_pending: false,
                     non_commit: None,
                     aliases: vec![],
+                    base_ref: None,
+                    tag_message: None,
                 },
             ],
             default_branch: None,
@@ -335,11 +384,26 @@ mod tests {
     }
 
     #[test]
-    fn commits_past_max_commits_are_truncated() {
+    fn commits_past_max_commits_are_truncated_and_the_newest_kept_aside() {
         let event = build(&push(), context(1));
         assert_eq!(event.changes[0].commits.len(), 1);
         assert!(event.changes[0].commits_truncated);
         assert_eq!(event.changes[0].total_commits, 2);
+        let newest: Vec<&str> = event.changes[0].newest_commits.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(newest, [id(2).to_string()]);
+        assert!(build(&push(), context(100)).changes[0].newest_commits.is_empty());
+    }
+
+    #[test]
+    fn only_the_newest_commits_past_max_commits_are_kept() {
+        let mut push = push();
+        push.changes[0].commits = (1..=60).map(|i| commit(i, &[])).collect();
+        let event = build(&push, context(10));
+        let change = &event.changes[0];
+        assert_eq!(change.commits.len(), 10);
+        assert_eq!(change.newest_commits.len(), NEWEST_KEPT);
+        assert_eq!(change.newest_commits[0].id, id(60 - NEWEST_KEPT as u8 + 1).to_string());
+        assert_eq!(change.newest_commits[NEWEST_KEPT - 1].id, id(60).to_string());
     }
 
     #[test]

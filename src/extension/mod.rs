@@ -46,13 +46,10 @@ pub struct Call<'a> {
     pub delivery_id: &'a str,
     /// Working directory of scripts: the repository.
     pub cwd: &'a Path,
-    /// Present for `github` payloads: the headers GitHub's receivers look for.
-    pub github: Option<GithubHeaders>,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub struct GithubHeaders {
-    pub total_commits: usize,
+    /// The headers the body's format adds (GitHub's, GitLab's).
+    pub dialect: body::Dialect,
+    /// `[server] base_url`: the instance GitLab's `X-Gitlab-Instance` names.
+    pub instance: &'a str,
 }
 
 /// Send `call` to `extension`. `env` holds the variables `secret_env` names.
@@ -82,7 +79,8 @@ impl<'e> Connection<'e> {
                     Ok(key) => key,
                     Err(reason) => return Reply::failed(reason),
                 };
-                http::post(agent, url, headers, key.as_deref(), extension.timeout, call)
+                let to = http::Endpoint { url, headers, connector: &extension.connector };
+                http::post(agent, &to, key.as_deref(), extension.timeout, call)
             }
             (Kind::Http { .. }, None) => Reply::failed("no HTTP client"),
         }

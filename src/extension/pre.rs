@@ -2,7 +2,7 @@
 //! parallel, each under its own timeout; any veto rejects the push.
 
 use super::body::{self, Sending};
-use super::{Call, GithubHeaders, Reply};
+use super::{Call, Reply};
 use crate::config::Mode;
 use crate::config::extension::{Extension, OnError, Phase};
 use crate::env::Env;
@@ -31,7 +31,7 @@ pub fn run(
 }
 
 /// One extension's answer for the whole push: the first non-accepting reply of its calls
-/// (one call, or one per change for the `github` format).
+/// (one call, or one per change for the `github` and `gitlab` formats).
 fn ask(ext: &Extension, event: &PushEvent, sending: &Sending, cwd: &Path, env: &Env) -> Reply {
     let bodies = match body::for_push(ext, event, sending) {
         Ok(bodies) => bodies,
@@ -49,7 +49,8 @@ fn ask(ext: &Extension, event: &PushEvent, sending: &Sending, cwd: &Path, env: &
             event_id: &event.id,
             delivery_id: &delivery_id,
             cwd,
-            github: body.total_commits.map(|total_commits| GithubHeaders { total_commits }),
+            dialect: body.dialect,
+            instance: &sending.server.base_url,
         };
         let reply = super::call(ext, &call, env);
         if reply != Reply::Accepted {

@@ -170,7 +170,8 @@ mod tests {
             event_id: "e1",
             delivery_id: "d1",
             cwd: Path::new("/"),
-            github: None,
+            dialect: crate::extension::body::Dialect::Pushgate,
+            instance: "https://git.example.org",
         }
     }
 

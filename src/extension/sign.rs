@@ -1,9 +1,10 @@
-//! Webhook signatures: GitHub's `X-Hub-Signature-256` and Standard Webhooks'
-//! `webhook-signature`.
+//! Webhook signatures: GitHub's `X-Hub-Signature-256` and `X-Hub-Signature` (SHA-1, which
+//! many receivers still read alone) and Standard Webhooks' `webhook-signature`.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, KeyInit, Mac};
+use sha1::Sha1;
 use sha2::Sha256;
 
 fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
@@ -14,11 +15,20 @@ fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
     mac.finalize().into_bytes().to_vec()
 }
 
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// `sha256=<hex HMAC-SHA256(secret, body)>`.
 pub fn github(secret: &[u8], body: &[u8]) -> String {
-    let mac = hmac_sha256(secret, &[body]);
-    let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256={hex}")
+    format!("sha256={}", hex(&hmac_sha256(secret, &[body])))
+}
+
+/// `sha1=<hex HMAC-SHA1(secret, body)>`: GitHub's older signature.
+pub fn github_sha1(secret: &[u8], body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha1>::new_from_slice(secret).expect("HMAC takes keys of any length");
+    mac.update(body);
+    format!("sha1={}", hex(&mac.finalize().into_bytes()))
 }
 
 /// `v1,<base64 HMAC-SHA256(key, "{id}.{timestamp}.{body}")>`, where the key is the
@@ -40,6 +50,16 @@ mod tests {
         assert_eq!(
             github(b"It's a Secret to Everybody", b"Hello, World!"),
             "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+        );
+    }
+
+    #[test]
+    fn sha1_signature_matches_hmac_sha1s_published_test_vectors() {
+        // RFC 2202, test cases 1 and 2.
+        assert_eq!(github_sha1(&[0x0b; 20], b"Hi There"), "sha1=b617318655057264e28bc0b6fb378c8ef146be00");
+        assert_eq!(
+            github_sha1(b"Jefe", b"what do ya want for nothing?"),
+            "sha1=effcdf6ae5eb2fa2d27416d5f184df9c259a7c79"
         );
     }
 

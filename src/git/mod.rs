@@ -117,6 +117,18 @@ impl GitRepo {
         Err(RepoError(format!("tag chain at {id} is too long")))
     }
 
+    /// The message of the annotated tag `id` is; `None` when it is not a tag.
+    fn tag_message(&self, id: ObjectId) -> Result<Option<String>, RepoError> {
+        let header = self.repo.find_header(id).map_err(|e| fail(format_args!("cannot read object {id}"), e))?;
+        if header.kind() != gix::object::Kind::Tag {
+            return Ok(None);
+        }
+        let tag = self.repo.find_object(id).map_err(|e| fail(format_args!("cannot read tag {id}"), e))?;
+        let tag = tag.try_into_tag().map_err(|e| fail(format_args!("cannot read tag {id}"), e))?;
+        let decoded = tag.decode().map_err(|e| fail(format_args!("cannot decode tag {id}"), e))?;
+        Ok(Some(decoded.message.to_str_lossy().into_owned()))
+    }
+
     /// The commits the walks need, from the commit-graph when it has them, else from the
     /// objects; each looked up once however many walks ask.
     fn commit_source(&self) -> GraphCommits<'_> {

@@ -52,6 +52,7 @@ impl GitRepo {
             None => self.refs()?,
         };
         let before = refs_before(&listed.direct, updates.iter().chain(whole));
+        let after = refs_after(&before, whole.iter().chain(updates));
         let head_ref = self.head_ref();
         let mut commits = self.commit_source();
 
@@ -133,6 +134,11 @@ impl GitRepo {
             };
             let non_commit = targets[i].filter(|_| tip.is_none()).map(|(_, kind)| kind_name(kind));
             let aliases = if want.aliases { symref_chain(&listed.symbolic, &update.name) } else { Vec::new() };
+            let base_ref = base_ref(&update.name, tip, &after, head_ref.as_deref());
+            let tag_message = match want.heads && !update.new.is_null() {
+                true => self.tag_message(update.new)?,
+                false => None,
+            };
             changes.push(Change {
                 update: update.clone(),
                 action,
@@ -141,6 +147,8 @@ impl GitRepo {
                 head_files_pending,
                 non_commit,
                 aliases,
+                base_ref,
+                tag_message,
             });
         }
         let default_branch = head_ref.as_deref().and_then(|n| n.strip_prefix("refs/heads/")).map(str::to_string);
@@ -237,6 +245,37 @@ fn refs_before<'a>(
         }
     }
     before
+}
+
+/// The refs once the push has landed: `before` with every update's new value (or without
+/// the ref, for a delete).
+fn refs_after<'a>(
+    before: &HashMap<&'a str, ObjectId>,
+    updates: impl Iterator<Item = &'a RefUpdate>,
+) -> HashMap<&'a str, ObjectId> {
+    let mut after = before.clone();
+    for update in updates {
+        if update.new.is_null() {
+            after.remove(update.name.as_str());
+        } else {
+            after.insert(update.name.as_str(), update.new);
+        }
+    }
+    after
+}
+
+/// For a tag naming the commit `tip`: the branch whose tip that commit is once the push has
+/// landed (GitHub's `base_ref`). The default branch when it is one of them, else the first
+/// by name; `None` for other refs, or when no branch is there.
+fn base_ref(name: &str, tip: Option<ObjectId>, after: &HashMap<&str, ObjectId>, head: Option<&str>) -> Option<String> {
+    let tip = tip.filter(|_| name.starts_with("refs/tags/"))?;
+    let mut at_tip: Vec<&str> =
+        after.iter().filter(|(n, id)| n.starts_with("refs/heads/") && **id == tip).map(|(n, _)| *n).collect();
+    if let Some(head) = head.filter(|h| at_tip.contains(h)) {
+        return Some(head.to_string());
+    }
+    at_tip.sort_unstable();
+    at_tip.first().map(|n| n.to_string())
 }
 
 /// The refs a symbolic ref leads to, in order, through its whole chain; the last one need
@@ -345,6 +384,37 @@ mod tests {
         assert_eq!(symref_chain(&symbolic, "refs/heads/loop1"), ["refs/heads/loop2"]);
         assert_eq!(symref_chain(&symbolic, "refs/heads/dangling"), ["refs/heads/nothing"]);
         assert!(symref_chain(&symbolic, "refs/heads/main").is_empty());
+    }
+
+    #[test]
+    fn a_tags_base_ref_is_the_branch_at_its_commit_after_the_push() {
+        let after: HashMap<&str, ObjectId> = [
+            ("refs/heads/main", id(1)),
+            ("refs/heads/b", id(1)),
+            ("refs/heads/a", id(1)),
+            ("refs/heads/other", id(2)),
+            ("refs/tags/old", id(3)),
+        ]
+        .into();
+        let main = Some("refs/heads/main");
+        assert_eq!(base_ref("refs/tags/v1", Some(id(1)), &after, main).as_deref(), Some("refs/heads/main"));
+        assert_eq!(base_ref("refs/tags/v1", Some(id(1)), &after, None).as_deref(), Some("refs/heads/a"));
+        assert_eq!(base_ref("refs/tags/v1", Some(id(2)), &after, main).as_deref(), Some("refs/heads/other"));
+        assert_eq!(base_ref("refs/tags/v1", Some(id(3)), &after, main), None, "only branches");
+        assert_eq!(base_ref("refs/tags/v1", None, &after, main), None, "a tag of a tree or a delete");
+        assert_eq!(base_ref("refs/heads/copy", Some(id(1)), &after, main), None, "only tags");
+    }
+
+    #[test]
+    fn refs_after_the_push_apply_every_update() {
+        let before: HashMap<&str, ObjectId> = [("refs/heads/main", id(1)), ("refs/heads/old", id(1))].into();
+        let updates = [
+            RefUpdate { old: id(1), new: id(2), name: "refs/heads/main".into() },
+            RefUpdate { old: id(1), new: ObjectId::null(gix::hash::Kind::Sha1), name: "refs/heads/old".into() },
+            RefUpdate { old: ObjectId::null(gix::hash::Kind::Sha1), new: id(3), name: "refs/tags/v1".into() },
+        ];
+        let after = refs_after(&before, updates.iter());
+        assert_eq!(after, [("refs/heads/main", id(2)), ("refs/tags/v1", id(3))].into());
     }
 
     #[test]

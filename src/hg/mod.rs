@@ -178,6 +178,8 @@ pub fn read_push(document: &Document) -> Result<Push, String> {
             head_files_pending: false,
             non_commit: None,
             aliases: Vec::new(),
+            base_ref: None,
+            tag_message: None,
         });
     }
     Ok(Push { changes, default_branch: Some("default".into()), pushed_blobs: Vec::new() })

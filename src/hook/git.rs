@@ -242,9 +242,8 @@ pub fn decide(
     updates: &[RefUpdate],
     whole: &[RefUpdate],
 ) -> Result<(push::Push, crate::policy::Verdict), String> {
-    let refs: Vec<&str> = updates.iter().map(|u| u.name.as_str()).collect();
     let git = GitRepo::open(request.path, quarantine).map_err(|e| e.to_string())?;
-    let push = git.read_push(updates, whole, None, request.want(&refs)).map_err(|e| e.to_string())?;
+    let push = git.read_push(updates, whole, None, request.want(updates)).map_err(|e| e.to_string())?;
     let verdict = gate::decide(request, &push);
     Ok((push, verdict))
 }

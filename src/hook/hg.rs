@@ -145,6 +145,8 @@ fn decide_pushkey(hook: &Hook, input: &[u8], err: &mut dyn Write) -> Result<Outc
         head_files_pending: false,
         non_commit: None,
         aliases: vec![],
+        base_ref: None,
+        tag_message: None,
     };
     let push = Push { changes: vec![change], default_branch: Some("default".into()), pushed_blobs: Vec::new() };
     let verdict = policy::judge(&config, Subject { user: &user, repo: Some(&repo) }, &push);

@@ -13,16 +13,17 @@ use crate::event::{self, PullEvent, PushEvent};
 use crate::gate::Request;
 use crate::git::{GitRepo, Quarantine};
 use crate::identity::Via;
-use crate::push::{Push, Vcs};
+use crate::push::{Action, Push, Vcs};
 use crate::spool::{Record, Spool, Writer};
 use serde::{Deserialize, Serialize};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// Whether a `post` extension wants to hear about a push of `refs` to `repo`.
-pub fn wants_pushes(config: &Config, repo: &str, refs: &[&str]) -> bool {
-    wanting(&config.extensions, Phase::Post, About::Push { repo, refs }).next().is_some()
+/// Whether a `post` extension wants to hear about a push of `changes` (each one's ref and
+/// action) to `repo`.
+pub fn wants_pushes(config: &Config, repo: &str, changes: &[(&str, Action)]) -> bool {
+    wanting(&config.extensions, Phase::Post, About::Push { repo, changes }).next().is_some()
 }
 
 /// Whether a `post` extension wants to hear about fetches of `repo`.
@@ -62,8 +63,7 @@ fn pointer_path(dir: &Path, vcs: Vcs, pid: u32) -> PathBuf {
 /// reason to reject the push (`on_full = "reject"`).
 pub fn record_push(request: &Request, push: &Push, dir: &Path) -> Result<Recorded, String> {
     let config = request.config;
-    let refs: Vec<&str> = push.changes.iter().map(|c| c.update.name.as_str()).collect();
-    if !wants_pushes(config, request.repo, &refs) {
+    if !wants_pushes(config, request.repo, &push.ref_actions()) {
         return Ok(Recorded::NotNeeded);
     }
     let event = request.event(push, Phase::Post);
@@ -77,8 +77,7 @@ pub fn record_push(request: &Request, push: &Push, dir: &Path) -> Result<Recorde
 /// `install --per-ref`: add one accepted change to its push's record (made by the first).
 pub fn record_change(request: &Request, push: &Push, dir: &Path) -> Result<Recorded, String> {
     let config = request.config;
-    let refs: Vec<&str> = push.changes.iter().map(|c| c.update.name.as_str()).collect();
-    if !wants_pushes(config, request.repo, &refs) {
+    if !wants_pushes(config, request.repo, &push.ref_actions()) {
         return Ok(Recorded::NotNeeded);
     }
     let writer = Writer::parent().ok_or("cannot tell which process serves the push")?;

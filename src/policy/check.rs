@@ -93,8 +93,8 @@ fn commit_problems(config: &Config, user: &str, check: &Check, commit: &Commit) 
         problems.push("is not signed (require_signed; signatures are not verified)".into());
     }
     if check.author_is_pusher {
-        let email = commit.author.email.to_ascii_lowercase();
-        let known = config.users.get(user).is_some_and(|emails| emails.contains(&email));
+        let email = &commit.author.email;
+        let known = config.users.get(user).is_some_and(|emails| emails.iter().any(|e| e.eq_ignore_ascii_case(email)));
         if !known {
             problems.push(format!(
                 "author {} is not one of {user}'s emails (author_is_pusher)",
@@ -180,6 +180,8 @@ mode = "warn"
             head_files_pending: false,
             non_commit: None,
             aliases: vec![],
+            base_ref: None,
+            tag_message: None,
         }
     }
 

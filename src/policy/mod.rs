@@ -372,6 +372,8 @@ allow = ["all"]
             head_files_pending: false,
             non_commit: None,
             aliases: vec![],
+            base_ref: None,
+            tag_message: None,
         }
     }
 

@@ -12,7 +12,7 @@ use super::{Record, Spool, lock_file};
 use crate::config::Config;
 use crate::config::extension::{Extension, Phase};
 use crate::env::Env;
-use crate::extension::{self, Call, GithubHeaders};
+use crate::extension::{self, Call};
 use std::collections::HashMap;
 use std::io;
 use std::path::Path;
@@ -198,7 +198,8 @@ impl Deliverer<'_> {
             event_id: &job.event_id,
             delivery_id: &job.delivery_id,
             cwd: &job.git_dir,
-            github: job.total_commits.map(|total_commits| GithubHeaders { total_commits }),
+            dialect: job.dialect(),
+            instance: &self.config.server.base_url,
         };
         let started = Instant::now();
         crate::crashpoint::here("deliver:before-send");

@@ -7,7 +7,8 @@ use super::job::{Job, Shelf, delivery_id};
 use super::{Incoming, Record};
 use crate::config::extension::{About, Phase, wanting};
 use crate::event::{EventKind, PullEvent, PushEvent, Spooled};
-use crate::extension::body::{self, Sending};
+use crate::extension::body::{self, Dialect, Sending};
+use crate::push::Action;
 use std::collections::BTreeMap;
 use std::io;
 use std::path::Path;
@@ -174,12 +175,13 @@ impl Deliverer<'_> {
     }
 
     fn queue_jobs(&self, number: u64, event: &PushEvent) -> io::Result<()> {
-        let refs: Vec<&str> = event.changes.iter().map(|c| c.name.as_str()).collect();
+        let changes: Vec<(&str, Action)> = event.changes.iter().map(|c| (c.name.as_str(), c.action)).collect();
         let repo_config = (self.repo_config)(Path::new(&event.repository.path));
         let config = repo_config.as_ref().unwrap_or(self.config);
-        let about = About::Push { repo: &event.repository.name, refs: &refs };
+        let about = About::Push { repo: &event.repository.name, changes: &changes };
+        let users = &self.config.users;
         for ext in wanting(&config.extensions, Phase::Post, about) {
-            let sending = Sending { server: &self.config.server, max_commits: config.max_commits };
+            let sending = Sending { server: &self.config.server, users, max_commits: config.max_commits };
             for body in body::for_push(ext, event, &sending).map_err(io::Error::other)? {
                 let known = [Shelf::Queue, Shelf::Dead]
                     .iter()
@@ -202,7 +204,14 @@ impl Deliverer<'_> {
                     attempts: 0,
                     next_attempt: 0,
                     last_error: None,
-                    total_commits: body.total_commits,
+                    total_commits: match body.dialect {
+                        Dialect::Github { total_commits } => Some(total_commits),
+                        _ => None,
+                    },
+                    gitlab: match body.dialect {
+                        Dialect::Gitlab { hook } => Some(hook),
+                        _ => None,
+                    },
                     body: body.json,
                 };
                 self.spool.put_job(&job, Shelf::Queue)?;
@@ -237,6 +246,7 @@ impl Deliverer<'_> {
                 next_attempt: 0,
                 last_error: None,
                 total_commits: None,
+                gitlab: None,
                 body: body.json,
             };
             self.spool.put_job(&job, Shelf::Queue)?;

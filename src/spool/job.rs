@@ -3,6 +3,8 @@
 
 use super::{Spool, at, remove_durably, write_durably};
 use crate::event::EventKind;
+use crate::event::gitlab::Hook;
+use crate::extension::body::Dialect;
 use serde::{Deserialize, Serialize};
 use std::io;
 use std::path::PathBuf;
@@ -31,6 +33,9 @@ pub struct Job {
     pub last_error: Option<String>,
     /// Present for `github` payloads.
     pub total_commits: Option<usize>,
+    /// Present for `gitlab` payloads: which hook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gitlab: Option<Hook>,
     /// Exactly what is sent.
     pub body: serde_json::Value,
 }
@@ -52,6 +57,15 @@ impl Shelf {
 }
 
 impl Job {
+    /// The headers its body's format adds.
+    pub fn dialect(&self) -> Dialect {
+        match (self.gitlab, self.total_commits) {
+            (Some(hook), _) => Dialect::Gitlab { hook },
+            (None, Some(total_commits)) => Dialect::Github { total_commits },
+            (None, None) => Dialect::Pushgate,
+        }
+    }
+
     pub fn file_name(&self) -> String {
         file_name(self.number, self.change)
     }

@@ -7,7 +7,8 @@
 
 use crate::harness::{
     ALLOW_ALL, Answer, Receiver, Request, Run, TestServer, VERSION, ZERO, assert_valid, event_schema, github_schema,
-    github_signature, post_http, quoted, refused_url, spool_table, standard_signature, unix_now, updates,
+    github_sha1_signature, github_signature, post_http, quoted, refused_url, spool_table, standard_signature, unix_now,
+    updates,
 };
 use std::time::{Duration, Instant};
 
@@ -190,6 +191,11 @@ fn signature_helpers_match_the_published_examples() {
         github_signature(b"It's a Secret to Everybody", b"Hello, World!"),
         "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
     );
+    // RFC 2202's second HMAC-SHA1 test case.
+    assert_eq!(
+        github_sha1_signature(b"Jefe", b"what do ya want for nothing?"),
+        "sha1=effcdf6ae5eb2fa2d27416d5f184df9c259a7c79"
+    );
     assert_eq!(
         standard_signature(
             "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
@@ -352,7 +358,7 @@ fn the_github_format_sends_one_push_payload_per_ref() {
         assert_eq!(request.header("X-GitHub-Event"), "push");
         assert_eq!(request.header("X-GitHub-Delivery"), request.delivery());
         assert_eq!(request.header("X-Hub-Signature-256"), github_signature(env[0].1.as_bytes(), &request.body));
-        assert_eq!(payload["repository"]["full_name"], "server");
+        assert_eq!(payload["repository"]["full_name"], "server/server", "a top-level repository owns itself");
         assert_eq!(payload["pusher"]["name"], "alice");
         let flags = |p: &serde_json::Value| (p["created"].clone(), p["deleted"].clone(), p["forced"].clone());
         let name = payload["ref"].as_str().unwrap().to_string();
@@ -394,6 +400,59 @@ fn the_github_format_sends_one_push_payload_per_ref() {
         .collect();
     assert_eq!(listing_next, [true, true]);
     receiver.assert_no_more();
+}
+
+// ---------------------------------------------------------------------------------------
+// actions: which changes an extension is told of
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn an_extension_is_told_only_of_the_actions_it_names() {
+    let all = Receiver::ok();
+    let deletes = Receiver::ok();
+    let server = server_with(
+        "",
+        &format!(
+            "{}{}{}",
+            post_http("all", &all.url("/all"), ""),
+            post_http("deletes", &deletes.url("/deletes"), "actions = [\"delete\"]"),
+            pre_script("no-forces", "echo 'history is not rewritten here'; exit 1", &[], "actions = [\"force\"]"),
+        ),
+    );
+    let work = server.work();
+    let base = work.commit(&[("README.md", "# app\n")]);
+    let changes = |request: &Request| crate::harness::changes(&request.json());
+
+    // Creates: the pre extension is not asked, `deletes` is not told.
+    server.push_as("alice", &["origin", "HEAD:refs/heads/main", "HEAD:refs/heads/topic"]).assert_accepted();
+    assert_eq!(changes(&all.next()).len(), 2);
+    server.sandbox.wait_for_detached_deliverers();
+    deletes.assert_no_more();
+
+    // An update and a delete in one push: `deletes` hears of the delete alone.
+    let next = work.commit(&[("NEWS", "1\n")]);
+    server.push_as("alice", &["origin", "HEAD:refs/heads/main", ":refs/heads/topic"]).assert_accepted();
+    assert_eq!(
+        changes(&all.next()),
+        [("refs/heads/main".into(), "update".into()), ("refs/heads/topic".into(), "delete".into())]
+    );
+    let told = deletes.next();
+    assert_eq!(changes(&told), [("refs/heads/topic".to_string(), "delete".to_string())]);
+    assert_valid(&event_schema(), &told.json());
+
+    // A force: the pre extension that names `force` is asked, and vetoes.
+    work.git(&["reset", "--quiet", "--hard", &base]).ok();
+    work.commit(&[("README.md", "# app, rewritten\n")]);
+    let pushed = server.push_as("alice", &["origin", "+HEAD:refs/heads/main"]);
+    pushed.assert_rejected().assert_no_panic();
+    assert_eq!(
+        pushed.pushgate_lines(),
+        ["pushgate: push rejected for alice", "pushgate: no-forces: history is not rewritten here"]
+    );
+    assert_eq!(server.ref_target("refs/heads/main").as_deref(), Some(next.as_str()));
+    server.sandbox.wait_for_detached_deliverers();
+    all.assert_no_more();
+    deletes.assert_no_more();
 }
 
 // ---------------------------------------------------------------------------------------

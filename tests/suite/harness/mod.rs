@@ -23,7 +23,7 @@ pub use receiver::{Answer, Receiver, Request, refused_url, summary};
 pub use sandbox::Sandbox;
 pub use schema::{assert_valid, assert_valid_event, event_schema, github_schema};
 pub use server::{TestServer, Work};
-pub use signature::{github_signature, standard_signature};
+pub use signature::{github_sha1_signature, github_signature, standard_signature};
 pub use spool::{
     ALLOW_ALL, connector_status, deliver_once, files_under, json_of, log, post_http, spool_dir, spool_table,
 };

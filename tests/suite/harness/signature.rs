@@ -14,6 +14,16 @@ pub fn github_signature(secret: &[u8], body: &[u8]) -> String {
     format!("sha256={hex}")
 }
 
+/// GitHub's older `X-Hub-Signature`: `sha1=` and the hex HMAC-SHA1 of the raw body, keyed
+/// with the secret (what receivers written before SHA-256 read).
+pub fn github_sha1_signature(secret: &[u8], body: &[u8]) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(secret).unwrap();
+    mac.update(body);
+    let hex: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha1={hex}")
+}
+
 /// Standard Webhooks' `webhook-signature`: `v1,` and the base64 HMAC-SHA256 of
 /// `{id}.{timestamp}.{body}`, keyed with the base64-decoded part of a `whsec_` secret (or,
 /// as pushgate documents for other secrets, the secret's bytes).
