@@ -105,15 +105,15 @@ fn run(cli: Cli, env: &Env, out: &mut dyn Write, err: &mut dyn Write) -> Result<
             }
             queue::deliver(config_path, watch, env, &|| STOP.load(Ordering::SeqCst))
         }
-        Command::Queue { command } => queue::run(config_path, command, out),
-        Command::Log { connector, json } => queue::log(config_path, connector.as_deref(), json, out),
+        Command::Queue { command } => queue::run(config_path, command, env, out),
+        Command::Log { connector, json } => queue::log(config_path, connector.as_deref(), json, env, out),
         Command::Shell { user } => {
             let shell = shell::Shell { config_path, explicit_config: cli.config.is_some(), user: &user, env };
             shell::run(&shell, err)
         }
         Command::Keys { dir } => shell::keys(&dir, cli.config.as_deref(), env.exe().map_err(Error::new)?, out, err),
         Command::Demo => demo::run(env.exe().map_err(Error::new)?, out),
-        Command::Metrics => metrics::run(config_path, out),
+        Command::Metrics => metrics::run(config_path, env, out),
         Command::Doctor { repos } => doctor::run(config_path, &repos, env, out),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "pushgate", out);

@@ -8,6 +8,7 @@ use crate::config::{self, Config};
 use crate::env::Env;
 use crate::outcome::{Error, Outcome};
 use crate::spool::Spool;
+use crate::spool::queues::Queues;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -81,7 +82,18 @@ pub fn run(config_path: &Path, repos: &[PathBuf], env: &Env, out: &mut dyn Write
     }
     if let Some(config) = &config {
         check_secrets(&mut found, config, env);
-        check_delivery(&mut found, config, &Spool::at(&spool_dir));
+        let local = Spool::at(&spool_dir);
+        match super::queue::outbox_of(Some(config), env) {
+            Ok(Some(outbox)) => {
+                found.ok("the fleet's database answers and its tables are up to date".to_string());
+                if outbox.plain_tcp() {
+                    found.warn("the database connection string sets sslmode=disable over TCP: its traffic and password travel in clear");
+                }
+                check_delivery(&mut found, config, &outbox, &local);
+            }
+            Ok(None) => check_delivery(&mut found, config, &local, &local),
+            Err(e) => found.fail(format!("the fleet's database: {e}")),
+        }
     }
     check_server_processes(&mut found, &owners);
 
@@ -238,7 +250,7 @@ fn check_secrets(found: &mut Findings, config: &Config, env: &Env) {
     }
 }
 
-fn check_delivery(found: &mut Findings, config: &Config, spool: &Spool) {
+fn check_delivery(found: &mut Findings, config: &Config, spool: &dyn Queues, local: &Spool) {
     let connectors: Vec<&str> = config
         .extensions
         .iter()
@@ -276,18 +288,18 @@ fn check_delivery(found: &mut Findings, config: &Config, spool: &Spool) {
             ));
         }
     }
-    match (spool.watched(), waiting) {
+    match (local.watched(), waiting) {
         (true, _) => found.ok("a `pushgate deliver --watch` runs"),
         (false, 0) => found
             .warn("no `pushgate deliver --watch` runs: retries wait for the next push; start pushgate-deliver.service"),
         (false, n) => found
             .fail(format!("{n} job(s) wait and no `pushgate deliver --watch` runs: start pushgate-deliver.service")),
     }
-    if !spool.aside().is_empty() {
+    if !local.aside().is_empty() {
         found.warn(format!(
             "{} unreadable file(s) set aside in {}: look at them, then remove them",
-            spool.aside().len(),
-            spool.dir().join("aside").display()
+            local.aside().len(),
+            local.dir().join("aside").display()
         ));
     }
 }

@@ -4,22 +4,29 @@
 
 use super::queue::connectors;
 use crate::config::{self, Config};
+use crate::env::Env;
 use crate::outcome::{Error, Outcome};
 use crate::spool::Spool;
 use crate::spool::log::AttemptOutcome;
+use crate::spool::queues::Queues;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write;
 use std::path::Path;
 
 /// Print every metric of SPEC §12.
-pub fn run(config_path: &Path, out: &mut dyn Write) -> Result<Outcome, Error> {
+pub fn run(config_path: &Path, env: &Env, out: &mut dyn Write) -> Result<Outcome, Error> {
     let config = Config::load(config_path, None).ok();
     let dir = config.as_ref().map_or_else(|| config::lenient::spool_dir(config_path), |c| c.spool.dir.clone());
-    let spool = Spool::at(&dir);
+    let local = Spool::at(&dir);
+    let outbox = super::queue::outbox_of(config.as_ref(), env)?;
+    let spool: &dyn Queues = match &outbox {
+        Some(outbox) => outbox,
+        None => &local,
+    };
     let now = crate::time::unix_seconds(&crate::time::now_rfc3339()).unwrap_or(0);
     let mut text = String::new();
-    let names = connectors(&spool, config.as_ref())?;
+    let names = connectors(spool, config.as_ref())?;
     let summaries: Vec<_> = names
         .iter()
         .map(|name| spool.summary(name).map(|s| (name, s)))
@@ -85,7 +92,7 @@ pub fn run(config_path: &Path, out: &mut dyn Write) -> Result<Outcome, Error> {
         sample(&mut text, "pushgate_last_delivery_timestamp_seconds", &[("connector", connector)], *at as f64);
     }
     let unconfirmed =
-        spool.incoming().map(|i| i.iter().filter(|e| !e.event && e.record.is_some()).count()).unwrap_or(0);
+        local.incoming().map(|i| i.iter().filter(|e| !e.event && e.record.is_some()).count()).unwrap_or(0);
     family(
         &mut text,
         "pushgate_spool_records_unconfirmed",

@@ -2,12 +2,14 @@
 
 use crate::cli::QueueCommand;
 use crate::config::extension::Phase;
-use crate::config::{self, Config};
+use crate::config::{self, Backend, Config};
 use crate::env::Env;
 use crate::outcome::{Error, Outcome};
 use crate::spool::Spool;
 use crate::spool::deliver::{Deliverer, now_ms};
 use crate::spool::job::{Job, Shelf};
+use crate::spool::pg::Outbox;
+use crate::spool::queues::Queues;
 use crate::text::one_line;
 use serde_json::json;
 use std::io::Write;
@@ -26,6 +28,13 @@ pub fn deliver(config_path: &Path, watch: bool, env: &Env, stop: &dyn Fn() -> bo
     let tell = |line: &str| {
         let _ = writeln!(std::io::stderr(), "{line}");
     };
+    let outbox = match &config.spool.backend {
+        Backend::File => None,
+        Backend::Postgres(pg) => match open_outbox(pg, watch, env, stop, &tell)? {
+            Some(outbox) => Some(outbox),
+            None => return Ok(Outcome::Success),
+        },
+    };
     let deliverer = Deliverer {
         spool: &spool,
         config: &config,
@@ -35,10 +44,49 @@ pub fn deliver(config_path: &Path, watch: bool, env: &Env, stop: &dyn Fn() -> bo
         repo_config: &repo_config,
         tell: &tell,
         not_before: Default::default(),
+        outbox: outbox.as_ref(),
     };
     let result = if watch { deliverer.watch(stop) } else { deliverer.run_once() };
     result.map_err(|e| Error::new(format!("deliver: {e}")))?;
     Ok(Outcome::Success)
+}
+
+/// The fleet's outbox; `--watch` waits for the database (saying so once) rather than
+/// stopping: the hooks go on recording locally meanwhile. `None` inside: stopped first.
+fn open_outbox(
+    pg: &config::Postgres,
+    watch: bool,
+    env: &Env,
+    stop: &dyn Fn() -> bool,
+    tell: &dyn Fn(&str),
+) -> Result<Option<Outbox>, Error> {
+    let mut said = false;
+    loop {
+        match Outbox::open(pg, env) {
+            Ok(outbox) => return Ok(Some(outbox)),
+            Err(e) if !watch => return Err(Error::new(format!("deliver: {e}"))),
+            Err(e) => {
+                if !said {
+                    tell(&format!("error: {e} (retrying)"));
+                    said = true;
+                }
+                for _ in 0..10 {
+                    if stop() {
+                        return Ok(None);
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+            }
+        }
+    }
+}
+
+/// The fleet's outbox, when the configuration delivers through one.
+pub(super) fn outbox_of(config: Option<&Config>, env: &Env) -> Result<Option<Outbox>, Error> {
+    match config.map(|c| &c.spool.backend) {
+        Some(Backend::Postgres(pg)) => Outbox::open(pg, env).map(Some).map_err(|e| Error::new(e.to_string())),
+        _ => Ok(None),
+    }
 }
 
 /// The spool of a configuration that may be broken (queue commands must still work), as it
@@ -51,11 +99,11 @@ fn spool_of(config_path: &Path) -> (Spool, Option<Config>) {
 }
 
 /// Every connector worth showing: the configured `post` extensions, then any other queue.
-pub(super) fn connectors(spool: &Spool, config: Option<&Config>) -> Result<Vec<String>, Error> {
+pub(super) fn connectors(queues: &dyn Queues, config: Option<&Config>) -> Result<Vec<String>, Error> {
     let mut names: Vec<String> = config
         .map(|c| c.extensions.iter().filter(|e| e.phase == Phase::Post).map(|e| e.connector.clone()).collect())
         .unwrap_or_default();
-    for name in spool.connectors().map_err(|e| Error::new(e.to_string()))? {
+    for name in queues.connectors().map_err(|e| Error::new(e.to_string()))? {
         if !names.contains(&name) {
             names.push(name);
         }
@@ -64,20 +112,25 @@ pub(super) fn connectors(spool: &Spool, config: Option<&Config>) -> Result<Vec<S
 }
 
 /// `pushgate queue ...`.
-pub fn run(config_path: &Path, command: QueueCommand, out: &mut dyn Write) -> Result<Outcome, Error> {
+pub fn run(config_path: &Path, command: QueueCommand, env: &Env, out: &mut dyn Write) -> Result<Outcome, Error> {
     let (spool, config) = spool_of(config_path);
+    let outbox = outbox_of(config.as_ref(), env)?;
+    let queues: &dyn Queues = match &outbox {
+        Some(outbox) => outbox,
+        None => &spool,
+    };
     match command {
-        QueueCommand::Status { json } => status(&spool, config.as_ref(), json, out),
+        QueueCommand::Status { json } => status(&spool, queues, config.as_ref(), json, out),
         QueueCommand::List { connector, dead, json } => {
-            list(&spool, config.as_ref(), connector.as_deref(), dead, json, out)
+            list(queues, config.as_ref(), connector.as_deref(), dead, json, out)
         }
-        QueueCommand::Show { job, json } => show(&spool, &job, json, out),
+        QueueCommand::Show { job, json } => show(queues, &job, json, out),
         QueueCommand::Retry { jobs, all, connector, json } => {
-            retry(&spool, config.as_ref(), &jobs, all, connector.as_deref(), json, out)
+            retry(queues, config.as_ref(), &jobs, all, connector.as_deref(), json, out)
         }
-        QueueCommand::Drop { jobs, json } => drop_jobs(&spool, &jobs, json, out),
+        QueueCommand::Drop { jobs, json } => drop_jobs(queues, &jobs, json, out),
         QueueCommand::Enable { connector, json } => {
-            let was = spool.enable(&connector).map_err(|e| Error::new(e.to_string()))?;
+            let was = queues.enable(&connector).map_err(|e| Error::new(e.to_string()))?;
             if json {
                 writeln!(
                     out,
@@ -98,10 +151,16 @@ fn when(ms: u64) -> Option<String> {
     (ms > now_ms()).then(|| crate::time::rfc3339((ms / 1000) as i64, 0))
 }
 
-fn status(spool: &Spool, config: Option<&Config>, json: bool, out: &mut dyn Write) -> Result<Outcome, Error> {
+fn status(
+    spool: &Spool,
+    queues: &dyn Queues,
+    config: Option<&Config>,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<Outcome, Error> {
     let mut rows = Vec::new();
-    for name in connectors(spool, config)? {
-        let summary = spool.summary(&name).map_err(|e| Error::new(e.to_string()))?;
+    for name in connectors(queues, config)? {
+        let summary = queues.summary(&name).map_err(|e| Error::new(e.to_string()))?;
         // A repository's own connectors (`name~tag`) are configured in its own file.
         let configured = name.contains('~')
             || config.is_none_or(|c| c.extensions.iter().any(|e| e.phase == Phase::Post && e.connector == name));
@@ -165,7 +224,7 @@ fn job_row(job: &Job) -> serde_json::Value {
 }
 
 fn list(
-    spool: &Spool,
+    queues: &dyn Queues,
     config: Option<&Config>,
     only: Option<&str>,
     dead: bool,
@@ -174,8 +233,8 @@ fn list(
 ) -> Result<Outcome, Error> {
     let shelf = if dead { Shelf::Dead } else { Shelf::Queue };
     let mut jobs = Vec::new();
-    for name in connectors(spool, config)?.into_iter().filter(|n| only.is_none_or(|o| o == n)) {
-        jobs.extend(spool.jobs(&name, shelf).map_err(|e| Error::new(e.to_string()))?);
+    for name in connectors(queues, config)?.into_iter().filter(|n| only.is_none_or(|o| o == n)) {
+        jobs.extend(queues.jobs(&name, shelf).map_err(|e| Error::new(e.to_string()))?);
     }
     jobs.sort_by_key(|j| (j.number, j.change));
     if json {
@@ -191,8 +250,8 @@ fn list(
     Ok(Outcome::Success)
 }
 
-fn show(spool: &Spool, id: &str, json: bool, out: &mut dyn Write) -> Result<Outcome, Error> {
-    let (job, shelf) = spool.find_job(id).ok_or_else(|| Error::new(format!("no job {id}")))?;
+fn show(queues: &dyn Queues, id: &str, json: bool, out: &mut dyn Write) -> Result<Outcome, Error> {
+    let (job, shelf) = queues.find_job(id).ok_or_else(|| Error::new(format!("no job {id}")))?;
     let mut value = serde_json::to_value(&job).map_err(|e| Error::new(e.to_string()))?;
     value["id"] = json!(job.id());
     value["dead"] = json!(shelf == Shelf::Dead);
@@ -205,7 +264,7 @@ fn show(spool: &Spool, id: &str, json: bool, out: &mut dyn Write) -> Result<Outc
 }
 
 fn retry(
-    spool: &Spool,
+    queues: &dyn Queues,
     config: Option<&Config>,
     ids: &[String],
     all: bool,
@@ -215,12 +274,12 @@ fn retry(
 ) -> Result<Outcome, Error> {
     let mut chosen: Vec<Job> = Vec::new();
     if all {
-        for name in connectors(spool, config)?.into_iter().filter(|n| only.is_none_or(|o| o == n)) {
-            chosen.extend(spool.jobs(&name, Shelf::Dead).map_err(|e| Error::new(e.to_string()))?);
+        for name in connectors(queues, config)?.into_iter().filter(|n| only.is_none_or(|o| o == n)) {
+            chosen.extend(queues.jobs(&name, Shelf::Dead).map_err(|e| Error::new(e.to_string()))?);
         }
     } else {
         for id in ids {
-            match spool.find_job(id) {
+            match queues.find_job(id) {
                 Some((job, Shelf::Dead)) => chosen.push(job),
                 Some((_, Shelf::Queue)) => return Err(Error::new(format!("job {id} is not dead: it is waiting"))),
                 None => return Err(Error::new(format!("no job {id}"))),
@@ -232,8 +291,7 @@ fn retry(
     for job in &mut chosen {
         job.attempts = 0;
         job.next_attempt = 0;
-        let _held = spool.lock_jobs(&job.connector).map_err(|e| Error::new(e.to_string()))?;
-        spool.move_job(job, Shelf::Dead, Shelf::Queue).map_err(|e| Error::new(e.to_string()))?;
+        queues.revive(job).map_err(|e| Error::new(e.to_string()))?;
     }
     let ids: Vec<String> = chosen.iter().map(Job::id).collect();
     if json {
@@ -245,15 +303,14 @@ fn retry(
     Ok(Outcome::Success)
 }
 
-fn drop_jobs(spool: &Spool, ids: &[String], json: bool, out: &mut dyn Write) -> Result<Outcome, Error> {
+fn drop_jobs(queues: &dyn Queues, ids: &[String], json: bool, out: &mut dyn Write) -> Result<Outcome, Error> {
     let mut dropped = Vec::new();
     for id in ids {
-        let (job, _) = spool.find_job(id).ok_or_else(|| Error::new(format!("no job {id}")))?;
-        let _held = spool.lock_jobs(&job.connector).map_err(|e| Error::new(e.to_string()))?;
-        // Looked up again under the lock: a deliverer may have just settled it.
-        let Some((job, shelf)) = spool.find_job(id) else { continue };
-        spool.remove_job(&job, shelf).map_err(|e| Error::new(e.to_string()))?;
-        dropped.push(job.id());
+        queues.find_job(id).ok_or_else(|| Error::new(format!("no job {id}")))?;
+        // Gone since the look: a deliverer has just settled it.
+        if let Some(job) = queues.drop_job(id).map_err(|e| Error::new(e.to_string()))? {
+            dropped.push(job.id());
+        }
     }
     if json {
         writeln!(out, "{}", crate::text::json(&json!({"dropped": dropped})))?;
@@ -264,9 +321,20 @@ fn drop_jobs(spool: &Spool, ids: &[String], json: bool, out: &mut dyn Write) -> 
 }
 
 /// `pushgate log`: every attempt kept, newest last.
-pub fn log(config_path: &Path, only: Option<&str>, json: bool, out: &mut dyn Write) -> Result<Outcome, Error> {
-    let (spool, _) = spool_of(config_path);
-    let attempts = spool.attempts().map_err(|e| Error::new(e.to_string()))?;
+pub fn log(
+    config_path: &Path,
+    only: Option<&str>,
+    json: bool,
+    env: &Env,
+    out: &mut dyn Write,
+) -> Result<Outcome, Error> {
+    let (spool, config) = spool_of(config_path);
+    let outbox = outbox_of(config.as_ref(), env)?;
+    let queues: &dyn Queues = match &outbox {
+        Some(outbox) => outbox,
+        None => &spool,
+    };
+    let attempts = queues.attempts().map_err(|e| Error::new(e.to_string()))?;
     for attempt in attempts.iter().filter(|a| only.is_none_or(|o| o == a.connector)) {
         if json {
             writeln!(out, "{}", crate::text::json(attempt))?;

@@ -108,7 +108,34 @@ pub struct SpoolConfig {
     pub keep_log: std::time::Duration,
     /// What the gate does when the spool cannot take a push's record.
     pub on_full: OnFull,
+    /// Where delivery happens: this machine's spool, or a fleet's shared outbox.
+    pub backend: Backend,
 }
+
+/// `[spool] backend`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded default: the spool directory holds the queues.
+    File,
+    /// PostgreSQL (SPEC §11): the hooks still record into the spool; `deliver` relays to
+    /// the shared outbox and delivers from it.
+    Postgres(Postgres),
+}
+
+/// `[spool] backend = "postgres"` and its keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Postgres {
+    /// The connection string (a libpq `key=value` string or a `postgresql://` URL, with its
+    /// password): read when connecting, never shown.
+    pub url: extension::Secret,
+    /// How long a worker holds a connector without renewing: a dead or stopped worker loses
+    /// it after this.
+    pub lease: std::time::Duration,
+    /// PEM certificates the server's TLS certificate may chain to, besides the public roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+pub const DEFAULT_LEASE: &str = "30s";
 
 /// `[spool] on_full`: a push whose event cannot be recorded is rejected (the default), or
 /// lands with a loud warning that its event is not recorded.
@@ -130,6 +157,7 @@ impl SpoolConfig {
             retry: DEFAULT_RETRY.iter().map(|t| parse(t)).collect(),
             keep_log: parse(DEFAULT_KEEP_LOG),
             on_full: OnFull::Reject,
+            backend: Backend::File,
         }
     }
 }
@@ -406,7 +434,73 @@ impl Validator {
                 }
             };
         }
+        config.backend = self.backend(at, spool);
         config
+    }
+
+    fn backend(&mut self, at: &Source, spool: Option<&raw::Spool>) -> Backend {
+        let Some(spool) = spool else { return Backend::File };
+        let postgres = match spool.backend.as_ref() {
+            None => false,
+            Some(b) => match b.get_ref().as_str() {
+                "file" => false,
+                "postgres" => true,
+                other => {
+                    self.fail(at, b.span(), format!("backend {other:?} must be \"file\" or \"postgres\""));
+                    false
+                }
+            },
+        };
+        let keys = [
+            ("url_env", &spool.url_env),
+            ("url_file", &spool.url_file),
+            ("lease", &spool.lease),
+            ("ca_file", &spool.ca_file),
+        ];
+        if !postgres {
+            for (key, value) in keys {
+                if let Some(value) = value {
+                    self.fail(at, value.span(), format!("{key} is for backend = \"postgres\""));
+                }
+            }
+            return Backend::File;
+        }
+        let url = match (&spool.url_env, &spool.url_file) {
+            (Some(name), None) => {
+                let text = name.get_ref();
+                let valid = !text.is_empty()
+                    && !text.starts_with(|c: char| c.is_ascii_digit())
+                    && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+                if !valid {
+                    self.fail(at, name.span(), format!("{text:?} is not an environment variable name"));
+                }
+                extension::Secret::Env(name.get_ref().clone())
+            }
+            (None, Some(file)) => extension::Secret::File(PathBuf::from(file.get_ref())),
+            (Some(_), Some(file)) => {
+                self.fail(at, file.span(), "set `url_env` or `url_file`, not both");
+                extension::Secret::File(PathBuf::from(file.get_ref()))
+            }
+            (None, None) => {
+                let span = spool.backend.as_ref().map(|b| b.span()).unwrap_or_default();
+                self.fail(
+                    at,
+                    span,
+                    "backend = \"postgres\" needs `url_env` or `url_file` (the database's connection string)",
+                );
+                extension::Secret::Env(String::new())
+            }
+        };
+        let parse = |t: &str| units::parse_duration(t).expect("the default is a valid duration");
+        let mut lease = parse(DEFAULT_LEASE);
+        if let Some(text) = &spool.lease {
+            match units::parse_duration(text.get_ref()) {
+                Ok(d) if d >= std::time::Duration::from_secs(1) => lease = d,
+                Ok(_) => self.fail(at, text.span(), "lease must be at least 1s"),
+                Err(e) => self.fail(at, text.span(), e),
+            }
+        }
+        Backend::Postgres(Postgres { url, lease, ca_file: spool.ca_file.as_ref().map(|f| PathBuf::from(f.get_ref())) })
     }
 
     pub(crate) fn max_commits(&mut self, at: &Source, value: Option<&Spanned<i64>>) -> usize {

@@ -72,6 +72,11 @@ pub struct Spool {
     pub retry: Option<TextList>,
     pub keep_log: Option<Text>,
     pub on_full: Option<Text>,
+    pub backend: Option<Text>,
+    pub url_env: Option<Text>,
+    pub url_file: Option<Text>,
+    pub lease: Option<Text>,
+    pub ca_file: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -38,6 +38,9 @@ pub struct Deliverer<'a> {
     /// When jobs whose file could not be rewritten are next due (a full disk must not make
     /// a failed job due again at once).
     pub not_before: Mutex<HashMap<String, u64>>,
+    /// The fleet's outbox, with `[spool] backend = "postgres"`: local jobs are relayed
+    /// there and delivered from there.
+    pub outbox: Option<&'a super::pg::Outbox>,
 }
 
 /// The longest a `--watch` deliverer sleeps without looking at the queues.
@@ -47,6 +50,11 @@ impl Deliverer<'_> {
     /// Fan out what is incoming, then deliver every due job once.
     pub fn run_once(&self) -> io::Result<()> {
         self.fan_out()?;
+        if let Some(outbox) = self.outbox {
+            self.relay(outbox)?;
+            self.deliver_fleet(outbox);
+            return outbox.prune_now_and_then(self.config.spool.keep_log);
+        }
         self.deliver_all();
         self.spool.clean_log(self.config.spool.keep_log)
     }
@@ -56,20 +64,39 @@ impl Deliverer<'_> {
     pub fn watch(&self, stop: &dyn Fn() -> bool) -> io::Result<()> {
         let _watching = self.spool.lock_watch()?;
         let waker = Waker::new(&self.spool.dir().join("incoming"));
-        let mut failing = false;
-        while !stop() {
-            match self.run_once() {
-                Ok(()) => failing = false,
-                Err(e) if !failing => {
-                    self.say(&format!("error: {e} (retrying)"));
-                    failing = true;
-                }
-                Err(_) => {}
+        let stopping = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            if let Some(outbox) = self.outbox {
+                let ringer = waker.ringer();
+                let stopping = &stopping;
+                scope.spawn(move || outbox.listen(ringer, stopping));
             }
-            let sleep = self.next_due().map_or(MAX_SLEEP, |due| due.min(MAX_SLEEP));
-            waker.wait(if failing { sleep.max(Duration::from_secs(1)) } else { sleep });
-        }
+            let mut failing = false;
+            while !stop() {
+                match self.run_once() {
+                    Ok(()) => failing = false,
+                    Err(e) if !failing => {
+                        self.say(&format!("error: {e} (retrying)"));
+                        failing = true;
+                    }
+                    Err(_) => {}
+                }
+                let sleep = self.sleep();
+                waker.wait(if failing { sleep.max(Duration::from_secs(1)) } else { sleep });
+            }
+            stopping.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
         Ok(())
+    }
+
+    /// How long a `--watch` deliverer may sleep: until the next due retry, at most
+    /// [`MAX_SLEEP`]; in a fleet, at most a lease too (a dead worker's connectors are free
+    /// again after it).
+    fn sleep(&self) -> Duration {
+        match self.outbox {
+            Some(outbox) => self.fleet_next_due(outbox).unwrap_or(MAX_SLEEP).min(MAX_SLEEP).min(outbox.lease),
+            None => self.next_due().map_or(MAX_SLEEP, |due| due.min(MAX_SLEEP)),
+        }
     }
 
     pub(super) fn say(&self, line: &str) {
@@ -188,6 +215,29 @@ impl Deliverer<'_> {
         if self.due_at(&job) > now_ms() {
             return Step::Stop;
         }
+        let (settlement, duration_ms) = self.send(connection, &mut job);
+        let (outcome, status, error, go_on) = self.apply(ext, &mut job, settlement);
+        let attempt = Attempt {
+            time: crate::time::now_rfc3339(),
+            connector: ext.connector.clone(),
+            job: job.id(),
+            event_id: job.event_id.clone(),
+            delivery_id: job.delivery_id.clone(),
+            attempt: job.attempts,
+            outcome,
+            status,
+            duration_ms,
+            error,
+            repo: Some(job.repo.clone()),
+            sequence: job.sequence,
+        };
+        self.say(&attempt.line());
+        let _ = self.spool.log_attempt(&attempt);
+        if go_on { Step::Next } else { Step::Stop }
+    }
+
+    /// Make one attempt at `job`: what its reply means, and how long it took.
+    pub(super) fn send(&self, connection: &extension::Connection, job: &mut Job) -> (Settlement, u64) {
         let body = serde_json::to_vec(&job.body).unwrap_or_default();
         let call = Call {
             body: &body,
@@ -208,24 +258,7 @@ impl Deliverer<'_> {
         let duration_ms = started.elapsed().as_millis() as u64;
         job.attempts += 1;
         let settlement = settle(reply, job.attempts, &self.config.spool.retry, now_ms(), crate::ids::random_unit());
-        let (outcome, status, error, go_on) = self.apply(ext, &mut job, settlement);
-        let attempt = Attempt {
-            time: crate::time::now_rfc3339(),
-            connector: ext.connector.clone(),
-            job: job.id(),
-            event_id: job.event_id.clone(),
-            delivery_id: job.delivery_id.clone(),
-            attempt: job.attempts,
-            outcome,
-            status,
-            duration_ms,
-            error,
-            repo: Some(job.repo.clone()),
-            sequence: job.sequence,
-        };
-        self.say(&attempt.line());
-        let _ = self.spool.log_attempt(&attempt);
-        if go_on { Step::Next } else { Step::Stop }
+        (settlement, duration_ms)
     }
 
     /// Carry out a settlement on the job's files: `(outcome, status, error, whether the

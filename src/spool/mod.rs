@@ -23,12 +23,15 @@
 pub mod deliver;
 mod fanout;
 pub mod file;
+mod fleet;
 pub mod job;
 pub mod log;
+pub mod pg;
+pub mod queues;
 pub mod record;
 mod sequence;
 pub mod settle;
-mod waker;
+pub mod waker;
 
 pub use file::{at, lock_file, remove_durably, try_lock_existing, write_durably};
 pub use record::{Record, Writer};
