@@ -20,5 +20,6 @@ mod hostile;
 mod http_backend;
 mod identity;
 mod install;
+mod output;
 mod shell;
 mod verdict;
