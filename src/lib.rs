@@ -7,6 +7,7 @@
 
 #![recursion_limit = "256"]
 
+pub mod account;
 pub mod audit;
 pub mod cli;
 pub mod command;

@@ -3,6 +3,7 @@
 //! log or audit file is created.
 
 use super::install;
+use crate::account;
 use crate::config::extension::{Kind, Phase, Secret};
 use crate::config::{self, Config};
 use crate::env::Env;
@@ -44,7 +45,7 @@ impl Findings {
 /// the users the web server's processes run as when they can be seen.
 pub fn run(config_path: &Path, repos: &[PathBuf], env: &Env, out: &mut dyn Write) -> Result<Outcome, Error> {
     let mut found = Findings::default();
-    let me = current_uid();
+    let me = account::current();
     let config = match Config::load(config_path, None) {
         Ok(config) => {
             let (rules, extensions) = (config.rules.len(), config.extensions.len());
@@ -98,11 +99,6 @@ pub fn run(config_path: &Path, repos: &[PathBuf], env: &Env, out: &mut dyn Write
     Ok(if failed { Outcome::Rejected } else { Outcome::Success })
 }
 
-fn current_uid() -> u32 {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() }
-}
-
 /// Whether the running user may write `path` (the kernel's answer, root included).
 fn writable(path: &Path) -> bool {
     use std::os::unix::ffi::OsStrExt;
@@ -141,8 +137,11 @@ fn check_repository(found: &mut Findings, repo: &Path, binary: Option<&Path>, me
     let owner = std::fs::metadata(repo).ok()?.uid();
     if owner != me {
         found.warn(format!(
-            "{shown} belongs to uid {owner} and doctor runs as uid {me}: the hooks run as the repository's owner; \
-             run doctor as that user (sudo -u <owner> pushgate doctor)"
+            "{shown} belongs to {} and doctor runs as {}: the hooks run as the repository's owner; run doctor as \
+             that user (sudo -u {} pushgate doctor)",
+            account::named(owner),
+            account::named(me),
+            account::chown_name(owner)
         ));
     }
     if let Ok(dot_hg) = install::hg_repository(repo) {
@@ -179,8 +178,10 @@ fn check_repository(found: &mut Findings, repo: &Path, binary: Option<&Path>, me
         .collect();
     if !root_owned.is_empty() {
         found.warn(format!(
-            "{} belong to root in a repository of uid {owner}: `chown -h {owner} <hook>` (or install as the owner)",
-            root_owned.join(", ")
+            "{} belong to root in a repository of {}: `chown -h {} <hook>` (or install as the owner)",
+            root_owned.join(", "),
+            account::named(owner),
+            account::chown_name(owner)
         ));
     }
     Some(owner)
@@ -192,8 +193,10 @@ fn check_writable(found: &mut Findings, what: &str, path: &Path, me: u32) {
     let shown = path.display();
     match std::fs::metadata(path) {
         Ok(meta) if meta.uid() != me => found.fail(format!(
-            "{what} {shown} belongs to uid {}, not to uid {me} (this user): `chown -R {me} {shown}`",
-            meta.uid()
+            "{what} {shown} belongs to {}, not to {} (this user): `chown -R {} {shown}`",
+            account::named(meta.uid()),
+            account::named(me),
+            account::chown_name(me)
         )),
         Ok(_) if !writable(path) => found.fail(format!("{what} {shown} is not writable by this user")),
         Ok(_) => found.ok(format!("{what} {shown} is writable")),
@@ -308,12 +311,13 @@ fn check_server_processes(found: &mut Findings, owners: &[u32]) {
         let Ok(meta) = std::fs::metadata(&path) else { continue };
         if meta.uid() != 0 && seen.insert((comm.to_string(), meta.uid())) {
             if meta.uid() == owner {
-                found.ok(format!("{comm} runs as uid {owner}, the repositories' owner"));
+                found.ok(format!("{comm} runs as {}, the repositories' owner", account::named(owner)));
             } else {
                 found.warn(format!(
-                    "{comm} runs as uid {}, the repositories belong to uid {owner}: run it as their owner \
+                    "{comm} runs as {}, the repositories belong to {}: run it as their owner \
                      (see hooks-templates/nginx-git-http.conf or apache-git-http.conf)",
-                    meta.uid()
+                    account::named(meta.uid()),
+                    account::named(owner)
                 ));
             }
         }

@@ -20,6 +20,7 @@ mod hostile;
 mod http_backend;
 mod identity;
 mod install;
+mod outbox;
 mod output;
 mod shell;
 mod verdict;
