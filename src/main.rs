@@ -96,7 +96,7 @@ fn run(cli: Cli, env: &Env, out: &mut dyn Write, err: &mut dyn Write) -> Result<
         Command::Update { name, old, new } => Ok(hook::git::update(&hook, &name, &old, &new, err)),
         Command::PostReceive => Ok(hook::git::post_receive(&hook, &mut std::io::stdin().lock(), err)),
         Command::Hg { hook: which } => Ok(hook::hg::run(&hook, which, &mut std::io::stdin().lock(), err)),
-        Command::Check { repo, json } => check::run(config_path, repo.as_deref(), json, out, err),
+        Command::Check { repo, json } => check::run(config_path, repo.as_deref(), json, env, out, err),
         Command::Explain { user, ref_name, op, repo, path, json } => {
             explain::run(config_path, &explain::Question { user, ref_name, op, repo, path }, json, out)
         }

@@ -220,19 +220,18 @@ fn check_writable(found: &mut Findings, what: &str, path: &Path, me: u32) {
 fn check_secrets(found: &mut Findings, config: &Config, env: &Env) {
     for ext in &config.extensions {
         let Kind::Http { secret: Some(secret), .. } = &ext.kind else { continue };
-        match secret {
-            Secret::Env(name) if env.is_set(name) => {
-                found.ok(format!("extension {}: secret_env {name} is set", ext.name))
-            }
-            Secret::Env(name) => found.warn(format!(
+        let resolved = crate::extension::read_secret(secret, env);
+        match (secret, resolved) {
+            (Secret::Env(name), Ok(_)) => found.ok(format!("extension {}: secret_env {name} is set", ext.name)),
+            (Secret::Env(name), Err(_)) => found.warn(format!(
                 "extension {}: secret_env {name} is not set here: the hooks and the deliverer need it in their \
                  environment; a secret_file readable by the hooks' user is simpler for a service",
                 ext.name
             )),
-            Secret::File(path) if std::fs::File::open(path).is_ok() => {
+            (Secret::File(path), Ok(_)) => {
                 found.ok(format!("extension {}: secret_file {} is readable", ext.name, path.display()))
             }
-            Secret::File(path) => found.fail(format!(
+            (Secret::File(path), Err(_)) => found.fail(format!(
                 "extension {}: secret_file {} cannot be read by this user",
                 ext.name,
                 path.display()

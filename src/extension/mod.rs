@@ -94,7 +94,7 @@ impl<'e> Connection<'e> {
 }
 
 /// The secret's bytes. Errors name where it should be, never what it is.
-fn read_secret(secret: &Secret, env: &Env) -> Result<Vec<u8>, String> {
+pub fn read_secret(secret: &Secret, env: &Env) -> Result<Vec<u8>, String> {
     let value = match secret {
         Secret::Env(name) => env
             .var_os(name)
