@@ -20,6 +20,7 @@ mod hostile;
 mod http_backend;
 mod identity;
 mod install;
+mod operations;
 mod outbox;
 mod output;
 mod shell;
