@@ -41,47 +41,61 @@ pub struct Cli {
 pub enum QueueCommand {
     /// One line per connector: pending, dead, disabled, next attempt, last error.
     Status {
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// The jobs waiting (or dead), oldest first.
     List {
+        /// Only this connector's jobs.
         #[arg(long, value_parser = connector)]
         connector: Option<String>,
+        /// The dead letters instead of the waiting jobs.
         #[arg(long)]
         dead: bool,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// One job, with the body it delivers.
     Show {
+        /// The job's id, as `queue list` shows it (<connector>.<number>.<change>).
         #[arg(value_parser = job)]
         job: String,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Put dead jobs back at the front of their connector's queue.
     Retry {
+        /// The dead jobs to retry, by id.
         #[arg(required_unless_present = "all", conflicts_with = "all", value_parser = job)]
         jobs: Vec<String>,
+        /// Every dead job (of --connector, if given).
         #[arg(long)]
         all: bool,
+        /// With --all: only this connector's dead jobs.
         #[arg(long, value_parser = connector)]
         connector: Option<String>,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Remove jobs (waiting or dead).
     Drop {
+        /// The jobs to remove, by id.
         #[arg(required = true, value_parser = job)]
         jobs: Vec<String>,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Re-enable a connector disabled by a 410.
     Enable {
+        /// The connector (a `post` extension's name).
         #[arg(value_parser = connector)]
         connector: String,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -97,9 +111,12 @@ pub enum Command {
     },
     /// Git update hook: decide one ref (non-zero rejects that ref only).
     Update {
+        /// The ref being updated.
         #[arg(value_name = "REF")]
         name: String,
+        /// Its id before the push (all zeros: a create).
         old: String,
+        /// Its id after the push (all zeros: a delete).
         new: String,
     },
     /// Git post-receive hook: spool the push event for the `post` extensions, start a
@@ -125,13 +142,16 @@ pub enum Command {
     },
     /// Delivery attempts: time, connector, outcome, status, duration (oldest first).
     Log {
+        /// Only this connector's attempts.
         #[arg(long, value_parser = connector)]
         connector: Option<String>,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Mercurial hooks, as `install --hg` writes them: `pretxnclose` decides, `txnclose` spools.
     Hg {
+        /// Which hg hook runs (as hgrc names it).
         #[arg(value_enum)]
         hook: HgHook,
     },
@@ -140,13 +160,16 @@ pub enum Command {
         /// Also validate this repository's own pushgate.toml.
         #[arg(long, value_name = "DIR")]
         repo: Option<PathBuf>,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Show which rule decides an operation, and why.
     Explain {
+        /// The pusher, as the hooks would see them.
         #[arg(long)]
         user: String,
+        /// The full ref name (refs/heads/main, refs/tags/v1.0).
         #[arg(long = "ref", value_name = "REF")]
         ref_name: String,
         /// The operation asked about.
@@ -158,6 +181,7 @@ pub enum Command {
         /// Also run the path pass for this path.
         #[arg(long)]
         path: Option<String>,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -169,6 +193,7 @@ pub enum Command {
         /// The pusher (default: from the [identity] env variables).
         #[arg(long)]
         user: Option<String>,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -180,18 +205,26 @@ pub enum Command {
         /// Mercurial repositories: add pushgate's hooks to .hg/hgrc.
         #[arg(long)]
         hg: bool,
+        /// The repositories (git dirs or work trees; hg roots with --hg).
         #[arg(required = true, value_name = "REPO")]
         repos: Vec<PathBuf>,
     },
     /// Remove pushgate's hooks and restore the hooks that were there before.
     Uninstall {
+        /// The repositories to take pushgate's hooks out of.
         #[arg(required = true, value_name = "REPO")]
         repos: Vec<PathBuf>,
     },
     /// SSH forced command: check access, set the identity, run git/hg (no shell).
-    Shell { user: String },
+    Shell {
+        /// The user the key belongs to (as `pushgate keys` writes it).
+        user: String,
+    },
     /// `authorized_keys` lines for every `<user>.pub` in DIR, with the forced command.
-    Keys { dir: PathBuf },
+    Keys {
+        /// A directory of public keys, one <user>.pub per user.
+        dir: PathBuf,
+    },
     /// A self-contained tour in a temp dir: real pushes allowed, rejected, and delivered.
     Demo,
     /// The queues and deliveries in Prometheus text format (node_exporter's textfile collector).
@@ -205,10 +238,45 @@ pub enum Command {
     },
     /// The shell completion script for SHELL, on stdout.
     Completions {
+        /// The shell to complete for.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
     /// The man page pushgate(1), in roff, on stdout (what `install.sh` installs).
     #[command(hide = true)]
     Manpage,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every visible flag and argument of every command, with the commands' path to it.
+    fn undocumented(command: &clap::Command, path: &str, found: &mut Vec<String>) {
+        for arg in command.get_arguments().filter(|a| !a.is_hide_set()) {
+            let builtin = ["help", "version"].contains(&arg.get_id().as_str());
+            if !builtin && arg.get_help().is_none() {
+                found.push(format!("{path} {}", arg.get_id()));
+            }
+        }
+        for sub in command.get_subcommands().filter(|c| !c.is_hide_set()) {
+            if sub.get_about().is_none() {
+                found.push(format!("{path} {}", sub.get_name()));
+            }
+            undocumented(sub, &format!("{path} {}", sub.get_name()), found);
+        }
+    }
+
+    #[test]
+    fn every_command_flag_and_argument_has_help_text() {
+        let mut found = Vec::new();
+        undocumented(&Cli::command(), "pushgate", &mut found);
+        assert!(found.is_empty(), "no --help text: {found:#?}");
+    }
+
+    #[test]
+    fn the_definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
 }

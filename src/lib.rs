@@ -2,11 +2,12 @@
 //! asks `pre` extensions, and delivers every accepted push's event to `post` extensions,
 //! durably and in order. See ARCHITECTURE.md for the map; `main.rs` is the entry point.
 //!
-//! The crate is a library as well as a binary so that the fuzz targets (`fuzz/`) and unit
-//! tests can reach the parsers and decisions directly.
+//! The crate is a library as well as a binary so that unit tests can reach the parsers and
+//! decisions directly.
 
 #![recursion_limit = "256"]
 
+pub mod account;
 pub mod audit;
 pub mod cli;
 pub mod command;

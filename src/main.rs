@@ -23,9 +23,19 @@ fn main() -> ExitCode {
     crashpoint::arm(env.var("PUSHGATE_CRASH_AT"));
     let cli = match parse(std::env::args_os().collect(), &env) {
         Ok(cli) => cli,
-        Err(e) => {
+        Err(e) if e.use_stderr() => {
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+            return ExitCode::from(2);
+        }
+        // `--help` and `--version` go to standard output, which may be full or closed.
+        Err(e) => {
+            return match e.print().and_then(|()| std::io::stdout().flush()) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    let _ = writeln!(std::io::stderr(), "pushgate: {}", Error::from(e));
+                    ExitCode::from(2)
+                }
+                _ => ExitCode::SUCCESS,
+            };
         }
     };
     let mut out = Quiet::new(std::io::stdout().lock());
@@ -86,7 +96,7 @@ fn run(cli: Cli, env: &Env, out: &mut dyn Write, err: &mut dyn Write) -> Result<
         Command::Update { name, old, new } => Ok(hook::git::update(&hook, &name, &old, &new, err)),
         Command::PostReceive => Ok(hook::git::post_receive(&hook, &mut std::io::stdin().lock(), err)),
         Command::Hg { hook: which } => Ok(hook::hg::run(&hook, which, &mut std::io::stdin().lock(), err)),
-        Command::Check { repo, json } => check::run(config_path, repo.as_deref(), json, out, err),
+        Command::Check { repo, json } => check::run(config_path, repo.as_deref(), json, env, out, err),
         Command::Explain { user, ref_name, op, repo, path, json } => {
             explain::run(config_path, &explain::Question { user, ref_name, op, repo, path }, json, out)
         }
@@ -116,7 +126,10 @@ fn run(cli: Cli, env: &Env, out: &mut dyn Write, err: &mut dyn Write) -> Result<
         Command::Metrics => metrics::run(config_path, env, out),
         Command::Doctor { repos } => doctor::run(config_path, &repos, env, out),
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "pushgate", out);
+            // `generate` panics on a write error: it writes to memory, we write that out.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "pushgate", &mut script);
+            out.write_all(&script)?;
             Ok(Outcome::Success)
         }
         Command::Manpage => {

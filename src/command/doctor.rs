@@ -3,6 +3,7 @@
 //! log or audit file is created.
 
 use super::install;
+use crate::account;
 use crate::config::extension::{Kind, Phase, Secret};
 use crate::config::{self, Config};
 use crate::env::Env;
@@ -45,7 +46,7 @@ impl Findings {
 /// the users the web server's processes run as when they can be seen.
 pub fn run(config_path: &Path, repos: &[PathBuf], env: &Env, out: &mut dyn Write) -> Result<Outcome, Error> {
     let mut found = Findings::default();
-    let me = current_uid();
+    let me = account::current();
     let config = match Config::load(config_path, None) {
         Ok(config) => {
             let (rules, extensions) = (config.rules.len(), config.extensions.len());
@@ -110,11 +111,6 @@ pub fn run(config_path: &Path, repos: &[PathBuf], env: &Env, out: &mut dyn Write
     Ok(if failed { Outcome::Rejected } else { Outcome::Success })
 }
 
-fn current_uid() -> u32 {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() }
-}
-
 /// Whether the running user may write `path` (the kernel's answer, root included).
 fn writable(path: &Path) -> bool {
     use std::os::unix::ffi::OsStrExt;
@@ -153,8 +149,11 @@ fn check_repository(found: &mut Findings, repo: &Path, binary: Option<&Path>, me
     let owner = std::fs::metadata(repo).ok()?.uid();
     if owner != me {
         found.warn(format!(
-            "{shown} belongs to uid {owner} and doctor runs as uid {me}: the hooks run as the repository's owner; \
-             run doctor as that user (sudo -u <owner> pushgate doctor)"
+            "{shown} belongs to {} and doctor runs as {}: the hooks run as the repository's owner; run doctor as \
+             that user (sudo -u {} pushgate doctor)",
+            account::named(owner),
+            account::named(me),
+            account::chown_name(owner)
         ));
     }
     if let Ok(dot_hg) = install::hg_repository(repo) {
@@ -191,8 +190,10 @@ fn check_repository(found: &mut Findings, repo: &Path, binary: Option<&Path>, me
         .collect();
     if !root_owned.is_empty() {
         found.warn(format!(
-            "{} belong to root in a repository of uid {owner}: `chown -h {owner} <hook>` (or install as the owner)",
-            root_owned.join(", ")
+            "{} belong to root in a repository of {}: `chown -h {} <hook>` (or install as the owner)",
+            root_owned.join(", "),
+            account::named(owner),
+            account::chown_name(owner)
         ));
     }
     Some(owner)
@@ -204,8 +205,10 @@ fn check_writable(found: &mut Findings, what: &str, path: &Path, me: u32) {
     let shown = path.display();
     match std::fs::metadata(path) {
         Ok(meta) if meta.uid() != me => found.fail(format!(
-            "{what} {shown} belongs to uid {}, not to uid {me} (this user): `chown -R {me} {shown}`",
-            meta.uid()
+            "{what} {shown} belongs to {}, not to {} (this user): `chown -R {} {shown}`",
+            account::named(meta.uid()),
+            account::named(me),
+            account::chown_name(me)
         )),
         Ok(_) if !writable(path) => found.fail(format!("{what} {shown} is not writable by this user")),
         Ok(_) => found.ok(format!("{what} {shown} is writable")),
@@ -229,19 +232,18 @@ fn check_writable(found: &mut Findings, what: &str, path: &Path, me: u32) {
 fn check_secrets(found: &mut Findings, config: &Config, env: &Env) {
     for ext in &config.extensions {
         let Kind::Http { secret: Some(secret), .. } = &ext.kind else { continue };
-        match secret {
-            Secret::Env(name) if env.is_set(name) => {
-                found.ok(format!("extension {}: secret_env {name} is set", ext.name))
-            }
-            Secret::Env(name) => found.warn(format!(
+        let resolved = crate::extension::read_secret(secret, env);
+        match (secret, resolved) {
+            (Secret::Env(name), Ok(_)) => found.ok(format!("extension {}: secret_env {name} is set", ext.name)),
+            (Secret::Env(name), Err(_)) => found.warn(format!(
                 "extension {}: secret_env {name} is not set here: the hooks and the deliverer need it in their \
                  environment; a secret_file readable by the hooks' user is simpler for a service",
                 ext.name
             )),
-            Secret::File(path) if std::fs::File::open(path).is_ok() => {
+            (Secret::File(path), Ok(_)) => {
                 found.ok(format!("extension {}: secret_file {} is readable", ext.name, path.display()))
             }
-            Secret::File(path) => found.fail(format!(
+            (Secret::File(path), Err(_)) => found.fail(format!(
                 "extension {}: secret_file {} cannot be read by this user",
                 ext.name,
                 path.display()
@@ -320,12 +322,13 @@ fn check_server_processes(found: &mut Findings, owners: &[u32]) {
         let Ok(meta) = std::fs::metadata(&path) else { continue };
         if meta.uid() != 0 && seen.insert((comm.to_string(), meta.uid())) {
             if meta.uid() == owner {
-                found.ok(format!("{comm} runs as uid {owner}, the repositories' owner"));
+                found.ok(format!("{comm} runs as {}, the repositories' owner", account::named(owner)));
             } else {
                 found.warn(format!(
-                    "{comm} runs as uid {}, the repositories belong to uid {owner}: run it as their owner \
+                    "{comm} runs as {}, the repositories belong to {}: run it as their owner \
                      (see hooks-templates/nginx-git-http.conf or apache-git-http.conf)",
-                    meta.uid()
+                    account::named(meta.uid()),
+                    account::named(owner)
                 ));
             }
         }

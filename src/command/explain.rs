@@ -23,6 +23,14 @@ pub struct Question {
 /// Which rule decides `op` on a ref (and a path) for a user, and why.
 pub fn run(config_path: &Path, q: &Question, json: bool, out: &mut dyn Write) -> Result<Outcome, Error> {
     let op = q.op;
+    if !q.ref_name.starts_with("refs/") {
+        let meant = crate::config::suggest::full_ref_name(&q.ref_name);
+        return Err(Error::new(format!(
+            "ref {} is not a full ref name: did you mean {}?",
+            shown(&q.ref_name),
+            shown(&meant)
+        )));
+    }
     push::check_ref_name(&q.ref_name).map_err(|e| Error::new(format!("ref {}: {e}", shown(&q.ref_name))))?;
     let config = load_for_repo(config_path, q.repo.as_deref())?;
     if !valid_user_name(&q.user) {
@@ -62,7 +70,7 @@ pub fn run(config_path: &Path, q: &Question, json: bool, out: &mut dyn Write) ->
         let mode = if check.mode == Mode::Warn { " (mode = \"warn\")" } else { "" };
         let exempt = check.exempt.iter().any(|u| policy::user_matches(&config, u, &user));
         let what = if exempt { format!("{user} is exempt") } else { "applies to the new commits".to_string() };
-        writeln!(out, "check {} at {}: {what}{mode}", check.number, check.origin)?;
+        writeln!(out, "check at {}: {what}{mode}", check.origin)?;
     }
     writeln!(out, "verdict: {}", if allowed { "allowed" } else { "denied" })?;
     Ok(Outcome::Success)
@@ -70,17 +78,13 @@ pub fn run(config_path: &Path, q: &Question, json: bool, out: &mut dyn Write) ->
 
 fn write_decision(out: &mut dyn Write, pass: &str, op: Op, decision: &Decision, no_match: &str) -> std::io::Result<()> {
     for rule in &decision.warnings {
-        writeln!(
-            out,
-            "{pass}: rule {} at {} would deny {op} (mode = \"warn\": reported as a warning)",
-            rule.number, rule.origin
-        )?;
+        writeln!(out, "{pass}: rule at {} would deny {op} (mode = \"warn\": reported as a warning)", rule.origin)?;
     }
     match decision.rule {
         Some(rule) => {
             let verdict = if decision.allowed { "allowed" } else { "denied" };
             let message = rule.message.as_ref().map(|m| format!(" ({m})")).unwrap_or_default();
-            writeln!(out, "{pass}: rule {} at {}: {op} {verdict}{message}", rule.number, rule.origin)
+            writeln!(out, "{pass}: rule at {}: {op} {verdict}{message}", rule.origin)
         }
         None => writeln!(out, "{pass}: {no_match}"),
     }

@@ -14,7 +14,7 @@ pub mod lenient;
 mod raw;
 pub mod rule;
 pub mod scope;
-mod suggest;
+pub mod suggest;
 pub mod units;
 mod validate;
 

@@ -25,6 +25,15 @@ pub fn explain_toml_error(message: &str, path: &Path) -> String {
     }
 }
 
+/// The full ref name someone who wrote `name` (`main`, `tags/v1`) most likely meant.
+pub fn full_ref_name(name: &str) -> String {
+    if name.starts_with("heads/") || name.starts_with("tags/") || name.starts_with('*') {
+        format!("refs/{}", name.trim_start_matches('/'))
+    } else {
+        format!("refs/heads/{name}")
+    }
+}
+
 /// ` (did you mean `<prefix><candidate>`?)` for the closest candidate, or nothing.
 pub fn suggestion<'a>(word: &str, candidates: impl Iterator<Item = &'a str>, prefix: &str) -> String {
     let candidates: Vec<&str> = candidates.collect();

@@ -74,11 +74,7 @@ impl Validator {
         for pattern in list.get_ref() {
             let p = pattern.get_ref();
             if !p.starts_with("refs/") {
-                let suggested = if p.starts_with("heads/") || p.starts_with("tags/") || p.starts_with('*') {
-                    format!("refs/{}", p.trim_start_matches('/'))
-                } else {
-                    format!("refs/heads/{p}")
-                };
+                let suggested = super::suggest::full_ref_name(p);
                 self.fail(
                     at,
                     pattern.span(),

@@ -119,7 +119,7 @@ fn headers(
 
 fn classify(status: u16, retry_after: Option<Duration>, body: &[u8], url: &str) -> Reply {
     match status {
-        200..=299 => Reply::Accepted,
+        200..=299 => Reply::Accepted { status: format!("HTTP {status}") },
         410 => Reply::Gone { reason: format!("{url} answered 410 Gone") },
         408 | 429 | 500..=599 => Reply::Failed {
             reason: format!("{url} answered {status}"),
@@ -224,7 +224,7 @@ mod tests {
 
     #[test]
     fn status_classes() {
-        assert_eq!(classify(204, None, b"", "u"), Reply::Accepted);
+        assert_eq!(classify(204, None, b"", "u"), Reply::Accepted { status: "HTTP 204".into() });
         assert!(
             matches!(classify(503, Some(Duration::from_secs(7)), b"", "u"), Reply::Failed { retry_after: Some(d), .. } if d.as_secs() == 7)
         );

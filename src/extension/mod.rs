@@ -18,8 +18,8 @@ use std::time::Duration;
 /// What an extension answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
-    /// Exit 0, or a 2xx status.
-    Accepted,
+    /// Exit 0, or a 2xx status: `status` says which (`HTTP 201`, `exit 0`).
+    Accepted { status: String },
     /// A refusal (other non-zero exit, other 3xx/4xx): pre: a veto; post: a permanent failure.
     Refused { code: String, lines: Vec<String> },
     /// A transient failure (exit 75, 408, 429, 5xx, timeout, crash, connection error): post:
@@ -30,6 +30,10 @@ pub enum Reply {
 }
 
 impl Reply {
+    pub fn accepted(&self) -> bool {
+        matches!(self, Reply::Accepted { .. })
+    }
+
     pub fn failed(reason: impl Into<String>) -> Reply {
         Reply::Failed { reason: reason.into(), status: None, retry_after: None }
     }
@@ -88,7 +92,7 @@ impl<'e> Connection<'e> {
 }
 
 /// The secret's bytes. Errors name where it should be, never what it is.
-pub(crate) fn read_secret(secret: &Secret, env: &Env) -> Result<Vec<u8>, String> {
+pub fn read_secret(secret: &Secret, env: &Env) -> Result<Vec<u8>, String> {
     let value = match secret {
         Secret::Env(name) => env
             .var_os(name)

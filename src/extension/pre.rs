@@ -53,17 +53,17 @@ fn ask(ext: &Extension, event: &PushEvent, sending: &Sending, cwd: &Path, env: &
             instance: &sending.server.base_url,
         };
         let reply = super::call(ext, &call, env);
-        if reply != Reply::Accepted {
+        if !reply.accepted() {
             return reply;
         }
     }
-    Reply::Accepted
+    Reply::Accepted { status: "nothing to send".into() }
 }
 
 fn judge(ext: &Extension, reply: Reply, verdict: &mut Verdict) {
     let name = &ext.name;
     let (lines, is_veto) = match reply {
-        Reply::Accepted => return,
+        Reply::Accepted { .. } => return,
         Reply::Refused { code, lines } if lines.is_empty() => {
             (vec![format!("{name}: refused the push ({code})")], true)
         }

@@ -121,20 +121,58 @@ fn write_record(spool_dir: &Path, vcs: Vcs, dir: &Path, event: PushEvent) -> Res
         .parent()
         .map_or(Ok(()), crate::spool::file::create_private_dir)
         .and_then(|()| crate::spool::file::write_private(&path, &serde_json::to_vec(&pointer).unwrap_or_default()));
-    written.map_err(|e| format!("cannot write {}: {e}", path.display()))
+    written.map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    forget_dead_pointers(&path);
+    Ok(())
+}
+
+/// The pointers of pushes whose post-receive never ran (killed, or no hook): their writers
+/// are gone, a deliverer resolves their records, and nothing reads them again.
+fn forget_dead_pointers(ours: &Path) {
+    let Some(entries) = ours.parent().and_then(|dir| std::fs::read_dir(dir).ok()) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        if path == ours || !name.to_string_lossy().starts_with("record-") {
+            continue;
+        }
+        let pointer = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice::<Pointer>(&b).ok());
+        // One that does not parse may be a concurrent gate's, being written: only an old one
+        // is a crash's leftover.
+        let old = || {
+            let age = entry.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+            age.is_some_and(|age| age > std::time::Duration::from_secs(3600))
+        };
+        let dead = match pointer {
+            Some(pointer) => !pointer.writer.alive(),
+            None => old(),
+        };
+        if dead {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
 }
 
 /// Why the spool cannot take a record, in words an admin can act on: the owner of a spool
-/// the hooks cannot write is named.
+/// the hooks cannot write is named (the spool, or the first of its parts that is not the
+/// hooks' user's: a `pushgate deliver` once run as root leaves root's files behind).
 fn spool_problem(dir: &Path, e: &std::io::Error) -> String {
+    use crate::account;
     use std::os::unix::fs::MetadataExt;
-    let owner = std::fs::metadata(dir).ok().map(|m| m.uid());
-    // SAFETY: geteuid has no preconditions.
-    let me = unsafe { libc::geteuid() };
-    match (e.kind(), owner) {
-        (std::io::ErrorKind::PermissionDenied, Some(uid)) if uid != me => format!(
-            "the spool {} belongs to uid {uid}, and the hooks run as uid {me}: give it to the hooks' user \
-             (chown -R)",
+    let me = account::current();
+    let foreign = ["", "incoming", "lock", "number"]
+        .iter()
+        .map(|part| if part.is_empty() { dir.to_path_buf() } else { dir.join(part) })
+        .find_map(|path| {
+            std::fs::metadata(&path).ok().map(|m| m.uid()).filter(|uid| *uid != me).map(|uid| (path, uid))
+        });
+    match (e.kind(), foreign) {
+        (std::io::ErrorKind::PermissionDenied, Some((path, uid))) => format!(
+            "the spool {} belongs to {}, and the hooks run as {}: give it to the hooks' user (chown -R {} {})",
+            path.display(),
+            account::named(uid),
+            account::named(me),
+            account::chown_name(me),
             dir.display()
         ),
         (std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded, _) => {

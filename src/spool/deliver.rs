@@ -64,6 +64,14 @@ impl Deliverer<'_> {
     pub fn watch(&self, stop: &dyn Fn() -> bool) -> io::Result<()> {
         let _watching = self.spool.lock_watch()?;
         let waker = Waker::new(&self.spool.dir().join("incoming"));
+        let connectors: Vec<String> = match self.outbox {
+            Some(outbox) => self.fleet_connectors(outbox),
+            None => self.post_connectors(),
+        }
+        .into_iter()
+        .map(|c| c.connector)
+        .collect();
+        self.say(Level::Info, None, &format!("watching {} for {}", self.spool.dir().display(), connectors.join(", ")));
         let stopping = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|scope| {
             if let Some(outbox) = self.outbox {
@@ -74,9 +82,13 @@ impl Deliverer<'_> {
             let mut failing = false;
             while !stop() {
                 match self.run_once() {
-                    Ok(()) => failing = false,
+                    Ok(()) if failing => {
+                        self.say(Level::Info, None, "the spool works again");
+                        failing = false;
+                    }
+                    Ok(()) => {}
                     Err(e) if !failing => {
-                        self.say(&format!("error: {e} (retrying)"));
+                        self.say(Level::Error, None, &format!("{e} (retrying)"));
                         failing = true;
                     }
                     Err(_) => {}
@@ -86,6 +98,7 @@ impl Deliverer<'_> {
             }
             stopping.store(true, std::sync::atomic::Ordering::Relaxed);
         });
+        self.say(Level::Info, None, "stopped");
         Ok(())
     }
 
@@ -99,8 +112,12 @@ impl Deliverer<'_> {
         }
     }
 
-    pub(super) fn say(&self, line: &str) {
-        (self.tell)(line);
+    /// A line for the service's journal, in the attempts' shape: `time level connector
+    /// what` (`-` for the spool as a whole).
+    pub(super) fn say(&self, level: Level, connector: Option<&str>, what: &str) {
+        let show = |text: &str| crate::text::one_line(text, None);
+        let connector = connector.map_or_else(|| "-".to_string(), show);
+        (self.tell)(&format!("{} {} {connector} {}", crate::time::now_rfc3339(), level.as_str(), show(what)));
     }
 
     /// The connectors to work: the global `post` extensions, then those that a repository's
@@ -181,7 +198,7 @@ impl Deliverer<'_> {
                     if self.spool.set_aside(&path).is_err() {
                         return None;
                     }
-                    self.say(&format!("{connector}: set aside {name}: {e}"));
+                    self.say(Level::Error, Some(connector), &format!("set aside {name}: {e}"));
                 }
             }
         }
@@ -208,7 +225,7 @@ impl Deliverer<'_> {
                 if self.spool.set_aside(&path).is_err() {
                     return Step::Stop;
                 }
-                self.say(&format!("{}: set aside {name}: {e}", ext.connector));
+                self.say(Level::Error, Some(&ext.connector), &format!("set aside {name}: {e}"));
                 return Step::Skip;
             }
         };
@@ -231,7 +248,7 @@ impl Deliverer<'_> {
             repo: Some(job.repo.clone()),
             sequence: job.sequence,
         };
-        self.say(&attempt.line());
+        (self.tell)(&attempt.line());
         let _ = self.spool.log_attempt(&attempt);
         if go_on { Step::Next } else { Step::Stop }
     }
@@ -276,9 +293,9 @@ impl Deliverer<'_> {
             return (AttemptOutcome::Dropped, None, error, true);
         }
         match settlement {
-            Settlement::Delivered => {
+            Settlement::Delivered { status } => {
                 let ok = self.spool.remove_job(job, Shelf::Queue).is_ok();
-                (AttemptOutcome::Delivered, None, None, ok)
+                (AttemptOutcome::Delivered, Some(status), None, ok)
             }
             Settlement::Dead { status, error } => {
                 job.last_error = Some(error.clone());
@@ -313,6 +330,24 @@ impl Deliverer<'_> {
             .filter_map(|e| self.head(&e.connector))
             .map(|job| Duration::from_millis(self.due_at(&job).saturating_sub(now)))
             .min()
+    }
+}
+
+/// How much a journal line matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Info,
+    Warn,
+    Error,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! each event numbered in its repository's sequence. A record whose writer died before
 //! confirming it is resolved first: the changes that landed become its event.
 
-use super::deliver::Deliverer;
+use super::deliver::{Deliverer, Level};
 use super::job::{Job, Shelf, delivery_id};
 use super::{Incoming, Record};
 use crate::config::extension::{About, Phase, wanting};
@@ -68,7 +68,11 @@ impl Deliverer<'_> {
             if let Spooled::Push(event) = &mut spooled
                 && let Err(e) = (self.complete)(event)
             {
-                self.say(&format!("push {} of {}: files of a head left out: {e}", entry.number, event.repository.name));
+                self.say(
+                    Level::Warn,
+                    None,
+                    &format!("push {} of {}: files of a head left out: {e}", entry.number, event.repository.name),
+                );
             }
             let (repo, sequence) = match &mut spooled {
                 Spooled::Push(event) => (event.repository.name.clone(), &mut event.sequence),
@@ -103,7 +107,8 @@ impl Deliverer<'_> {
         let mut landed = match (self.landed)(record) {
             Ok(landed) => landed,
             Err(e) => {
-                self.say(&format!("cannot resolve push {} of {}: {e}", record.number, record.event.repository.name));
+                let what = format!("cannot resolve push {} of {}: {e}", record.number, record.event.repository.name);
+                self.say(Level::Warn, None, &what);
                 return Ok(None);
             }
         };
@@ -117,7 +122,7 @@ impl Deliverer<'_> {
             record.event.changes.iter().zip(&landed).filter(|(_, l)| **l).map(|(c, _)| c.name.as_str()).collect();
         self.spool.confirm(record, &names)?;
         let what = if names.is_empty() { "dropped: none of its updates landed" } else { "resolved from the refs" };
-        self.say(&format!("push {} of {} {what}", record.number, record.event.repository.name));
+        self.say(Level::Info, None, &format!("push {} of {} {what}", record.number, record.event.repository.name));
         Ok(Some(!names.is_empty()))
     }
 
@@ -171,7 +176,7 @@ impl Deliverer<'_> {
     /// Keep a file that cannot be read out of the way, and say why in the log.
     fn put_aside(&self, path: &Path, why: &str) {
         let _ = self.spool.set_aside(path);
-        self.say(&format!("set aside {}: {why}", path.display()));
+        self.say(Level::Error, None, &format!("set aside {}: {why}", path.display()));
     }
 
     fn queue_jobs(&self, number: u64, event: &PushEvent) -> io::Result<()> {

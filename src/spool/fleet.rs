@@ -2,7 +2,7 @@
 //! the fleet's outbox, and the connectors this worker gets a lease on are delivered from
 //! there, in the outbox's order.
 
-use super::deliver::{Deliverer, now_ms, posts};
+use super::deliver::{Deliverer, Level, now_ms, posts};
 use super::job::{Job, Shelf};
 use super::log::{Attempt, AttemptOutcome};
 use super::pg::{Change, Lease, Outbox, Settled};
@@ -31,7 +31,7 @@ impl Deliverer<'_> {
                         Err(e) => {
                             let path = self.spool.connector_dir(&connector).join("queue").join(name);
                             self.spool.set_aside(&path)?;
-                            self.say(&format!("{connector}: set aside {name}: {e}"));
+                            self.say(Level::Error, Some(&connector), &format!("set aside {name}: {e}"));
                         }
                     }
                 }
@@ -47,7 +47,7 @@ impl Deliverer<'_> {
 
     /// The connectors to work: the configured ones, then those with jobs in the outbox
     /// that a repository's own file defines.
-    fn fleet_connectors(&self, outbox: &Outbox) -> Vec<Extension> {
+    pub(super) fn fleet_connectors(&self, outbox: &Outbox) -> Vec<Extension> {
         let mut connectors: Vec<Extension> = posts(self.config).cloned().collect();
         for name in Queues::connectors(outbox).unwrap_or_default() {
             if connectors.iter().any(|c| c.connector == name) {
@@ -68,7 +68,7 @@ impl Deliverer<'_> {
             for ext in self.fleet_connectors(outbox) {
                 scope.spawn(move || {
                     if let Err(e) = self.work_connector(outbox, &ext) {
-                        self.say(&format!("{}: {e}", ext.connector));
+                        self.say(Level::Error, Some(&ext.connector), &e.to_string());
                     }
                 });
             }
@@ -113,7 +113,7 @@ impl Deliverer<'_> {
                 if left < outbox.lease / 2 || left < ext.timeout + Duration::from_secs(1) {
                     let asked = Instant::now();
                     if !outbox.renew(&ext.connector, lease)? {
-                        self.say(&format!("{}: lease lost to another worker", ext.connector));
+                        self.say(Level::Warn, Some(&ext.connector), "lease lost to another worker");
                         return Ok(false);
                     }
                     *held_until = asked + outbox.lease;
@@ -143,19 +143,19 @@ impl Deliverer<'_> {
                 };
                 match outbox.settle(lease, &job, change, &attempt)? {
                     Settled::LeaseLost => {
-                        self.say(&format!(
-                            "{}: lease lost to another worker: {} not recorded",
-                            ext.connector,
-                            job.id()
-                        ));
+                        self.say(
+                            Level::Warn,
+                            Some(&ext.connector),
+                            &format!("lease lost to another worker: the attempt at {} is not recorded", job.id()),
+                        );
                         return Ok(false);
                     }
                     Settled::Dropped => {
                         attempt.outcome = AttemptOutcome::Dropped;
                         attempt.error = Some("the job was dropped during the attempt".into());
-                        self.say(&attempt.line());
+                        (self.tell)(&attempt.line());
                     }
-                    Settled::Done => self.say(&attempt.line()),
+                    Settled::Done => (self.tell)(&attempt.line()),
                 }
                 *held_until = asked + outbox.lease;
                 if !go_on && attempt.outcome != AttemptOutcome::Dropped {
@@ -191,7 +191,7 @@ fn fleet_change(
     settlement: Settlement,
 ) -> (FleetChange, AttemptOutcome, Option<String>, Option<String>, bool) {
     match settlement {
-        Settlement::Delivered => (FleetChange::Delete, AttemptOutcome::Delivered, None, None, true),
+        Settlement::Delivered { status } => (FleetChange::Delete, AttemptOutcome::Delivered, Some(status), None, true),
         Settlement::Dead { status, error } => {
             job.last_error = Some(error.clone());
             (FleetChange::Dead, AttemptOutcome::Dead, status, Some(error), true)

@@ -29,11 +29,13 @@ impl Attempt {
     /// The attempt as a service journal line:
     /// `time level connector event delivery outcome duration [status] [error]`.
     pub fn line(&self) -> String {
+        use super::deliver::Level;
         let level = match self.outcome {
-            AttemptOutcome::Delivered | AttemptOutcome::Dropped => "info",
-            AttemptOutcome::Retry => "warn",
-            AttemptOutcome::Dead | AttemptOutcome::Disabled => "error",
-        };
+            AttemptOutcome::Delivered | AttemptOutcome::Dropped => Level::Info,
+            AttemptOutcome::Retry => Level::Warn,
+            AttemptOutcome::Dead | AttemptOutcome::Disabled => Level::Error,
+        }
+        .as_str();
         let show = |text: &str| crate::text::one_line(text, None);
         let status = self.status.as_deref().map(|s| format!(" {}", show(s))).unwrap_or_default();
         let error = self.error.as_deref().map(|e| format!(" {}", show(e))).unwrap_or_default();

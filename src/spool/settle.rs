@@ -9,8 +9,8 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 /// What becomes of a job after an attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Settlement {
-    /// Delivered: the job is done.
-    Delivered,
+    /// Delivered: the job is done. `status` is what said so (`HTTP 200`, `exit 0`).
+    Delivered { status: String },
     /// A permanent failure, or no retries left: the job goes to the dead letters and the
     /// connector goes on with the next.
     Dead { status: Option<String>, error: String },
@@ -26,7 +26,7 @@ pub enum Settlement {
 /// (a number in `[0, 1)`); past its end, the job is dead.
 pub fn settle(reply: Reply, attempts: u32, schedule: &[Duration], now_ms: u64, jitter: f64) -> Settlement {
     match reply {
-        Reply::Accepted => Settlement::Delivered,
+        Reply::Accepted { status } => Settlement::Delivered { status },
         Reply::Refused { code, lines } => {
             let error = format!("refused ({code}){}", lines.first().map(|l| format!(": {l}")).unwrap_or_default());
             Settlement::Dead { status: Some(code), error }
@@ -93,6 +93,7 @@ mod tests {
             settle(Reply::Gone { reason: "410".into() }, 1, &SCHEDULE, 0, 0.5),
             Settlement::Disabled { reason: "410".into() }
         );
-        assert_eq!(settle(Reply::Accepted, 9, &[], 0, 0.5), Settlement::Delivered);
+        let accepted = Reply::Accepted { status: "HTTP 204".into() };
+        assert_eq!(settle(accepted, 9, &[], 0, 0.5), Settlement::Delivered { status: "HTTP 204".into() });
     }
 }

@@ -63,7 +63,7 @@ fn explain_names_the_deciding_rule_and_where_it_is_written() {
         lines,
         [
             "force of refs/heads/main by bob (groups: devs) in any repository".to_string(),
-            format!("ref pass: rule 2 at {}: force denied (main is protected)", rule_at(RULES, 2)),
+            format!("ref pass: rule at {}: force denied (main is protected)", rule_at(RULES, 2)),
             "verdict: denied".to_string(),
         ]
     );
@@ -77,7 +77,7 @@ fn explain_shows_an_allowing_rule() {
         lines,
         [
             "delete of refs/heads/main by alice (groups: devs, maintainers) in app".to_string(),
-            format!("ref pass: rule 1 at {}: delete allowed", rule_at(RULES, 1)),
+            format!("ref pass: rule at {}: delete allowed", rule_at(RULES, 1)),
             "verdict: allowed".to_string(),
         ]
     );
@@ -105,10 +105,10 @@ fn explain_reports_warn_rules_on_the_way() {
         lines[1..],
         [
             format!(
-                "ref pass: rule 3 at {} would deny force (mode = \"warn\": reported as a warning)",
+                "ref pass: rule at {} would deny force (mode = \"warn\": reported as a warning)",
                 rule_at(RULES, 3)
             ),
-            format!("ref pass: rule 5 at {}: force allowed", rule_at(RULES, 5)),
+            format!("ref pass: rule at {}: force allowed", rule_at(RULES, 5)),
             "verdict: allowed".to_string(),
         ]
     );
@@ -121,9 +121,9 @@ fn explain_with_a_path_runs_the_path_pass() {
     assert_eq!(
         denied[1..],
         [
-            format!("ref pass: rule 5 at {}: update allowed", rule_at(RULES, 5)),
+            format!("ref pass: rule at {}: update allowed", rule_at(RULES, 5)),
             format!(
-                "path pass for deploy/prod.yml: rule 4 at {}: update denied (deploy/ is owned by the maintainers)",
+                "path pass for deploy/prod.yml: rule at {}: update denied (deploy/ is owned by the maintainers)",
                 rule_at(RULES, 4)
             ),
             "verdict: denied".to_string(),
@@ -166,9 +166,28 @@ fn explain_refuses_an_unknown_operation_and_a_bad_ref() {
     op.assert_code(2);
     assert!(op.stderr.contains("invalid value 'push' for '--op <OP>'"), "{op}");
 
-    let bad_ref = server.pushgate(&["explain", "--user", "bob", "--ref", "main", "--op", "update"]).run();
-    bad_ref.assert_code(2);
-    assert!(bad_ref.stderr.contains("does not start with refs/"), "{bad_ref}");
+    for (short, full) in [("main", "refs/heads/main"), ("tags/v1.0", "refs/tags/v1.0")] {
+        let bad_ref = server.pushgate(&["explain", "--user", "bob", "--ref", short, "--op", "update"]).run();
+        bad_ref.assert_code(2);
+        assert_eq!(
+            bad_ref.stderr,
+            format!("pushgate: ref \"{short}\" is not a full ref name: did you mean \"{full}\"?\n"),
+            "{bad_ref}"
+        );
+    }
+    let dots = server.pushgate(&["explain", "--user", "bob", "--ref", "refs/heads/a..b", "--op", "update"]).run();
+    dots.assert_code(2);
+    assert_eq!(dots.stderr, "pushgate: ref \"refs/heads/a..b\": contains `..`\n", "{dots}");
+}
+
+#[test]
+fn explain_refuses_user_names_the_hooks_refuse() {
+    let server = TestServer::new().config(RULES);
+    for bad in ["al ice", "", "bob;id", "ålice", &"a".repeat(129)] {
+        let run = server.pushgate(&["explain", "--user", bad, "--ref", "refs/heads/main", "--op", "update"]).run();
+        run.assert_code(2).assert_no_panic();
+        assert!(run.stderr.starts_with("pushgate: invalid user name "), "{run}");
+    }
 }
 
 #[test]
@@ -186,7 +205,7 @@ fn explain_includes_the_repository_file_under_repos_root() {
     assert_eq!(run.stdout_lines()[2], "verdict: allowed");
     assert_eq!(
         in_repo.stdout_lines()[1],
-        format!("ref pass: rule 1 at {}:1: create denied", server.repo.join("pushgate.toml").display())
+        format!("ref pass: rule at {}:1: create denied", server.repo.join("pushgate.toml").display())
     );
     assert_eq!(in_repo.stdout_lines()[2], "verdict: denied");
 }

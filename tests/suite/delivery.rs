@@ -111,7 +111,10 @@ fn a_watching_deliverer_retries_through_503s_and_keeps_push_order() {
         .filter(|a| a["delivery_id"] == first.as_str())
         .map(|a| (a["attempt"].as_u64().unwrap(), a["outcome"].as_str().unwrap(), a["status"].as_str()))
         .collect();
-    assert_eq!(of_first, [(1, "retry", Some("HTTP 503")), (2, "retry", Some("HTTP 503")), (3, "delivered", None)]);
+    assert_eq!(
+        of_first,
+        [(1, "retry", Some("HTTP 503")), (2, "retry", Some("HTTP 503")), (3, "delivered", Some("HTTP 200"))]
+    );
     assert_eq!(counts(&server, "ci"), (0, 0, false));
     watch.assert_running();
     receiver.assert_no_more();
@@ -140,6 +143,48 @@ fn git_push_returns_while_the_endpoint_still_hangs() {
         log_of(&server, "ci").iter().any(|a| a["outcome"] == "delivered").then_some(())
     });
     assert_eq!(counts(&server, "ci"), (0, 0, false));
+}
+
+#[test]
+fn deliver_watch_writes_a_line_per_attempt_and_state_change_and_stops_on_sigterm() {
+    let receiver = Receiver::scripted([Answer::status(503)], Answer::status(201));
+    let server = server(&post_http("ci", &receiver.url("/hook"), ""));
+    let journal = server.root().join("journal");
+    let mut watch = server
+        .sandbox
+        .std_command(crate::harness::PUSHGATE)
+        .args(["deliver", "--watch"])
+        .stderr(std::fs::File::create(&journal).unwrap())
+        .spawn()
+        .unwrap();
+    push_next(&server, 1, &[NO_DETACHED_SEND]);
+    receiver.take(2);
+    poll("the delivery in the log", || log_of(&server, "ci").iter().any(|a| a["outcome"] == "delivered").then_some(()));
+
+    // SAFETY: kill has no memory effects.
+    unsafe { libc::kill(watch.id() as i32, libc::SIGTERM) };
+    let status = watch.wait().unwrap();
+
+    assert_eq!(status.code(), Some(0), "SIGTERM stops it cleanly");
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split(' ').collect()).collect();
+    let time = |word: &str| word.len() == 20 && word.ends_with('Z') && word.as_bytes()[10] == b'T';
+    assert!(lines.iter().all(|l| l.len() >= 4 && time(l[0])), "every line starts `time level connector`:\n{text}");
+    let first = &lines[0];
+    assert_eq!(first[1..3], ["info", "-"], "{text}");
+    assert_eq!(first[3], "watching", "{text}");
+    // time level connector event delivery outcome duration status [error]
+    let attempts: Vec<(&str, &str, &str, &str)> =
+        lines.iter().filter(|l| l[2] == "ci").map(|l| (l[1], l[5], l[7], l[8])).collect();
+    assert_eq!(attempts, [("warn", "retry", "HTTP", "503"), ("info", "delivered", "HTTP", "201")], "{text}");
+    assert!(lines.iter().filter(|l| l[2] == "ci").all(|l| l[6].ends_with("ms")), "{text}");
+    assert_eq!(lines.last().unwrap()[1..], ["info", "-", "stopped"], "{text}");
+
+    // `pushgate log` says the same, with every status.
+    let logged = server.pushgate(&["log"]).ok();
+    let logged: Vec<Vec<&str>> = logged.lines().map(|l| l.split(' ').collect()).collect();
+    let shown: Vec<(&str, &str, &str, &str)> = logged.iter().map(|l| (l[3], l[4], l[5], l[6])).collect();
+    assert_eq!(shown, [("#1", "retry", "HTTP", "503"), ("#2", "delivered", "HTTP", "201")], "{logged:?}");
 }
 
 #[test]

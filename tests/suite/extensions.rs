@@ -133,10 +133,47 @@ fn check_accepts_valid_extensions_and_counts_them() {
         pre_script("lint", "exit 0", &[], "on_error = \"allow\"\ntimeout = \"2s\"")
     ));
 
-    let run = server.pushgate(&["check"]).run();
+    let run = server.pushgate(&["check"]).env("CI_SECRET", "s3cret").run();
 
     run.assert_code(0);
     assert_eq!(run.stdout, format!("pushgate: {} is valid (1 rules, 2 extensions)\n", server.config_path().display()));
+    assert_eq!(run.stderr, "", "{run}");
+}
+
+#[test]
+fn check_warns_of_a_secret_it_cannot_find_and_still_calls_the_file_valid() {
+    let server = TestServer::new();
+    let missing = server.root().join("no-such.secret");
+    let server = server.config(&format!(
+        "{ALLOW_ALL}{}{}",
+        post_http("ci", "http://127.0.0.1:9/hook", "secret_env = \"CI_SECRET\""),
+        post_http("chat", "http://127.0.0.1:9/chat", &format!("secret_file = {}", quoted(&missing)))
+    ));
+
+    let run = server.pushgate(&["check"]).run();
+
+    run.assert_code(0).assert_no_panic();
+    assert_eq!(run.stdout, format!("pushgate: {} is valid (1 rules, 2 extensions)\n", server.config_path().display()));
+    assert_eq!(
+        run.stderr_lines(),
+        [
+            "pushgate: warning: extension ci: secret_env CI_SECRET is not set here: the hooks and `pushgate deliver` \
+             need it in their environment (a secret_file readable by the hooks' user is simpler for a service)"
+                .to_string(),
+            format!(
+                "pushgate: warning: extension chat: cannot read secret_file {}: entity not found as this user: the \
+                 hooks and `pushgate deliver` must be able to read it",
+                missing.display()
+            ),
+        ],
+        "{run}"
+    );
+    let json = server.pushgate(&["check", "--json"]).ok();
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!((json["ok"].as_bool(), json["warnings"].as_array().map(Vec::len)), (Some(true), Some(2)), "{json}");
+    // An empty variable is no secret either.
+    let empty = server.pushgate(&["check"]).env("CI_SECRET", "").run();
+    assert!(empty.stderr.contains("secret_env CI_SECRET is not set"), "{empty}");
 }
 
 #[test]

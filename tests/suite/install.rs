@@ -276,7 +276,7 @@ fn the_binary_named_update_decides_per_ref() {
 }
 
 #[test]
-fn the_demo_shows_accepted_and_rejected_pushes() {
+fn the_demo_shows_accepted_and_rejected_pushes_and_their_delivery() {
     let server = TestServer::new();
 
     let run = server.pushgate(&["demo"]).run();
@@ -286,6 +286,18 @@ fn the_demo_shows_accepted_and_rejected_pushes() {
     assert!(run.stdout.contains(": accepted"), "{run}");
     assert!(run.stdout.contains("remote: pushgate: push rejected for bob"), "{run}");
     assert!(run.stdout.contains("verdict: denied"), "{run}");
+    // The receiver got the three pushes that landed, in order, from the detached deliverer.
+    let told: Vec<&str> = run.stdout.lines().filter(|l| l.starts_with("    event ")).collect();
+    assert_eq!(told.len(), 3, "{run}");
+    for (line, expected) in told.iter().zip([
+        "(sequence 1): alice create refs/heads/main with 1 new commit(s)",
+        "(sequence 2): bob create refs/heads/topic with 1 new commit(s)",
+        "(sequence 3): alice update refs/heads/main with 1 new commit(s)",
+    ]) {
+        assert!(line.ends_with(expected), "{line:?}\n{run}");
+    }
+    assert!(run.stdout.contains("\n    ci: 0 pending, 0 dead\n"), "{run}");
+    assert_eq!(run.stdout.matches(" #1 delivered HTTP 200 ").count(), 3, "{run}");
     let leftovers: Vec<_> = std::fs::read_dir(server.root().join("tmp")).unwrap().collect();
     assert!(leftovers.is_empty(), "the demo left files behind: {leftovers:?}");
 }

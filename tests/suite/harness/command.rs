@@ -3,6 +3,7 @@
 
 use std::ffi::OsStr;
 use std::io::Write;
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,12 +13,13 @@ use std::time::{Duration, Instant};
 pub struct Invocation {
     command: Command,
     stdin: Option<Vec<u8>>,
+    stdout: Option<Stdio>,
     what: String,
 }
 
 impl Invocation {
     pub(super) fn new(command: Command, what: String) -> Invocation {
-        Invocation { command, stdin: None, what }
+        Invocation { command, stdin: None, stdout: None, what }
     }
 
     pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
@@ -51,12 +53,32 @@ impl Invocation {
         self
     }
 
+    /// Standard output into a pipe whose reader is already gone (`| head -c0`): every
+    /// write fails with EPIPE. [`Run::stdout`] is then empty.
+    pub fn stdout_closed(mut self) -> Self {
+        let mut ends = [0; 2];
+        // SAFETY: pipe fills the two descriptors it is given, which we then own.
+        assert_eq!(unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        // SAFETY: both descriptors were just made and are owned by nothing else.
+        let (reader, writer) = unsafe { (OwnedFd::from_raw_fd(ends[0]), OwnedFd::from_raw_fd(ends[1])) };
+        drop(reader);
+        self.stdout = Some(Stdio::from(writer));
+        self
+    }
+
+    /// Standard output on a full disk (`> /dev/full`): every write fails with ENOSPC.
+    pub fn stdout_full(mut self) -> Self {
+        let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+        self.stdout = Some(Stdio::from(full));
+        self
+    }
+
     /// Run to completion, whatever the exit status.
     pub fn run(mut self) -> Run {
         if self.stdin.is_some() {
             self.command.stdin(Stdio::piped());
         }
-        self.command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        self.command.stdout(self.stdout.take().unwrap_or_else(Stdio::piped)).stderr(Stdio::piped());
         let mut child = self.command.spawn().unwrap_or_else(|e| panic!("cannot run {}: {e}", self.what));
         // Written on a thread: a child that prints before reading must not deadlock us.
         let writer = self.stdin.take().map(|input| {

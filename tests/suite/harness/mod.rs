@@ -10,6 +10,7 @@
 
 mod command;
 mod deliverers;
+mod prometheus;
 mod receiver;
 mod sandbox;
 mod schema;
@@ -19,6 +20,7 @@ mod spool;
 
 pub use command::{Invocation, Run};
 pub use deliverers::poll;
+pub use prometheus::{Sample, parse_metrics};
 pub use receiver::{Answer, Receiver, Request, refused_url, summary};
 pub use sandbox::Sandbox;
 pub use schema::{assert_valid, assert_valid_event, event_schema, github_schema};
