@@ -20,6 +20,7 @@ mod hostile;
 mod http_backend;
 mod identity;
 mod install;
+mod postgres_harness;
 mod receivers;
 mod shell;
 mod verdict;
