@@ -23,6 +23,7 @@ mod install;
 mod operations;
 mod outbox;
 mod output;
+mod postgres_harness;
 mod receivers;
 mod shell;
 mod verdict;

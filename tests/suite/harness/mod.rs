@@ -1,8 +1,8 @@
 //! The harness every test builds on: a [`Sandbox`] (one temp dir and the clean environment
 //! every command of a test runs in), a [`TestServer`] (a bare repository with pushgate's
 //! hooks and a work clone that pushes to it), commands that return what a user saw
-//! ([`Run`]), an HTTP [`Receiver`] playing an endpoint, the deliverers, the schemas and the
-//! webhook signatures.
+//! ([`Run`]), an HTTP [`Receiver`] playing an endpoint, the deliverers, the schemas, the
+//! webhook signatures, and a PostgreSQL server of a test's own ([`TestDb`]).
 //!
 //! Nothing here sleeps to wait for something: commands and requests are waited for, and
 //! only where no event exists to wait on (a detached process ending, a background
@@ -10,6 +10,7 @@
 
 mod command;
 mod deliverers;
+mod postgres;
 mod prometheus;
 mod receiver;
 mod sandbox;
@@ -20,6 +21,7 @@ mod spool;
 
 pub use command::{Invocation, Run};
 pub use deliverers::poll;
+pub use postgres::{Options, TestDb, skip_without_postgres};
 pub use prometheus::{Sample, parse_metrics};
 pub use receiver::{Answer, Receiver, Request, refused_url, summary};
 pub use sandbox::Sandbox;
