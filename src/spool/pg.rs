@@ -159,14 +159,24 @@ impl Outbox {
         }
     }
 
-    /// Run `work` on a pooled connection; a connection that failed is not pooled again.
-    fn with<T>(&self, work: impl FnOnce(&mut Client) -> Result<T, postgres::Error>) -> io::Result<T> {
+    /// Run `work` on a pooled connection; a connection that failed is not pooled again. A
+    /// pooled connection the server closed (a restart) is replaced and `work` run once
+    /// more: every use here is one statement or one transaction, so a second run is safe.
+    fn with<T>(&self, mut work: impl FnMut(&mut Client) -> Result<T, postgres::Error>) -> io::Result<T> {
         let mut client = self.client()?;
-        let result = work(&mut client);
-        if result.is_ok() {
-            self.give_back(client);
+        match work(&mut client) {
+            Ok(value) => {
+                self.give_back(client);
+                Ok(value)
+            }
+            Err(e) if e.is_closed() || client.is_closed() => {
+                let mut fresh = self.connect()?;
+                let value = work(&mut fresh).map_err(db)?;
+                self.give_back(fresh);
+                Ok(value)
+            }
+            Err(e) => Err(db(e)),
         }
-        result.map_err(db)
     }
 
     /// Relay local jobs into the outbox, in order, in one transaction: each at most once

@@ -14,6 +14,7 @@ mod config;
 mod delivery;
 mod event_schema;
 mod extensions;
+mod fleet;
 mod gate;
 mod hg;
 mod hostile;

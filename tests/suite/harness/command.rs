@@ -178,6 +178,14 @@ pub struct Background {
 }
 
 impl Background {
+    /// Send `signal` to it (its group: what it started too).
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill has no memory effects; a group that is gone gives ESRCH.
+        unsafe {
+            libc::kill(-(self.child.id() as i32), signal);
+        }
+    }
+
     /// Whether it is still running (a watcher should be).
     #[track_caller]
     pub fn assert_running(&mut self) {

@@ -19,7 +19,7 @@ mod server;
 mod signature;
 mod spool;
 
-pub use command::{Invocation, Run};
+pub use command::{Background, Invocation, Run};
 pub use deliverers::poll;
 pub use postgres::{Options, TestDb, skip_without_postgres};
 pub use prometheus::{Sample, parse_metrics};
