@@ -269,3 +269,73 @@ fn dead_letters_retry_drop_and_a_410_disable_work_on_the_outbox() {
     assert_eq!(json_of(&server, &["queue", "status"])[0]["dead"], 0);
     receiver.assert_no_more();
 }
+
+#[test]
+fn three_workers_killed_at_random_lose_nothing_and_keep_each_servers_order() {
+    if skip_without_postgres() {
+        return;
+    }
+    let db = TestDb::start();
+    let receiver = Receiver::ok();
+    let url = receiver.url("/hook");
+    let a = fleet_server(&db, &url, "2s");
+    let b = fleet_server(&db, &url, "2s");
+    let configs: Vec<PathBuf> = (0..3).map(|i| worker_config(&a, &format!("worker{i}"), &db, &url, "2s")).collect();
+    let mut workers: Vec<Background> = configs.iter().map(|c| watch(&a, c)).collect();
+    let mut seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64;
+    let mut random = move |n: usize| {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        ((seed >> 33) % n as u64) as usize
+    };
+    let pushes = 8;
+    for n in 0..pushes {
+        push_commit(&a, n);
+        push_commit(&b, n);
+        // A worker dies at any moment (in the middle of an attempt, holding a lease) and
+        // another starts in its place.
+        let victim = random(workers.len());
+        std::thread::sleep(Duration::from_millis(random(40) as u64));
+        workers[victim] = watch(&a, &configs[victim]);
+    }
+    let got = until_all(&receiver, 2, pushes as u64);
+    assert_in_order_per_server(&got, pushes);
+    for worker in &mut workers {
+        worker.assert_running();
+    }
+}
+
+#[test]
+fn a_tcp_database_is_reached_over_verified_tls_only() {
+    if skip_without_postgres() {
+        return;
+    }
+    let db = TestDb::start_with(crate::harness::Options { tls: true, ..Default::default() });
+    let receiver = Receiver::ok();
+    let server = TestServer::new();
+    let spool = |url: &str, extra: &str| {
+        let url_file = server.root().join("db.url");
+        std::fs::write(&url_file, url).unwrap();
+        format!(
+            "{ALLOW_ALL}[spool]\ndir = {}\nbackend = \"postgres\"\nurl_file = {}\n{extra}\n{}",
+            quoted(server.root().join("spool")),
+            quoted(&url_file),
+            post_http("ci", &receiver.url("/hook"), "")
+        )
+    };
+    let ca = format!("ca_file = {}", quoted(db.ca_file()));
+    let (unverified, verified) = (spool(&db.tls_url(), ""), spool(&db.tls_url(), &ca));
+    // Without the test CA the server's certificate is not trusted: no connection.
+    std::fs::write(&server.sandbox.config, unverified).unwrap();
+    let refused = server.pushgate(&["queue", "status"]).run();
+    assert_eq!(refused.code, Some(2), "{refused}");
+    assert!(refused.stderr.contains("database"), "{refused}");
+    assert!(!refused.stderr.contains("password="), "the connection string is never shown: {refused}");
+
+    let server = server.config(&verified).install(&[]);
+    push_commit(&server, 0);
+    assert_eq!(receiver.next().sequence(), 1);
+    server.sandbox.wait_for_detached_deliverers();
+    assert_eq!(db.psql("select count(*) from pushgate.attempts"), "1");
+    let doctor = server.pushgate(&["doctor"]).run();
+    assert!(doctor.stdout.contains("the fleet's database answers"), "{doctor}");
+}
