@@ -67,7 +67,8 @@ fn open_outbox(
             Err(e) if !watch => return Err(Error::new(format!("deliver: {e}"))),
             Err(e) => {
                 if !said {
-                    tell(&format!("error: {e} (retrying)"));
+                    let what = one_line(&format!("{e} (retrying)"), None);
+                    tell(&format!("{} error - {what}", crate::time::now_rfc3339()));
                     said = true;
                 }
                 for _ in 0..10 {

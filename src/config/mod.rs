@@ -315,6 +315,25 @@ impl Config {
                 config.extensions.push(extension);
             }
         }
+        if let Backend::Postgres(pg) = &config.spool.backend {
+            // An attempt must end well within its worker's lease, or another worker may
+            // take the connector over in the middle of it.
+            let slowest =
+                config.extensions.iter().filter(|e| e.phase == extension::Phase::Post).max_by_key(|e| e.timeout);
+            if let Some(ext) = slowest.filter(|e| e.timeout + std::time::Duration::from_secs(1) > pg.lease) {
+                let spool = global_raw.spool.as_ref();
+                let span =
+                    spool.and_then(|s| s.lease.as_ref().or(s.backend.as_ref())).map(|t| t.span()).unwrap_or_default();
+                v.fail(
+                    &global_at,
+                    span,
+                    format!(
+                        "lease ({:?}) must be longer than every post extension's timeout plus 1s: {} has {:?}",
+                        pg.lease, ext.name, ext.timeout
+                    ),
+                );
+            }
+        }
         if config.fold_case {
             config.fold_user_names();
         }

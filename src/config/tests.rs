@@ -241,3 +241,28 @@ fn repo_names() {
     assert_eq!(repo_name(Path::new("/elsewhere/x.git"), Some(&root)), "x");
     assert_eq!(repo_name(Path::new("/src/work/.git"), None), "work");
 }
+
+#[test]
+fn the_postgres_backend_is_validated_with_positions() {
+    let fleet =
+        parse("[spool]\nbackend = \"postgres\"\nurl_file = \"/etc/pushgate/db.url\"\nlease = \"20s\"\n").unwrap();
+    let Backend::Postgres(pg) = &fleet.spool.backend else { panic!("{:?}", fleet.spool.backend) };
+    assert_eq!((pg.lease, pg.ca_file.clone()), (std::time::Duration::from_secs(20), None));
+    assert_eq!(pg.url, crate::config::extension::Secret::File("/etc/pushgate/db.url".into()));
+    assert_eq!(parse("[spool]\nbackend = \"file\"\n").unwrap().spool.backend, Backend::File);
+    assert!(error("[spool]\nbackend = \"pg\"\n").contains("2:11: backend \"pg\" must be \"file\" or \"postgres\""));
+    assert!(error("[spool]\nbackend = \"postgres\"\n").contains("needs `url_env` or `url_file`"));
+    assert!(
+        error("[spool]\nbackend = \"postgres\"\nurl_env = \"1X\"\n").contains("3:11: \"1X\" is not an environment")
+    );
+    assert!(error("[spool]\nurl_env = \"DB\"\n").contains("2:11: url_env is for backend = \"postgres\""));
+    assert!(
+        error("[spool]\nbackend = \"postgres\"\nurl_env = \"DB\"\nlease = \"0s\"\n")
+            .contains("lease must be at least 1s")
+    );
+    let slow = "[spool]\nbackend = \"postgres\"\nurl_env = \"DB\"\nlease = \"5s\"\n\
+                [[extension]]\nname = \"ci\"\ntype = \"http\"\nphase = \"post\"\nurl = \"http://h/\"\ntimeout = \"10s\"\n";
+    assert!(
+        error(slow).contains("4:9: lease (5s) must be longer than every post extension's timeout plus 1s: ci has 10s")
+    );
+}
