@@ -248,7 +248,7 @@ fn the_postgres_backend_is_validated_with_positions() {
         parse("[spool]\nbackend = \"postgres\"\nurl_file = \"/etc/pushgate/db.url\"\nlease = \"20s\"\n").unwrap();
     let Backend::Postgres(pg) = &fleet.spool.backend else { panic!("{:?}", fleet.spool.backend) };
     assert_eq!((pg.lease, pg.ca_file.clone()), (std::time::Duration::from_secs(20), None));
-    assert_eq!(pg.url, crate::config::extension::Secret::File("/etc/pushgate/db.url".into()));
+    assert_eq!(pg.url, extension::Secret::File("/etc/pushgate/db.url".into()));
     assert_eq!(parse("[spool]\nbackend = \"file\"\n").unwrap().spool.backend, Backend::File);
     assert!(error("[spool]\nbackend = \"pg\"\n").contains("2:11: backend \"pg\" must be \"file\" or \"postgres\""));
     assert!(error("[spool]\nbackend = \"postgres\"\n").contains("needs `url_env` or `url_file`"));
