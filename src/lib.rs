@@ -23,6 +23,7 @@ pub mod hg;
 pub mod hook;
 pub mod identity;
 pub mod ids;
+pub mod inventory;
 pub mod outcome;
 pub mod output;
 pub mod policy;

@@ -37,7 +37,21 @@ pub struct Extension {
     pub max_commits: Option<usize>,
     /// The actions of the changes it is told about (`actions`; default: all four).
     pub actions: Vec<Action>,
+    /// `phase = "periodic"`: how often `deliver --watch` runs it.
+    pub every: Option<Duration>,
+    /// A `post` connector's events sent as arrays (`batch = { max, wait }`).
+    pub batch: Option<Batch>,
 }
+
+/// `batch`: up to `max` events per call, sent once `max` wait or the oldest waited `wait`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batch {
+    pub max: usize,
+    pub wait: Duration,
+}
+
+/// The most events a batch may hold.
+pub const MAX_BATCH: i64 = 10_000;
 
 #[derive(Debug, Clone)]
 pub enum Kind {
@@ -68,6 +82,8 @@ pub enum Secret {
 pub enum Phase {
     Pre,
     Post,
+    /// Run by `deliver --watch` every `every` with the inventory of the repositories.
+    Periodic,
 }
 
 impl Phase {
@@ -75,6 +91,7 @@ impl Phase {
         match self {
             Phase::Pre => "pre",
             Phase::Post => "post",
+            Phase::Periodic => "periodic",
         }
     }
 }
@@ -179,11 +196,13 @@ impl Validator {
         let phase = match ext.phase.get_ref().as_str() {
             "pre" => Phase::Pre,
             "post" => Phase::Post,
+            "periodic" => Phase::Periodic,
             other => {
-                self.fail(at, ext.phase.span(), format!("phase {other:?} must be \"pre\" or \"post\""));
+                self.fail(at, ext.phase.span(), format!("phase {other:?} must be \"pre\", \"post\" or \"periodic\""));
                 Phase::Post
             }
         };
+        let (every, batch) = self.extension_timing(at, ext, phase, whole.clone());
         let kind = self.extension_kind(at, ext, whole.clone());
         let format = match ext.format.as_ref().map(|f| (f.get_ref().as_str(), f.span())) {
             None | Some(("pushgate", _)) => Format::Pushgate,
@@ -251,7 +270,88 @@ impl Validator {
             mode,
             max_commits,
             actions,
+            every,
+            batch,
         })
+    }
+
+    /// `every` (periodic extensions only, and required there) and `batch` (post only).
+    fn extension_timing(
+        &mut self,
+        at: &Source,
+        ext: &raw::Extension,
+        phase: Phase,
+        whole: std::ops::Range<usize>,
+    ) -> (Option<Duration>, Option<Batch>) {
+        let every = match (&ext.every, phase) {
+            (None, Phase::Periodic) => {
+                self.fail(at, whole, "a periodic extension needs `every` (how often it runs, e.g. \"1h\")");
+                None
+            }
+            (None, _) => None,
+            (Some(text), Phase::Periodic) => match units::parse_duration(text.get_ref()) {
+                Ok(d) if d >= Duration::from_secs(1) => Some(d),
+                Ok(_) => {
+                    self.fail(at, text.span(), "every must be at least 1s");
+                    None
+                }
+                Err(e) => {
+                    self.fail(at, text.span(), e);
+                    None
+                }
+            },
+            (Some(text), _) => {
+                self.fail(at, text.span(), "`every` applies to periodic extensions only");
+                None
+            }
+        };
+        if phase == Phase::Periodic {
+            if at.path.file_name().is_some_and(|n| n == super::REPO_FILE) {
+                self.fail(
+                    at,
+                    ext.phase.span(),
+                    "periodic extensions belong in the global file (they see every repository)",
+                );
+            }
+            for (key, span) in [
+                ("refs", ext.refs.as_ref().map(|v| v.span())),
+                ("repos", ext.repos.as_ref().map(|v| v.span())),
+                ("actions", ext.actions.as_ref().map(|v| v.span())),
+                ("events", ext.events.as_ref().map(|v| v.span())),
+                ("format", ext.format.as_ref().map(|v| v.span())),
+                ("max_commits", ext.max_commits.as_ref().map(|v| v.span())),
+                ("mode", ext.mode.as_ref().map(|v| v.span())),
+            ] {
+                if let Some(span) = span {
+                    self.fail(at, span, format!("`{key}` does not apply to periodic extensions"));
+                }
+            }
+        }
+        let Some(spanned) = &ext.batch else { return (every, None) };
+        if phase != Phase::Post {
+            self.fail(at, spanned.span(), "`batch` applies to post extensions only");
+            return (every, None);
+        }
+        let batch = spanned.get_ref();
+        let max = match &batch.max {
+            None => {
+                self.fail(at, spanned.span(), "batch needs `max` (the most events per call)");
+                None
+            }
+            Some(n) if (1..=MAX_BATCH).contains(n.get_ref()) => Some(*n.get_ref() as usize),
+            Some(n) => {
+                self.fail(at, n.span(), format!("batch max must be between 1 and {MAX_BATCH}"));
+                None
+            }
+        };
+        let wait = match &batch.wait {
+            None => {
+                self.fail(at, spanned.span(), "batch needs `wait` (how long the oldest event may wait, e.g. \"30s\")");
+                None
+            }
+            Some(text) => units::parse_duration(text.get_ref()).map_err(|e| self.fail(at, text.span(), e)).ok(),
+        };
+        (every, max.zip(wait).map(|(max, wait)| Batch { max, wait }))
     }
 
     fn extension_kind(&mut self, at: &Source, ext: &raw::Extension, whole: std::ops::Range<usize>) -> Option<Kind> {

@@ -53,6 +53,8 @@ const EXTENSION: Shape = Table(&[
     ("mode", Value),
     ("env", Value),
     ("max_commits", Value),
+    ("every", Value),
+    ("batch", Table(&[("max", Value), ("wait", Value)])),
 ]);
 
 const CHECK: Shape = Table(&[

@@ -109,6 +109,16 @@ pub struct Extension {
     pub env: Option<TextList>,
     pub max_commits: Option<Spanned<i64>>,
     pub actions: Option<TextList>,
+    pub every: Option<Text>,
+    pub batch: Option<Spanned<Batch>>,
+}
+
+/// `batch = { max = 100, wait = "30s" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Batch {
+    pub max: Option<Spanned<i64>>,
+    pub wait: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -131,6 +131,8 @@ pub enum EventKind {
     #[default]
     Push,
     Pull,
+    /// The repositories, for a periodic extension (`pushgate.inventory/1`).
+    Inventory,
 }
 
 impl EventKind {
@@ -138,6 +140,7 @@ impl EventKind {
         match self {
             EventKind::Push => "push",
             EventKind::Pull => "pull",
+            EventKind::Inventory => "inventory",
         }
     }
 }

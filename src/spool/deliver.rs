@@ -93,7 +93,8 @@ impl Deliverer<'_> {
                     }
                     Err(_) => {}
                 }
-                let sleep = self.sleep();
+                let periodic = self.run_periodic().unwrap_or(MAX_SLEEP);
+                let sleep = self.sleep().min(periodic);
                 waker.wait(if failing { sleep.max(Duration::from_secs(1)) } else { sleep });
             }
             stopping.store(true, std::sync::atomic::Ordering::Relaxed);

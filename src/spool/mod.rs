@@ -26,6 +26,7 @@ pub mod file;
 mod fleet;
 pub mod job;
 pub mod log;
+pub mod periodic;
 pub mod pg;
 pub mod queues;
 pub mod record;

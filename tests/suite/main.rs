@@ -24,6 +24,7 @@ mod install;
 mod operations;
 mod outbox;
 mod output;
+mod periodic;
 mod postgres_harness;
 mod receivers;
 mod shell;
