@@ -315,6 +315,17 @@ impl Config {
                 config.extensions.push(extension);
             }
         }
+        if let Backend::Postgres(_) = &config.spool.backend
+            && let Some(ext) = config.extensions.iter().find(|e| e.batch.is_some())
+        {
+            let spool = global_raw.spool.as_ref();
+            let span = spool.and_then(|s| s.backend.as_ref()).map(|t| t.span()).unwrap_or_default();
+            v.fail(
+                &global_at,
+                span,
+                format!("extension {}: `batch` is not available with backend = \"postgres\" yet", ext.name),
+            );
+        }
         if let Backend::Postgres(pg) = &config.spool.backend {
             // An attempt must end well within its worker's lease, or another worker may
             // take the connector over in the middle of it.

@@ -152,7 +152,10 @@ impl Deliverer<'_> {
         let connection = extension::Connection::new(ext);
         loop {
             let Ok(Some(lock)) = lock_file(&lock_path, false) else { return };
-            self.deliver_queue(ext, &connection);
+            match ext.batch {
+                Some(batch) => self.deliver_batches(ext, &connection, batch),
+                None => self.deliver_queue(ext, &connection),
+            }
             drop(lock);
             // A deliverer that found our lock taken left its jobs to us: look once more.
             if !self.head_is_due(ext) {
@@ -212,7 +215,20 @@ impl Deliverer<'_> {
     }
 
     fn head_is_due(&self, ext: &Extension) -> bool {
-        self.head(&ext.connector).is_some_and(|job| self.due_at(&job) <= now_ms())
+        self.head_due_at(ext).is_some_and(|due| due <= now_ms())
+    }
+
+    /// When the connector's next attempt is due: its head job's, or its next batch's.
+    fn head_due_at(&self, ext: &Extension) -> Option<u64> {
+        let head = self.head(&ext.connector)?;
+        let Some(config) = ext.batch else { return Some(self.due_at(&head)) };
+        let names = self.spool.job_names(&ext.connector, Shelf::Queue).ok()?;
+        let jobs: Vec<Job> = names
+            .iter()
+            .take(config.max)
+            .filter_map(|n| self.spool.read_job(&ext.connector, Shelf::Queue, n).ok())
+            .collect();
+        Some(super::batch::due_at(super::batch::next_batch(&jobs, config.max), config))
     }
 
     /// Try the job `name` (the oldest left) if it is due; what the connector does next.
@@ -248,6 +264,7 @@ impl Deliverer<'_> {
             error,
             repo: Some(job.repo.clone()),
             sequence: job.sequence,
+            batch: None,
         };
         (self.tell)(&attempt.line());
         let _ = self.spool.log_attempt(&attempt);
@@ -328,8 +345,8 @@ impl Deliverer<'_> {
         let now = now_ms();
         self.post_connectors()
             .iter()
-            .filter_map(|e| self.head(&e.connector))
-            .map(|job| Duration::from_millis(self.due_at(&job).saturating_sub(now)))
+            .filter_map(|e| self.head_due_at(e))
+            .map(|due| Duration::from_millis(due.saturating_sub(now)))
             .min()
     }
 }

@@ -218,6 +218,7 @@ impl Deliverer<'_> {
                         _ => None,
                     },
                     body: body.json,
+                    batch: None,
                 };
                 self.spool.put_job(&job, Shelf::Queue)?;
                 crate::crashpoint::here("deliver:after-first-job");
@@ -253,6 +254,7 @@ impl Deliverer<'_> {
                 total_commits: None,
                 gitlab: None,
                 body: body.json,
+                batch: None,
             };
             self.spool.put_job(&job, Shelf::Queue)?;
         }

@@ -133,6 +133,7 @@ impl Deliverer<'_> {
                     error,
                     repo: Some(job.repo.clone()),
                     sequence: job.sequence,
+                    batch: None,
                 };
                 let asked = Instant::now();
                 let change = match change {

@@ -38,6 +38,10 @@ pub struct Job {
     pub gitlab: Option<Hook>,
     /// Exactly what is sent.
     pub body: serde_json::Value,
+    /// The delivery id of the batch this job was tried in (`batch` connectors): a batch
+    /// that failed is tried again with the same events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<String>,
 }
 
 /// Where a job lives.

@@ -23,6 +23,9 @@ pub struct Attempt {
     pub repo: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sequence: Option<u64>,
+    /// How many events the attempt carried, for a `batch` connector (`job` is the first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<usize>,
 }
 
 impl Attempt {
@@ -150,6 +153,7 @@ mod tests {
             error: None,
             repo: None,
             sequence: None,
+            batch: None,
         }
     }
 

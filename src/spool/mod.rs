@@ -20,6 +20,7 @@
 //!   log/YYYY-MM-DD.jsonl      delivery attempts
 //! ```
 
+mod batch;
 pub mod deliver;
 mod fanout;
 pub mod file;

@@ -117,6 +117,7 @@ impl Deliverer<'_> {
             error,
             repo: None,
             sequence: None,
+            batch: None,
         };
         (self.tell)(&attempt.line());
         let _ = self.spool.log_attempt(&attempt);

@@ -846,3 +846,62 @@ fn connectors_two_repositories_define_under_one_name_keep_their_own_queues() {
         );
     }
 }
+
+/// The sequences of a batch delivery's events.
+fn batch_sequences(request: &Request) -> Vec<u64> {
+    let events = request.json();
+    events
+        .as_array()
+        .unwrap_or_else(|| panic!("not an array: {events}"))
+        .iter()
+        .map(|e| e["sequence"].as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_batch_connector_sends_arrays_when_full_or_when_the_oldest_waited() {
+    let receiver = Receiver::ok();
+    let batch = "batch = { max = 2, wait = \"2s\" }";
+    let server = server(&post_http("bulk", &receiver.url("/bulk"), batch));
+    // Every deliverer a push detaches dies before sending: only the watcher delivers.
+    for n in 1..=3 {
+        push_next(&server, n, &[NO_DETACHED_SEND]);
+    }
+    server.sandbox.wait_for_detached_deliverers();
+    let mut watch = server.pushgate(&["deliver", "--watch"]).background();
+    let full = receiver.next();
+    assert_eq!(batch_sequences(&full), [1, 2], "full: sent at once");
+    for event in full.json().as_array().unwrap() {
+        assert_valid(&event_schema(), event);
+    }
+    let started = std::time::Instant::now();
+    let late = receiver.next();
+    assert_eq!(batch_sequences(&late), [3], "the rest once its oldest waited");
+    assert!(started.elapsed() < WAIT);
+    assert_ne!(full.delivery(), late.delivery());
+    watch.assert_running();
+    let attempts = log_of(&server, "bulk");
+    assert_eq!(attempts.iter().map(|a| a["batch"].as_u64().unwrap()).collect::<Vec<_>>(), [2, 1]);
+    receiver.assert_no_more();
+}
+
+#[test]
+fn a_failed_batch_is_retried_whole_before_anything_after_it() {
+    let receiver = Receiver::scripted([Answer::status(503)], Answer::ok());
+    let batch = "batch = { max = 2, wait = \"1s\" }";
+    let server = server(&post_http("bulk", &receiver.url("/bulk"), batch));
+    for n in 1..=2 {
+        push_next(&server, n, &[NO_DETACHED_SEND]);
+    }
+    server.sandbox.wait_for_detached_deliverers();
+    let _watch = server.pushgate(&["deliver", "--watch"]).background();
+    let failed = receiver.next();
+    assert_eq!(batch_sequences(&failed), [1, 2]);
+    // Events arriving meanwhile wait behind the failed batch and do not join it.
+    push_next(&server, 3, &[NO_DETACHED_SEND]);
+    let retried = receiver.next();
+    assert_eq!(batch_sequences(&retried), [1, 2]);
+    assert_eq!(retried.delivery(), failed.delivery(), "the same batch, the same delivery id");
+    assert_eq!(batch_sequences(&receiver.next()), [3]);
+    receiver.assert_no_more();
+}
