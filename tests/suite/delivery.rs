@@ -905,3 +905,32 @@ fn a_failed_batch_is_retried_whole_before_anything_after_it() {
     assert_eq!(batch_sequences(&receiver.next()), [3]);
     receiver.assert_no_more();
 }
+
+#[test]
+fn the_shipped_batch_example_stores_events_in_sqlite_once_each() {
+    let example =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("hooks-templates/extensions/batch-to-sqlite.py");
+    let server = TestServer::new();
+    let database = server.root().join("pushes.sqlite");
+    let extension = format!(
+        "\n[[extension]]\nname = \"stats\"\ntype = \"script\"\nphase = \"post\"\nbatch = {{ max = 3, wait = \"1s\" }}\n\
+         command = [\"python3\", {}, {}]\nenv = [\"PATH\"]\n",
+        quoted(&example),
+        quoted(&database)
+    );
+    let spool = format!("[spool]\ndir = {}\nretry = [\"50ms\"]\n", quoted(server.root().join("spool")));
+    let server = server.config(&format!("{ALLOW_ALL}{spool}{extension}")).install(&[]);
+    for n in 1..=4 {
+        push_next(&server, n, &[NO_DETACHED_SEND]);
+    }
+    server.sandbox.wait_for_detached_deliverers();
+    let _watch = server.pushgate(&["deliver", "--watch"]).background();
+    let count = |sql: &str| {
+        let script = format!("import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute({sql:?}).fetchone()[0])");
+        server.sandbox.command("python3").args(["-c", &script]).arg(&database).run().stdout.trim().to_string()
+    };
+    poll("four events stored", || (count("select count(*) from pushes") == "4").then_some(()));
+    assert_eq!(count("select group_concat(sequence) from (select sequence from pushes order by sequence)"), "1,2,3,4");
+    let batches: Vec<u64> = log_of(&server, "stats").iter().map(|a| a["batch"].as_u64().unwrap()).collect();
+    assert_eq!(batches, [3, 1]);
+}

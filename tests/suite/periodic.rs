@@ -111,3 +111,28 @@ fn periodic_keys_are_checked() {
     let run = bad(&format!("{ext}phase = \"periodic\"\nevery = \"1h\"\n"));
     run.assert_code(0);
 }
+
+/// `hooks-templates/extensions/<name>` in the repository.
+fn template(name: &str) -> String {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("hooks-templates/extensions").join(name).display().to_string()
+}
+
+#[test]
+fn the_shipped_periodic_example_writes_a_size_report() {
+    // The script runs in repos_root (`<sandbox>/srv`): the report goes beside it.
+    let extension = format!(
+        "\n[[extension]]\nname = \"repo-sizes\"\ntype = \"script\"\nphase = \"periodic\"\nevery = \"1h\"\n\
+         command = [\"python3\", {}, \"../sizes.jsonl\"]\nenv = [\"PATH\"]\n",
+        quoted(template("repo-sizes.py"))
+    );
+    let (site, _) = server_of_two(&extension);
+    let _watch = site.pushgate(&["deliver", "--watch"]).background();
+    let text = crate::harness::poll("the report", || {
+        let text = std::fs::read_to_string(site.root.join("sizes.jsonl")).ok()?;
+        (text.lines().count() >= 2).then_some(text)
+    });
+    let rows: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.iter().map(|r| r["repository"].as_str().unwrap()).collect::<Vec<_>>(), ["empty", "team/app"]);
+    assert!(rows[1]["size_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(rows[1]["branches"], 1);
+}
