@@ -195,6 +195,14 @@ impl Validator {
             }
         };
         let scope = self.scope(at, ext.repos.as_ref(), ext.refs.as_ref());
+        if scope.has_user() {
+            let span = ext.repos.as_ref().or(ext.refs.as_ref()).map_or(whole.clone(), |l| l.span());
+            self.fail(
+                at,
+                span,
+                format!("`{}` stands for the user in rules and checks, not in an extension's scope", crate::glob::USER),
+            );
+        }
         let timeout = match &ext.timeout {
             Some(text) => units::parse_duration(text.get_ref()).map_err(|e| self.fail(at, text.span(), e)).ok(),
             None => Some(DEFAULT_TIMEOUT),
