@@ -64,7 +64,7 @@ pub fn run(config_path: &Path, repos: &[PathBuf], env: &Env, out: &mut dyn Write
     let binary = env.exe().ok().and_then(|e| install::own_path(e).ok());
     let listed: Vec<PathBuf> = match (repos.is_empty(), config.as_ref().and_then(|c| c.repos_root.as_deref())) {
         (false, _) => repos.to_vec(),
-        (true, Some(root)) => repositories_under(root),
+        (true, Some(root)) => crate::repository::under(root).into_iter().map(|(dir, _)| dir).collect(),
         (true, None) => Vec::new(),
     };
     if repos.is_empty() && listed.is_empty() {
@@ -117,30 +117,6 @@ fn writable(path: &Path) -> bool {
     let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return false };
     // SAFETY: a NUL-terminated path; access only reads it.
     unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
-}
-
-/// Bare Git repositories and Mercurial ones under `root`, a few levels deep.
-fn repositories_under(root: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut dirs = vec![(root.to_path_buf(), 0)];
-    while let Some((dir, depth)) = dirs.pop() {
-        if dir.join("HEAD").is_file() && dir.join("objects").is_dir() || dir.join(".hg").is_dir() {
-            found.push(dir);
-            continue;
-        }
-        if depth == 4 {
-            continue;
-        }
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-        for entry in entries.flatten() {
-            let hidden = entry.file_name().to_string_lossy().starts_with('.');
-            if !hidden && entry.file_type().is_ok_and(|t| t.is_dir()) {
-                dirs.push((entry.path(), depth + 1));
-            }
-        }
-    }
-    found.sort();
-    found
 }
 
 /// The hooks of one repository; its owner's uid.

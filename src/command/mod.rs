@@ -7,6 +7,7 @@ pub mod demo;
 pub mod doctor;
 pub mod explain;
 pub mod install;
+pub mod lifecycle;
 pub mod metrics;
 pub mod queue;
 pub mod shell;

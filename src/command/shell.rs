@@ -1,7 +1,9 @@
 //! `pushgate shell <user>`: the SSH forced command. The key decides who you are; the rules
 //! decide what you may read and write. Only git's and hg's own server commands run, on
-//! repositories under `repos_root`, without a shell.
+//! repositories under `repos_root`, without a shell, and pushgate's own repository commands
+//! (`create`, `delete`, `info`: [`super::lifecycle`]).
 
+use super::lifecycle;
 use crate::config::{Config, Mode};
 use crate::env::Env;
 use crate::hook::record::{self, Fetch};
@@ -17,30 +19,50 @@ use std::process::Command;
 /// What the client asked to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
+    /// One of git's or hg's server commands, on a repository.
+    Serve(Service),
+    /// `create [--hg] <repo>`, `delete <repo>`, `info [--json]`.
+    Lifecycle(lifecycle::Command),
+}
+
+/// git's and hg's server commands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Service {
     /// `git-receive-pack`, `git-upload-pack` or `git-upload-archive`, and the path it names.
     Git { service: &'static str, path: String },
     /// `hg -R <path> serve --stdio`.
     Hg { path: String },
 }
 
-impl Request {
+impl Service {
     /// A git push. (`hg serve` reads and writes; its pushes are decided by pretxnclose.)
     pub fn writes(&self) -> bool {
-        matches!(self, Request::Git { service: "receive-pack", .. })
+        matches!(self, Service::Git { service: "receive-pack", .. })
     }
 
     fn path(&self) -> &str {
         match self {
-            Request::Git { path, .. } | Request::Hg { path } => path,
+            Service::Git { path, .. } | Service::Hg { path } => path,
         }
     }
 }
 
-/// Parse `SSH_ORIGINAL_COMMAND` as git and hg clients send it.
+/// Parse `SSH_ORIGINAL_COMMAND` as git and hg clients send it, or as a user types
+/// pushgate's own commands (`ssh git@host create users/alice/notes`).
 pub fn parse_request(command: &str) -> Result<Request, String> {
+    use lifecycle::Command::{Create, Delete, Info};
     let words = split_words(command).ok_or_else(|| format!("cannot parse the command {}", shown(command)))?;
     let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    let lifecycle = |command| Ok(Request::Lifecycle(command));
     match words.as_slice() {
+        ["create", name] => lifecycle(Create { name: name.to_string(), vcs: Vcs::Git }),
+        ["create", "--hg", name] => lifecycle(Create { name: name.to_string(), vcs: Vcs::Hg }),
+        ["delete", name] => lifecycle(Delete { name: name.to_string() }),
+        ["info"] => lifecycle(Info { json: false }),
+        ["info", "--json"] => lifecycle(Info { json: true }),
+        ["create" | "delete" | "info", ..] => {
+            Err(format!("usage: create [--hg] <repo>, delete <repo>, info [--json] (not {})", shown(command)))
+        }
         [program, path] | ["git", program, path] => {
             let service = match program.strip_prefix("git-").unwrap_or(program) {
                 "receive-pack" => "receive-pack",
@@ -48,10 +70,10 @@ pub fn parse_request(command: &str) -> Result<Request, String> {
                 "upload-archive" => "upload-archive",
                 _ => return Err(format!("command not allowed: {}", shown(command))),
             };
-            Ok(Request::Git { service, path: path.to_string() })
+            Ok(Request::Serve(Service::Git { service, path: path.to_string() }))
         }
         ["hg", "-R", path, "serve", "--stdio"] | ["hg", "--repository", path, "serve", "--stdio"] => {
-            Ok(Request::Hg { path: path.to_string() })
+            Ok(Request::Serve(Service::Hg { path: path.to_string() }))
         }
         _ => Err(format!("command not allowed: {}", shown(command))),
     }
@@ -113,6 +135,9 @@ pub fn resolve(root: &Path, asked: &str, hg: bool) -> Result<(PathBuf, String), 
     if relative.components().any(|c| !matches!(c, Component::Normal(_))) {
         return refuse("`..` and `.` are not allowed in repository paths");
     }
+    if relative.components().any(|c| c.as_os_str().to_string_lossy().starts_with(lifecycle::WORK_PREFIX)) {
+        return refuse("a repository being created or deleted is not served");
+    }
     let text = relative.to_string_lossy();
     let base = text.trim_end_matches('/').to_string();
     let candidates: Vec<String> = if hg {
@@ -127,9 +152,7 @@ pub fn resolve(root: &Path, asked: &str, hg: bool) -> Result<(PathBuf, String), 
         if !path.starts_with(&root) {
             return refuse("it leads outside repos_root");
         }
-        let is_repo =
-            if hg { path.join(".hg").is_dir() } else { path.join("HEAD").is_file() && path.join("objects").is_dir() };
-        if is_repo {
+        if crate::repository::is_repository(&path, if hg { Vcs::Hg } else { Vcs::Git }) {
             let name = path.strip_prefix(&root).unwrap_or(&path).to_string_lossy().into_owned();
             let name = name.strip_suffix(".git").map(str::to_string).unwrap_or(name);
             return Ok((path, name));
@@ -169,7 +192,7 @@ pub struct Shell<'a> {
 }
 
 /// Run the forced command for `user`: what the client asked for is `SSH_ORIGINAL_COMMAND`.
-pub fn run(shell: &Shell, err: &mut dyn Write) -> Result<Outcome, Error> {
+pub fn run(shell: &Shell, out: &mut dyn Write, err: &mut dyn Write) -> Result<Outcome, Error> {
     let (config_path, user) = (shell.config_path, shell.user);
     let mut refuse = |why: String| -> Result<Outcome, Error> {
         let _ = writeln!(err, "pushgate: {why}");
@@ -193,15 +216,19 @@ pub fn run(shell: &Shell, err: &mut dyn Write) -> Result<Outcome, Error> {
     let Some(root) = &config.repos_root else {
         return refuse("repos_root is not set in the configuration: no repository is served".into());
     };
-    let (path, name) = match resolve(root, request.path(), matches!(request, Request::Hg { .. })) {
+    let request = match request {
+        Request::Serve(service) => service,
+        Request::Lifecycle(command) => {
+            let user = config.user_named(user);
+            return lifecycle::run(&lifecycle::Asker { shell, user: &user, root }, &config, &command, out, err);
+        }
+    };
+    let (path, name) = match resolve(root, request.path(), matches!(request, Service::Hg { .. })) {
         Ok(found) => found,
         Err(e) => return refuse(e),
     };
     // The repository's own rules come first, for reads as for pushes.
-    let repo_file = match &request {
-        Request::Hg { .. } => path.join(".hg").join(crate::config::REPO_FILE),
-        Request::Git { .. } => path.join(crate::config::REPO_FILE),
-    };
+    let repo_file = repo_file(&path, if matches!(request, Service::Hg { .. }) { Vcs::Hg } else { Vcs::Git });
     let config = match Config::load(config_path, Some(&repo_file)) {
         Ok(config) => config,
         Err(e) => return refuse(format!("configuration error: {}", e.0[0])),
@@ -216,12 +243,12 @@ pub fn run(shell: &Shell, err: &mut dyn Write) -> Result<Outcome, Error> {
         return refuse(format!("{user} may not read {name}"));
     }
     let mut child = match &request {
-        Request::Git { service, .. } => {
+        Service::Git { service, .. } => {
             let mut c = Command::new("git");
             c.arg(service).arg(&path);
             c
         }
-        Request::Hg { .. } => {
+        Service::Hg { .. } => {
             let mut c = Command::new("hg");
             c.arg("-R").arg(&path).args(["serve", "--stdio"]);
             c
@@ -235,7 +262,7 @@ pub fn run(shell: &Shell, err: &mut dyn Write) -> Result<Outcome, Error> {
     // hg's pulls are told by its `outgoing` hook (`pushgate hg outgoing`): `hg serve`
     // carries pushes and pulls alike.
     let told = record::wants_pulls(&config, &name);
-    let is_fetch = matches!(request, Request::Git { service: "upload-pack", .. });
+    let is_fetch = matches!(request, Service::Git { service: "upload-pack", .. });
     if !(told && is_fetch) {
         use std::os::unix::process::CommandExt;
         let error = child.exec();
@@ -252,9 +279,17 @@ pub fn run(shell: &Shell, err: &mut dyn Write) -> Result<Outcome, Error> {
     Ok(if status.success() { Outcome::Success } else { Outcome::Rejected })
 }
 
+/// A repository's own configuration file: in its git dir, or in `.hg/`.
+pub fn repo_file(path: &Path, vcs: Vcs) -> PathBuf {
+    match vcs {
+        Vcs::Git => path.join(crate::config::REPO_FILE),
+        Vcs::Hg => path.join(".hg").join(crate::config::REPO_FILE),
+    }
+}
+
 /// The variables of the shell's environment that git and hg are given: the server's own
 /// settings, and `GIT_PROTOCOL` (protocol v2 needs it).
-fn passed_on(env: &Env) -> impl Iterator<Item = (&std::ffi::OsStr, &std::ffi::OsStr)> {
+pub(super) fn passed_on(env: &Env) -> impl Iterator<Item = (&std::ffi::OsStr, &std::ffi::OsStr)> {
     const KEPT: [&str; 8] = ["PATH", "HOME", "LANG", "TZ", "USER", "LOGNAME", "SSH_CONNECTION", "GIT_PROTOCOL"];
     env.vars().filter(|(name, _)| {
         let name = name.to_str().unwrap_or_default();
@@ -326,12 +361,23 @@ mod tests {
 
     #[test]
     fn commands_parse_as_clients_send_them() {
-        let git = |s: &'static str, p: &str| Request::Git { service: s, path: p.into() };
+        let git = |s: &'static str, p: &str| Request::Serve(Service::Git { service: s, path: p.into() });
         assert_eq!(parse_request("git-receive-pack '/team/app.git'"), Ok(git("receive-pack", "/team/app.git")));
         assert_eq!(parse_request("git-upload-pack 'app.git'"), Ok(git("upload-pack", "app.git")));
         assert_eq!(parse_request("git upload-archive 'a b'"), Ok(git("upload-archive", "a b")));
         assert_eq!(parse_request("git-upload-pack 'it'\\''s'"), Ok(git("upload-pack", "it's")));
-        assert_eq!(parse_request("hg -R team/app serve --stdio"), Ok(Request::Hg { path: "team/app".into() }));
+        let hg = Request::Serve(Service::Hg { path: "team/app".into() });
+        assert_eq!(parse_request("hg -R team/app serve --stdio"), Ok(hg));
+        let lifecycle = |c| Ok(Request::Lifecycle(c));
+        let create = |name: &str, vcs| lifecycle(lifecycle::Command::Create { name: name.into(), vcs });
+        assert_eq!(parse_request("create users/alice/x"), create("users/alice/x", Vcs::Git));
+        assert_eq!(parse_request("create --hg 'users/alice/x'"), create("users/alice/x", Vcs::Hg));
+        assert_eq!(parse_request("delete x"), lifecycle(lifecycle::Command::Delete { name: "x".into() }));
+        assert_eq!(parse_request("info"), lifecycle(lifecycle::Command::Info { json: false }));
+        assert_eq!(parse_request("info --json"), lifecycle(lifecycle::Command::Info { json: true }));
+        for bad in ["create", "create a b", "create --git x", "delete", "info x"] {
+            assert!(parse_request(bad).unwrap_err().starts_with("usage: "), "{bad}");
+        }
         for bad in [
             "bash",
             "git-receive-pack",
