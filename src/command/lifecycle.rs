@@ -97,12 +97,11 @@ fn create(
         Ok(name) => name,
         Err(why) => return refuse(err, &format!("{}: {why}", shown(asked))),
     };
-    let dir = match place(root, &name, vcs) {
-        Ok(dir) => dir,
-        Err(why) => return refuse(err, &format!("{}: {why}", shown(&name))),
-    };
+    let dir = dir_of(root, &name, vcs);
     let target = Target { name: &name, dir: &dir, vcs, action: Lifecycle::Created };
-    if let Some(outcome) = decide(asker, config, &target, err)? {
+    // Whether the name is taken is told only to those who may create it.
+    let free = || place(root, &name, vcs).map_err(|why| format!("{}: {why}", shown(&name)));
+    if let Some(outcome) = decide(asker, config, &target, &free, err)? {
         return Ok(outcome);
     }
     let recording = match record::record_repository(config, target.event(config, user, Phase::Post)) {
@@ -142,7 +141,7 @@ fn delete(asker: &Asker, asked: &str, out: &mut dyn Write, err: &mut dyn Write) 
         Err(e) => return refuse(err, &format!("configuration error: {}", e.0[0])),
     };
     let target = Target { name: &name, dir: &dir, vcs, action: Lifecycle::Deleted };
-    if let Some(outcome) = decide(asker, &config, &target, err)? {
+    if let Some(outcome) = decide(asker, &config, &target, &|| Ok(()), err)? {
         return Ok(outcome);
     }
     let recording = match record::record_repository(&config, target.event(&config, asker.user, Phase::Post)) {
@@ -213,9 +212,15 @@ impl Target<'_> {
     }
 }
 
-/// The rules, then the `pre` extensions; the decision goes to the audit log. `Some` when
-/// it is refused (what to end with).
-fn decide(asker: &Asker, config: &Config, target: &Target, err: &mut dyn Write) -> Result<Option<Outcome>, Error> {
+/// The rules, then `possible` (whether it can be done at all), then the `pre` extensions;
+/// the decision goes to the audit log. `Some` when it is refused (what to end with).
+fn decide(
+    asker: &Asker,
+    config: &Config,
+    target: &Target,
+    possible: &dyn Fn() -> Result<(), String>,
+    err: &mut dyn Write,
+) -> Result<Option<Outcome>, Error> {
     let (user, name) = (asker.user, target.name);
     let op = target.op();
     let decision = policy::decide_repository(config, Subject { user, repo: Some(name) }, op);
@@ -226,6 +231,8 @@ fn decide(asker: &Asker, config: &Config, target: &Target, err: &mut dyn Write) 
     if !decision.allowed {
         let why = decision.rule.map_or_else(|| "(no rule allows it)".to_string(), rule_label);
         verdict.rejections.push(format!("{user} may not {} {name} {why}", target.verb()));
+    } else if let Err(why) = possible() {
+        return refuse(err, &why).map(Some);
     } else {
         ask_extensions(asker, config, target, &mut verdict);
     }
@@ -338,11 +345,20 @@ pub fn new_name(root: &Path, asked: &str, vcs: Vcs) -> Result<String, String> {
     Ok(parents.iter().copied().chain([base]).collect::<Vec<_>>().join("/"))
 }
 
-/// Where a new repository named `name` goes under `root` (canonical): `<name>.git` for Git,
-/// `<name>` for Mercurial. Refused when the name is taken (by a repository of either kind,
-/// or by anything else at its place), or when the way there goes through a symlink,
-/// something that is not a directory, or another repository.
-fn place(root: &Path, name: &str, vcs: Vcs) -> Result<PathBuf, String> {
+/// Where a repository named `name` is under `root`: `<name>.git` for Git, `<name>` for
+/// Mercurial.
+fn dir_of(root: &Path, name: &str, vcs: Vcs) -> PathBuf {
+    match vcs {
+        Vcs::Git => root.join(format!("{name}.git")),
+        Vcs::Hg => root.join(name),
+    }
+}
+
+/// Whether a new repository named `name` can go in its place under `root` (canonical):
+/// not when the name is taken (by a repository of either kind, or by anything else at its
+/// place), nor when the way there goes through a symlink, something that is not a
+/// directory, or another repository.
+fn place(root: &Path, name: &str, vcs: Vcs) -> Result<(), String> {
     let segments: Vec<&str> = name.split('/').collect();
     let mut dir = root.to_path_buf();
     for segment in &segments[..segments.len() - 1] {
@@ -360,10 +376,8 @@ fn place(root: &Path, name: &str, vcs: Vcs) -> Result<PathBuf, String> {
             Ok(_) => {}
         }
     }
-    let (own, other) = match vcs {
-        Vcs::Git => (root.join(format!("{name}.git")), root.join(name)),
-        Vcs::Hg => (root.join(name), root.join(format!("{name}.git"))),
-    };
+    let other_vcs = if vcs == Vcs::Git { Vcs::Hg } else { Vcs::Git };
+    let (own, other) = (dir_of(root, name, vcs), dir_of(root, name, other_vcs));
     if own.symlink_metadata().is_ok() {
         return Err(match repository::vcs_of(&own) {
             Some(_) => "it already exists".into(),
@@ -373,7 +387,7 @@ fn place(root: &Path, name: &str, vcs: Vcs) -> Result<PathBuf, String> {
     if let Some(vcs) = repository::vcs_of(&other) {
         return Err(format!("it already exists (a {} repository)", if vcs == Vcs::Git { "Git" } else { "Mercurial" }));
     }
-    Ok(own)
+    Ok(())
 }
 
 /// A name beside `dir` for the shell's work on it (`.pushgate-<what>-<pid>-<name>`).
@@ -643,9 +657,11 @@ mod tests {
         let elsewhere = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink(elsewhere.path(), root.join("link")).unwrap();
 
-        assert_eq!(place(&root, "users/alice/new", Vcs::Git), Ok(root.join("users/alice/new.git")));
-        assert_eq!(place(&root, "users/bob/new", Vcs::Hg), Ok(root.join("users/bob/new")));
-        assert_eq!(place(&root, "plain/x", Vcs::Git), Ok(root.join("plain/x.git")));
+        assert_eq!(place(&root, "users/alice/new", Vcs::Git), Ok(()));
+        assert_eq!(place(&root, "users/bob/new", Vcs::Hg), Ok(()));
+        assert_eq!(place(&root, "plain/x", Vcs::Git), Ok(()));
+        assert_eq!(dir_of(&root, "users/alice/new", Vcs::Git), root.join("users/alice/new.git"));
+        assert_eq!(dir_of(&root, "users/alice/new", Vcs::Hg), root.join("users/alice/new"));
         let refused = |name, vcs| place(&root, name, vcs).unwrap_err();
         assert_eq!(refused("users/alice/taken", Vcs::Git), "it already exists");
         assert_eq!(refused("users/alice/taken", Vcs::Hg), "it already exists (a Git repository)");

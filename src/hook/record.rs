@@ -345,6 +345,7 @@ pub fn record_repository(config: &Config, event: RepositoryEvent) -> Result<Repo
         };
         let record = RepositoryRecord { number, writer, event };
         spool.write_repository_record(&record).map_err(|e| spool_problem(dir, &e))?;
+        crate::crashpoint::here("shell:after-record");
         Ok(Recording { spool, record })
     })();
     match written {

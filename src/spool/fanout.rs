@@ -6,7 +6,7 @@ use super::deliver::{Deliverer, Level};
 use super::job::{Job, Shelf, delivery_id};
 use super::{Incoming, Pending, Record, RepositoryRecord};
 use crate::config::extension::{About, Extension, Phase, wanting};
-use crate::event::{EventKind, PullEvent, PushEvent, RepositoryEvent, Spooled};
+use crate::event::{EventKind, Lifecycle, PullEvent, PushEvent, RepositoryEvent, Spooled};
 use crate::extension::body::{self, Body, Dialect, Sending};
 use crate::push::Action;
 use std::collections::BTreeMap;
@@ -41,7 +41,7 @@ impl Deliverer<'_> {
                 }
                 let resolved = match &pending {
                     Pending::Push(record) => self.resolve(record, &entries[i + 1..])?,
-                    Pending::Repository(record) => Some(self.resolve_repository(record)?),
+                    Pending::Repository(record) => Some(self.resolve_repository(record, &entries[i + 1..])?),
                 };
                 match resolved {
                     Some(true) => {}
@@ -129,14 +129,41 @@ impl Deliverer<'_> {
     }
 
     /// Resolve a repository record whose shell is gone: its event if what it records is
-    /// done (the repository is there, or gone), else nothing. Whether an event was written.
-    fn resolve_repository(&self, record: &RepositoryRecord) -> io::Result<bool> {
-        let done = record.done();
+    /// done (the repository is there, or gone, or a later deletion or creation of it says
+    /// it was), else nothing. Whether an event was written.
+    fn resolve_repository(&self, record: &RepositoryRecord, later: &[Incoming]) -> io::Result<bool> {
+        let path = &record.event.repository.path;
+        // Only what is there can be deleted, and only what is not, created.
+        let undone = match record.event.action {
+            Lifecycle::Created => Lifecycle::Deleted,
+            Lifecycle::Deleted => Lifecycle::Created,
+        };
+        let done = record.done() || self.later_repository_actions(later).contains(&(undone, path.clone()));
         self.spool.settle_repository_record(record, done)?;
         let (name, action) = (&record.event.repository.name, record.event.action.as_str());
         let what = if done { "resolved from the disk" } else { "dropped: it did not happen" };
         self.say(Level::Info, None, &format!("repository {name} {action} {what}"));
         Ok(done)
+    }
+
+    /// `(action, path)` of the repository events and records after these.
+    fn later_repository_actions(&self, later: &[Incoming]) -> Vec<(Lifecycle, String)> {
+        let mut actions = Vec::new();
+        for entry in later {
+            let event = match (entry.event, entry.record) {
+                (true, _) => std::fs::read(self.spool.event_path(entry.number))
+                    .ok()
+                    .and_then(|b| Spooled::from_json(&b).ok())
+                    .and_then(|s| if let Spooled::Repository(e) = s { Some(e) } else { None }),
+                (false, Some(pid)) => match self.spool.read_pending(&self.spool.record_path(entry.number, pid)) {
+                    Ok(Pending::Repository(record)) => Some(record.event),
+                    _ => None,
+                },
+                (false, None) => None,
+            };
+            actions.extend(event.map(|e| (e.action, e.repository.path)));
+        }
+        actions
     }
 
     /// `(ref, before)` of the changes later pushes to `repo` made: a ref a later push moved

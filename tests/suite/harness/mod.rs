@@ -27,7 +27,7 @@ pub use postgres::{Options, TestDb, skip_without_postgres};
 pub use prometheus::{Sample, parse_metrics};
 pub use receiver::{Answer, Receiver, Request, refused_url, summary};
 pub use sandbox::Sandbox;
-pub use schema::{assert_valid, assert_valid_event, event_schema, github_schema};
+pub use schema::{assert_valid, assert_valid_event, event_schema, github_schema, repository_schema};
 pub use server::{TestServer, Work};
 pub use signature::{github_sha1_signature, github_signature, standard_signature};
 pub use spool::{

@@ -15,6 +15,11 @@ pub fn event_schema() -> Schema {
     Schema::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/event.schema.json"))
 }
 
+/// `docs/repository.schema.json`: a repository created or deleted.
+pub fn repository_schema() -> Schema {
+    Schema::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/repository.schema.json"))
+}
+
 /// GitHub's push event (`tests/data/github-push-event.schema.json`).
 pub fn github_schema() -> Schema {
     Schema::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/github-push-event.schema.json"))

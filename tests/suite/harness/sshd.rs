@@ -121,7 +121,7 @@ impl Sshd {
     pub fn ssh_as(&self, user: &str) -> String {
         format!(
             "ssh -F /dev/null -p {} -i {} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=no \
-             -o UserKnownHostsFile={}",
+             -o LogLevel=ERROR -o UserKnownHostsFile={}",
             self.port,
             shell_quoted(self.keys.join(user)),
             shell_quoted(&self.known_hosts),
