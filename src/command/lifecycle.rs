@@ -8,9 +8,9 @@
 //! ([`WORK_PREFIX`]), hooks and all, then renamed into place: no one can push to it before
 //! its hooks are there. A deleted one is renamed out of the way first, then removed.
 
-use super::shell::{Shell, passed_on, repo_file, resolve};
 use crate::config::Config;
 use crate::config::extension::{About, Extension, Phase, wanting};
+use crate::env::Env;
 use crate::event::{EventKind, Lifecycle, LifecycleRepository, RepositoryEvent, User};
 use crate::extension::{body, pre};
 use crate::hook::record::{self, RepositoryRecorded};
@@ -19,17 +19,13 @@ use crate::identity::Via;
 use crate::outcome::{Error, Outcome};
 use crate::policy::{self, Subject, Verdict, rule_label};
 use crate::push::{Op, Push, Vcs};
-use crate::repository::{self, MAX_DEPTH};
+use crate::repository::{self, MAX_DEPTH, WORK_PREFIX, own_config, resolve};
 use crate::text::shown;
 use serde_json::json;
 use std::ffi::OsStr;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command as Process, Stdio};
-
-/// How the names of the shell's work in progress begin: a repository being made or
-/// removed. The shell serves no path with a segment that begins so.
-pub const WORK_PREFIX: &str = ".pushgate-";
 
 /// The longest segment of a new repository's name.
 const MAX_SEGMENT: usize = 100;
@@ -50,9 +46,13 @@ pub enum Command {
     },
 }
 
-/// Who asks, through which shell, with repositories under which (canonical or not) root.
+/// Who asks, and what the shell knows: the configuration's path, its environment, what of
+/// it git and hg may see, and the root of the repositories (canonical or not).
 pub struct Asker<'a> {
-    pub shell: &'a Shell<'a>,
+    pub config_path: &'a Path,
+    pub env: &'a Env,
+    /// The variables of `env` git, hg and `pushgate install` are given: the server's own.
+    pub passed: &'a [(&'a OsStr, &'a OsStr)],
     /// As the configuration compares it (`fold_case`).
     pub user: &'a str,
     pub root: &'a Path,
@@ -111,7 +111,7 @@ fn create(
     warn_unrecorded(&recording, err);
     let built = build(asker, &target);
     if let RepositoryRecorded::Recorded(recording) = recording {
-        recording.settle(built.is_ok(), asker.shell.env, asker.shell.config_path);
+        recording.settle(built.is_ok(), asker.env, asker.config_path);
     }
     match built {
         Ok(warnings) => {
@@ -128,15 +128,15 @@ fn create(
 /// `delete <repo>`: the repository's own rules come first, as for pushes.
 fn delete(asker: &Asker, asked: &str, out: &mut dyn Write, err: &mut dyn Write) -> Result<Outcome, Error> {
     let root = asker.root;
-    let found = resolve(root, asked, false).map(|(dir, name)| (dir, name, Vcs::Git)).or_else(|git| {
-        resolve(root, asked, true).map(|(dir, name)| (dir, name, Vcs::Hg)).map_err(|_| git.replace(" Git", ""))
+    let found = resolve(root, asked, Vcs::Git).map(|(dir, name)| (dir, name, Vcs::Git)).or_else(|git| {
+        resolve(root, asked, Vcs::Hg).map(|(dir, name)| (dir, name, Vcs::Hg)).map_err(|_| git.replace(" Git", ""))
     });
     let (dir, name, vcs) = match found {
         Ok(found) => found,
         Err(why) => return refuse(err, &why),
     };
-    let config_path = asker.shell.config_path;
-    let config = match Config::load(config_path, Some(&repo_file(&dir, vcs))) {
+    let config_path = asker.config_path;
+    let config = match Config::load(config_path, Some(&own_config(&dir, vcs))) {
         Ok(config) => config,
         Err(e) => return refuse(err, &format!("configuration error: {}", e.0[0])),
     };
@@ -153,7 +153,7 @@ fn delete(asker: &Asker, asked: &str, out: &mut dyn Write, err: &mut dyn Write) 
     let aside = work_path(&dir, "deleted");
     let moved = std::fs::rename(&dir, &aside).map_err(|e| format!("cannot move {}: {e}", dir.display()));
     if let RepositoryRecorded::Recorded(recording) = recording {
-        recording.settle(moved.is_ok(), asker.shell.env, config_path);
+        recording.settle(moved.is_ok(), asker.env, config_path);
     }
     if let Err(why) = moved {
         return refuse(err, &format!("{name} is not deleted: {why}"));
@@ -284,7 +284,7 @@ fn ask_extensions(asker: &Asker, config: &Config, target: &Target, verdict: &mut
         instance: &config.server.base_url,
     };
     let bodies = |_: &Extension| body::as_is(&event).map(|body| vec![body]);
-    pre::run(&extensions, &question, &bodies, asker.shell.env, verdict);
+    pre::run(&extensions, &question, &bodies, asker.env, verdict);
 }
 
 fn warn_unrecorded(recorded: &RepositoryRecorded, err: &mut dyn Write) {
@@ -442,8 +442,8 @@ fn make(asker: &Asker, vcs: Vcs, dir: &Path) -> Result<(), String> {
 
 /// `pushgate install [--hg] <dir>`, as an admin would run it.
 fn install(asker: &Asker, vcs: Vcs, dir: &Path) -> Result<(), String> {
-    let exe = asker.shell.env.exe()?;
-    let config = asker.shell.config_path.as_os_str();
+    let exe = asker.env.exe()?;
+    let config = asker.config_path.as_os_str();
     let mut args = vec![OsStr::new("--config"), config, "install".as_ref()];
     if vcs == Vcs::Hg {
         args.push("--hg".as_ref());
@@ -459,7 +459,7 @@ fn tool(asker: &Asker, program: &OsStr, args: &[&OsStr]) -> Result<(), String> {
     let output = Process::new(program)
         .args(args)
         .env_clear()
-        .envs(passed_on(asker.shell.env))
+        .envs(asker.passed.iter().copied())
         .current_dir(asker.root)
         .stdin(Stdio::null())
         .output()
@@ -487,11 +487,11 @@ fn info(asker: &Asker, config: &Config, json: bool, out: &mut dyn Write) -> Resu
     let mut listed = Vec::new();
     for (dir, vcs) in repository::under(asker.root) {
         let Some(name) = repository_name(asker.root, &dir, vcs) else { continue };
-        let own = repo_file(&dir, vcs);
+        let own = own_config(&dir, vcs);
         let loaded;
         let config = if own.is_file() {
             // A repository whose own file is broken is not listed: what it allows is unknown.
-            match Config::load(asker.shell.config_path, Some(&own)) {
+            match Config::load(asker.config_path, Some(&own)) {
                 Ok(c) => {
                     loaded = c;
                     &loaded

@@ -11,9 +11,10 @@ use crate::identity::{Via, valid_user_name};
 use crate::outcome::{Error, Outcome};
 use crate::policy::{self, Subject};
 use crate::push::{Op, Vcs};
+use crate::repository;
 use crate::text::shown;
 use std::io::Write;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// What the client asked to run.
@@ -119,48 +120,6 @@ fn split_words(text: &str) -> Option<Vec<String>> {
     Some(words)
 }
 
-/// A repository under `root` from what the client named: `app.git`, `team/app`,
-/// `/team/app.git`, or an absolute path inside `root`. Refuses `..`, escapes through
-/// symlinks, and names that are not repositories of the requested kind.
-pub fn resolve(root: &Path, asked: &str, hg: bool) -> Result<(PathBuf, String), String> {
-    let root = root.canonicalize().map_err(|e| format!("repos_root {}: {e}", root.display()))?;
-    let refuse = |why: &str| Err(format!("{}: {why}", shown(asked)));
-    let relative = match Path::new(asked).strip_prefix(&root) {
-        Ok(inside) => inside.to_path_buf(),
-        Err(_) => PathBuf::from(asked.trim_start_matches('/')),
-    };
-    if relative.as_os_str().is_empty() {
-        return refuse("no repository named");
-    }
-    if relative.components().any(|c| !matches!(c, Component::Normal(_))) {
-        return refuse("`..` and `.` are not allowed in repository paths");
-    }
-    if relative.components().any(|c| c.as_os_str().to_string_lossy().starts_with(lifecycle::WORK_PREFIX)) {
-        return refuse("a repository being created or deleted is not served");
-    }
-    let text = relative.to_string_lossy();
-    let base = text.trim_end_matches('/').to_string();
-    let candidates: Vec<String> = if hg {
-        vec![base.clone()]
-    } else if base.ends_with(".git") {
-        vec![base.clone(), base.trim_end_matches(".git").to_string()]
-    } else {
-        vec![format!("{base}.git"), base.clone()]
-    };
-    for candidate in candidates {
-        let Ok(path) = root.join(&candidate).canonicalize() else { continue };
-        if !path.starts_with(&root) {
-            return refuse("it leads outside repos_root");
-        }
-        if crate::repository::is_repository(&path, if hg { Vcs::Hg } else { Vcs::Git }) {
-            let name = path.strip_prefix(&root).unwrap_or(&path).to_string_lossy().into_owned();
-            let name = name.strip_suffix(".git").map(str::to_string).unwrap_or(name);
-            return Ok((path, name));
-        }
-    }
-    refuse(if hg { "no such Mercurial repository" } else { "no such Git repository" })
-}
-
 /// `read` on a repository (see [`policy::decide_read`]).
 pub fn may_read(config: &Config, user: &str, repo: &str) -> bool {
     policy::decide_read(config, Subject { user, repo: Some(repo) }).allowed
@@ -220,15 +179,18 @@ pub fn run(shell: &Shell, out: &mut dyn Write, err: &mut dyn Write) -> Result<Ou
         Request::Serve(service) => service,
         Request::Lifecycle(command) => {
             let user = config.user_named(user);
-            return lifecycle::run(&lifecycle::Asker { shell, user: &user, root }, &config, &command, out, err);
+            let passed: Vec<(&std::ffi::OsStr, &std::ffi::OsStr)> = passed_on(shell.env).collect();
+            let asker = lifecycle::Asker { config_path, env: shell.env, passed: &passed, user: &user, root };
+            return lifecycle::run(&asker, &config, &command, out, err);
         }
     };
-    let (path, name) = match resolve(root, request.path(), matches!(request, Service::Hg { .. })) {
+    let vcs = if matches!(request, Service::Hg { .. }) { Vcs::Hg } else { Vcs::Git };
+    let (path, name) = match repository::resolve(root, request.path(), vcs) {
         Ok(found) => found,
         Err(e) => return refuse(e),
     };
     // The repository's own rules come first, for reads as for pushes.
-    let repo_file = repo_file(&path, if matches!(request, Service::Hg { .. }) { Vcs::Hg } else { Vcs::Git });
+    let repo_file = repository::own_config(&path, vcs);
     let config = match Config::load(config_path, Some(&repo_file)) {
         Ok(config) => config,
         Err(e) => return refuse(format!("configuration error: {}", e.0[0])),
@@ -279,17 +241,9 @@ pub fn run(shell: &Shell, out: &mut dyn Write, err: &mut dyn Write) -> Result<Ou
     Ok(if status.success() { Outcome::Success } else { Outcome::Rejected })
 }
 
-/// A repository's own configuration file: in its git dir, or in `.hg/`.
-pub fn repo_file(path: &Path, vcs: Vcs) -> PathBuf {
-    match vcs {
-        Vcs::Git => path.join(crate::config::REPO_FILE),
-        Vcs::Hg => path.join(".hg").join(crate::config::REPO_FILE),
-    }
-}
-
 /// The variables of the shell's environment that git and hg are given: the server's own
 /// settings, and `GIT_PROTOCOL` (protocol v2 needs it).
-pub(super) fn passed_on(env: &Env) -> impl Iterator<Item = (&std::ffi::OsStr, &std::ffi::OsStr)> {
+fn passed_on(env: &Env) -> impl Iterator<Item = (&std::ffi::OsStr, &std::ffi::OsStr)> {
     const KEPT: [&str; 8] = ["PATH", "HOME", "LANG", "TZ", "USER", "LOGNAME", "SSH_CONNECTION", "GIT_PROTOCOL"];
     env.vars().filter(|(name, _)| {
         let name = name.to_str().unwrap_or_default();
@@ -388,28 +342,5 @@ mod tests {
         ] {
             assert!(parse_request(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn repositories_resolve_under_the_root_only() {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().canonicalize().unwrap();
-        for dir in ["team/app.git/objects", "hgrepo/.hg", "outside.git/objects"] {
-            std::fs::create_dir_all(root.join(dir)).unwrap();
-        }
-        std::fs::write(root.join("team/app.git/HEAD"), "ref: refs/heads/main\n").unwrap();
-        let (path, name) = resolve(&root, "team/app", false).unwrap();
-        assert_eq!((path.clone(), name.as_str()), (root.join("team/app.git"), "team/app"));
-        assert_eq!(resolve(&root, "/team/app.git", false).unwrap().0, path);
-        assert_eq!(resolve(&root, &format!("{}/team/app.git", root.display()), false).unwrap().0, path);
-        assert_eq!(resolve(&root, "hgrepo", true).unwrap().1, "hgrepo");
-        assert!(resolve(&root, "team/../team/app", false).is_err());
-        assert!(resolve(&root, "team", false).is_err());
-        assert!(resolve(&root, "", false).is_err());
-        let elsewhere = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(elsewhere.path().join("x.git/objects")).unwrap();
-        std::fs::write(elsewhere.path().join("x.git/HEAD"), "").unwrap();
-        std::os::unix::fs::symlink(elsewhere.path().join("x.git"), root.join("link.git")).unwrap();
-        assert!(resolve(&root, "link", false).unwrap_err().contains("outside repos_root"));
     }
 }
