@@ -545,3 +545,33 @@ fn a_real_sshd_runs_create_info_and_delete_for_the_keys_owner() {
     assert!(!site.repos.join("users/alice/remote.git").exists());
     drop(sshd);
 }
+
+#[test]
+fn a_spool_that_cannot_take_the_event_refuses_unless_on_full_accepts() {
+    let site = Sandbox::new();
+    let write_config = |on_full: &str| {
+        let text = format!(
+            "repos_root = {}\n{PERSONAL}\n{}\n[spool]\ndir = {}\non_full = {}\n",
+            quoted(&site.repos),
+            site.recorder("lifecycle", "events = [\"repository\"]"),
+            quoted(site.root.join("not-a-dir/spool")),
+            quoted(on_full),
+        );
+        std::fs::write(&site.config, text).unwrap();
+    };
+    std::fs::write(site.root.join("not-a-dir"), "a file where the spool's parent should be\n").unwrap();
+
+    write_config("reject");
+    let run = ssh(&site, "alice", "create users/alice/x").run();
+    refused(&run, "users/alice/x is not created: the spool");
+    assert!(!site.repos.join("users/alice/x.git").exists());
+
+    write_config("accept");
+    let run = ssh(&site, "alice", "create users/alice/x").run();
+    assert_eq!((run.code, run.stdout.as_str()), (Some(0), "created users/alice/x (git)\n"), "{run}");
+    assert!(
+        run.stderr.starts_with("pushgate: warning: going ahead, but its event is NOT recorded (the spool "),
+        "{run}"
+    );
+    assert!(site.repos.join("users/alice/x.git/HEAD").is_file());
+}
