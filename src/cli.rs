@@ -169,9 +169,10 @@ pub enum Command {
         /// The pusher, as the hooks would see them.
         #[arg(long)]
         user: String,
-        /// The full ref name (refs/heads/main, refs/tags/v1.0).
+        /// The full ref name (refs/heads/main, refs/tags/v1.0); not for the whole-repository
+        /// ops (read, repo-create, repo-delete).
         #[arg(long = "ref", value_name = "REF")]
-        ref_name: String,
+        ref_name: Option<String>,
         /// The operation asked about.
         #[arg(long, value_enum)]
         op: Op,

@@ -6,8 +6,8 @@
 use crate::config::Config;
 use crate::config::extension::{About, Extension, Phase, wanting};
 use crate::env::Env;
-use crate::event::{self, PushEvent};
-use crate::extension::body::Sending;
+use crate::event::{self, EventKind, PushEvent};
+use crate::extension::body::{self, Sending};
 use crate::extension::pre;
 use crate::git::Want;
 use crate::identity::Via;
@@ -90,7 +90,17 @@ pub fn decide(request: &Request, push: &Push) -> Verdict {
         let event = request.event(push, Phase::Pre);
         let config = request.config;
         let sending = Sending { server: &config.server, users: &config.users, max_commits: config.max_commits };
-        pre::run(&extensions, &event, &sending, request.path, request.env, &mut verdict);
+        let question = pre::Question {
+            kind: EventKind::Push,
+            user: &event.user.name,
+            repo: &event.repository.name,
+            event_id: &event.id,
+            what: "the push",
+            cwd: request.path,
+            instance: &config.server.base_url,
+        };
+        let bodies = |ext: &Extension| body::for_push(ext, &event, &sending);
+        pre::run(&extensions, &question, &bodies, request.env, &mut verdict);
     }
     verdict
 }

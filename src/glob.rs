@@ -1,14 +1,31 @@
 //! Glob patterns for repository names, ref names and paths: `*` and `?` within a path
 //! segment, `[...]` classes, and `**` as a whole segment across segments. Compiled once to a
 //! `regex::bytes::Regex`, so matching is linear time and works on non-UTF-8 paths.
+//!
+//! `{user}` stands for the name of the user asking (`users/{user}/*`), matched literally:
+//! a pattern holding it is compiled for that user when it is first asked about them.
 
 use regex::bytes::Regex;
 use std::fmt;
+use std::sync::OnceLock;
+
+/// The placeholder for the user's name.
+pub const USER: &str = "{user}";
 
 #[derive(Clone)]
 pub struct Glob {
     source: String,
-    regex: Regex,
+    /// `None` for a pattern with `{user}`, which matches nothing until it knows the user.
+    regex: Option<Regex>,
+    per_user: Option<PerUser>,
+}
+
+/// A pattern with `{user}`: the regex source around each placeholder, and the regex for
+/// the first user it was asked about (one user per process, in practice).
+#[derive(Clone)]
+struct PerUser {
+    parts: Vec<String>,
+    first: OnceLock<(String, Regex)>,
 }
 
 /// Whether a pattern without `/` matches a whole name or any name's last segments.
@@ -26,6 +43,7 @@ impl Glob {
         if pattern.is_empty() {
             return Err("empty pattern".into());
         }
+        let mut parts = Vec::new();
         let mut re = String::from("(?s-u)^");
         if anchor == Anchor::Path && !pattern.contains('/') {
             re.push_str("(?:.*/)?");
@@ -45,14 +63,50 @@ impl Glob {
             if segment.contains("**") {
                 return Err(format!("`**` must be a whole path segment in {pattern:?} (use `*` within a segment)"));
             }
-            translate_segment(segment, &mut re).map_err(|e| format!("{e} in {pattern:?}"))?;
+            translate_segment(segment, &mut re, &mut parts).map_err(|e| format!("{e} in {pattern:?}"))?;
             if i != last {
                 re.push('/');
             }
         }
         re.push('$');
-        let regex = Regex::new(&re).map_err(|e| format!("invalid pattern {pattern:?}: {e}"))?;
-        Ok(Glob { source: pattern.to_string(), regex })
+        let per_user = (!parts.is_empty()).then(|| {
+            parts.push(std::mem::take(&mut re));
+            PerUser { parts, first: OnceLock::new() }
+        });
+        let invalid = |e: regex::Error| format!("invalid pattern {pattern:?}: {e}");
+        let regex = match &per_user {
+            Some(PerUser { parts, .. }) => Regex::new(&parts.join("x")).map(|_| None).map_err(invalid)?,
+            None => Some(Regex::new(&re).map_err(invalid)?),
+        };
+        Ok(Glob { source: pattern.to_string(), regex, per_user })
+    }
+
+    /// Whether the pattern holds `{user}`.
+    pub fn has_user(&self) -> bool {
+        self.per_user.is_some()
+    }
+
+    /// Whether `name` matches, `{user}` standing for `user` (taken literally: a name is never
+    /// a pattern).
+    pub fn matches_as(&self, name: impl AsRef<[u8]>, user: &str) -> bool {
+        let Some(PerUser { parts, first: compiled }) = &self.per_user else { return self.matches(name) };
+        // The user's name is escaped into the regex: it cannot make it invalid.
+        let build = || Regex::new(&parts.join(&regex::escape(user))).ok();
+        match compiled.get() {
+            Some((first, regex)) if first == user => regex.is_match(name.as_ref()),
+            Some(_) => build().is_some_and(|regex| regex.is_match(name.as_ref())),
+            None => {
+                let Some(regex) = build() else { return false };
+                let matched = regex.is_match(name.as_ref());
+                let _ = compiled.set((user.to_string(), regex));
+                matched
+            }
+        }
+    }
+
+    /// The pattern with `{user}` replaced by `user`, as people read it.
+    pub fn shown_as(&self, user: &str) -> String {
+        self.source.replace(USER, user)
     }
 
     /// `**` alone: what a missing `repos` or `refs` key means.
@@ -65,8 +119,9 @@ impl Glob {
         self.source == "**"
     }
 
+    /// Whether `name` matches; never, for a pattern with `{user}` (see [`Glob::matches_as`]).
     pub fn matches(&self, name: impl AsRef<[u8]>) -> bool {
-        self.regex.is_match(name.as_ref())
+        self.regex.as_ref().is_some_and(|regex| regex.is_match(name.as_ref()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -80,10 +135,27 @@ impl fmt::Debug for Glob {
     }
 }
 
-fn translate_segment(segment: &str, re: &mut String) -> Result<(), String> {
+/// Translate one segment onto `re`; at each `{user}`, what `re` holds so far moves to
+/// `parts` (the user's name goes between the parts).
+fn translate_segment(segment: &str, re: &mut String, parts: &mut Vec<String>) -> Result<(), String> {
     let mut chars = segment.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
+            '{' => {
+                let rest: String = chars.clone().collect();
+                let name: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                if rest[name.len()..].starts_with('}') && !name.is_empty() {
+                    if name != "user" {
+                        return Err(format!("unknown placeholder `{{{name}}}` (the one there is: `{USER}`)"));
+                    }
+                    for _ in 0..=name.len() {
+                        chars.next();
+                    }
+                    parts.push(std::mem::take(re));
+                } else {
+                    re.push_str(&regex::escape("{"));
+                }
+            }
             '*' => re.push_str("[^/]*"),
             '?' => re.push_str("[^/]"),
             '[' => {
@@ -190,8 +262,36 @@ mod tests {
     }
 
     #[test]
+    fn user_stands_for_the_users_name_taken_literally() {
+        let personal = whole("users/{user}/*");
+        assert!(personal.has_user() && !whole("users/*").has_user());
+        assert!(personal.matches_as("users/alice/notes", "alice"));
+        assert!(!personal.matches_as("users/alice/notes", "al"));
+        assert!(!personal.matches_as("users/bob/notes", "alice"));
+        assert!(!personal.matches_as("users/alice/a/b", "alice"));
+        assert!(!personal.matches("users/alice/notes"), "no user, no match");
+        // Asked about another user after the first: compiled again, still right.
+        assert!(personal.matches_as("users/bob/notes", "bob"));
+        assert!(!personal.matches_as("users/alice/notes", "bob"));
+        // A name is never a pattern, whatever it holds.
+        assert!(whole("u/{user}").matches_as("u/a.b", "a.b"));
+        assert!(!whole("u/{user}").matches_as("u/axb", "a.b"));
+        assert!(!whole("u/{user}").matches_as("u/anything", "*"));
+        assert!(whole("u/{user}").matches_as("u/*", "*"));
+        assert!(!whole("u/{user}").matches_as("u/a", "[a-z]"));
+        assert!(!whole("u/{user}/x").matches_as("u/a/b/x", "**"));
+        let refs = whole("refs/heads/users/{user}/**");
+        assert!(refs.matches_as("refs/heads/users/bob/topic/x", "bob"));
+        assert!(!refs.matches_as("refs/heads/users/bobby/x", "bob"));
+        assert!(whole("{user}-{user}").matches_as("a-a", "a") && !whole("{user}-{user}").matches_as("a-b", "a"));
+        assert_eq!(personal.shown_as("alice"), "users/alice/*");
+        // Braces that are no placeholder are themselves.
+        assert!(whole("a{b").matches("a{b") && whole("{}").matches("{}") && whole("\\{user}").matches("{user}"));
+    }
+
+    #[test]
     fn bad_patterns_are_errors() {
-        for bad in ["", "a**", "[abc", "a\\", "[a/b]"] {
+        for bad in ["", "a**", "[abc", "a\\", "[a/b]", "users/{usr}/*", "{USER}"] {
             assert!(Glob::new(bad, Anchor::Whole).is_err(), "{bad}");
         }
     }

@@ -10,9 +10,6 @@ use std::time::UNIX_EPOCH;
 
 pub const SCHEMA: &str = "pushgate.inventory/1";
 
-/// How deep under `repos_root` repositories are looked for.
-const MAX_DEPTH: usize = 4;
-
 #[derive(Debug, Clone, Serialize)]
 pub struct Inventory {
     pub schema: &'static str,
@@ -44,42 +41,21 @@ pub struct Repository {
 /// The inventory of `config`'s `repos_root` (empty without one).
 pub fn take(config: &Config) -> Inventory {
     let root = config.repos_root.as_deref();
-    let repositories =
-        root.map(repositories_under).unwrap_or_default().into_iter().map(|path| describe(&path, root)).collect();
+    let repositories = root
+        .map(crate::repository::under)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(path, vcs)| describe(&path, vcs, root))
+        .collect();
     Inventory { schema: SCHEMA, id: crate::ids::new_id(), time: crate::time::now_rfc3339(), repositories }
 }
 
-/// The Git (bare or not) and Mercurial repositories under `root`, sorted; hidden
-/// directories are skipped.
-pub fn repositories_under(root: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut dirs = vec![(root.to_path_buf(), 0)];
-    while let Some((dir, depth)) = dirs.pop() {
-        if dir.join("HEAD").is_file() && dir.join("objects").is_dir() || dir.join(".hg").is_dir() {
-            found.push(dir);
-            continue;
-        }
-        if depth == MAX_DEPTH {
-            continue;
-        }
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-        for entry in entries.flatten() {
-            let hidden = entry.file_name().to_string_lossy().starts_with('.');
-            if !hidden && entry.file_type().is_ok_and(|t| t.is_dir()) {
-                dirs.push((entry.path(), depth + 1));
-            }
-        }
-    }
-    found.sort();
-    found
-}
-
-fn describe(path: &Path, root: Option<&Path>) -> Repository {
-    let hg = path.join(".hg").is_dir();
+fn describe(path: &Path, vcs: crate::push::Vcs, root: Option<&Path>) -> Repository {
+    let hg = vcs == crate::push::Vcs::Hg;
     let mut repo = Repository {
         name: crate::config::repo_name(path, root),
         path: path.to_string_lossy().into_owned(),
-        vcs: if hg { crate::push::Vcs::Hg } else { crate::push::Vcs::Git },
+        vcs,
         branches: BTreeMap::new(),
         tags: BTreeMap::new(),
         bookmarks: BTreeMap::new(),

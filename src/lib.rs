@@ -28,6 +28,7 @@ pub mod outcome;
 pub mod output;
 pub mod policy;
 pub mod push;
+pub mod repository;
 pub mod spool;
 pub mod text;
 pub mod time;

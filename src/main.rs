@@ -119,7 +119,7 @@ fn run(cli: Cli, env: &Env, out: &mut dyn Write, err: &mut dyn Write) -> Result<
         Command::Log { connector, json } => queue::log(config_path, connector.as_deref(), json, env, out),
         Command::Shell { user } => {
             let shell = shell::Shell { config_path, explicit_config: cli.config.is_some(), user: &user, env };
-            shell::run(&shell, err)
+            shell::run(&shell, out, err)
         }
         Command::Keys { dir } => shell::keys(&dir, cli.config.as_deref(), env.exe().map_err(Error::new)?, out, err),
         Command::Demo => demo::run(env.exe().map_err(Error::new)?, out),

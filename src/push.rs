@@ -56,7 +56,8 @@ pub enum Vcs {
     Hg,
 }
 
-/// An operation a rule may allow or deny: the four actions plus `read` (clone/fetch).
+/// An operation a rule may allow or deny: the four actions plus `read` (clone/fetch), and
+/// the repository operations of `pushgate shell` (`create`, `delete` of a whole repository).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
 pub enum Op {
     Create,
@@ -64,10 +65,18 @@ pub enum Op {
     Force,
     Delete,
     Read,
+    RepoCreate,
+    RepoDelete,
 }
 
 impl Op {
+    /// What `all` stands for: every ref op and `read`, not the repository ops (creating and
+    /// deleting repositories is given on purpose, never by a shorthand).
     pub const ALL: [Op; 5] = [Op::Create, Op::Update, Op::Force, Op::Delete, Op::Read];
+
+    /// The names an `allow` or `deny` list may hold.
+    pub const NAMES: [&'static str; 9] =
+        ["create", "update", "force", "delete", "read", "write", "all", "repo-create", "repo-delete"];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -76,7 +85,20 @@ impl Op {
             Op::Force => "force",
             Op::Delete => "delete",
             Op::Read => "read",
+            Op::RepoCreate => "repo-create",
+            Op::RepoDelete => "repo-delete",
         }
+    }
+
+    /// Whether this op is about a whole repository (`read`, `repo-create`, `repo-delete`)
+    /// rather than a ref: only a rule over every ref decides it.
+    pub fn is_whole_repository(self) -> bool {
+        matches!(self, Op::Read | Op::RepoCreate | Op::RepoDelete)
+    }
+
+    /// Whether this op creates or deletes a repository.
+    pub fn is_repository_op(self) -> bool {
+        matches!(self, Op::RepoCreate | Op::RepoDelete)
     }
 
     /// The ops a name in an `allow`/`deny` list stands for, shorthands included.
@@ -87,6 +109,8 @@ impl Op {
             "force" => &[Op::Force],
             "delete" => &[Op::Delete],
             "read" => &[Op::Read],
+            "repo-create" => &[Op::RepoCreate],
+            "repo-delete" => &[Op::RepoDelete],
             "write" => &[Op::Create, Op::Update],
             "all" => &Op::ALL,
             _ => return None,
@@ -445,6 +469,11 @@ mod tests {
     fn op_shorthands_expand() {
         assert_eq!(Op::expand("write"), Some(&[Op::Create, Op::Update][..]));
         assert_eq!(Op::expand("all").map(<[Op]>::len), Some(5));
+        assert!(!Op::expand("all").unwrap().iter().any(|op| op.is_repository_op()), "`all` is not repo-create");
+        assert_eq!(Op::parse("repo-create"), Some(Op::RepoCreate));
+        for name in Op::NAMES {
+            assert!(Op::expand(name).is_some(), "{name}");
+        }
         assert_eq!(Op::expand("push"), None);
     }
 }

@@ -64,7 +64,7 @@ pub fn run(config_path: &Path, repos: &[PathBuf], env: &Env, out: &mut dyn Write
     let binary = env.exe().ok().and_then(|e| install::own_path(e).ok());
     let listed: Vec<PathBuf> = match (repos.is_empty(), config.as_ref().and_then(|c| c.repos_root.as_deref())) {
         (false, _) => repos.to_vec(),
-        (true, Some(root)) => crate::inventory::repositories_under(root),
+        (true, Some(root)) => crate::repository::under(root).into_iter().map(|(dir, _)| dir).collect(),
         (true, None) => Vec::new(),
     };
     if repos.is_empty() && listed.is_empty() {
@@ -119,7 +119,6 @@ fn writable(path: &Path) -> bool {
     unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
 }
 
-/// Bare Git repositories and Mercurial ones under `root`, a few levels deep.
 /// The hooks of one repository; its owner's uid.
 fn check_repository(found: &mut Findings, repo: &Path, binary: Option<&Path>, me: u32) -> Option<u32> {
     let shown = repo.display();

@@ -14,7 +14,8 @@ use std::path::Path;
 /// What `explain` is asked.
 pub struct Question {
     pub user: String,
-    pub ref_name: String,
+    /// `None` for the whole-repository ops (`read`, `repo-create`, `repo-delete`).
+    pub ref_name: Option<String>,
     pub op: Op,
     pub repo: Option<String>,
     pub path: Option<String>,
@@ -23,15 +24,18 @@ pub struct Question {
 /// Which rule decides `op` on a ref (and a path) for a user, and why.
 pub fn run(config_path: &Path, q: &Question, json: bool, out: &mut dyn Write) -> Result<Outcome, Error> {
     let op = q.op;
-    if !q.ref_name.starts_with("refs/") {
-        let meant = crate::config::suggest::full_ref_name(&q.ref_name);
-        return Err(Error::new(format!(
-            "ref {} is not a full ref name: did you mean {}?",
-            shown(&q.ref_name),
-            shown(&meant)
-        )));
+    let ref_name = match (&q.ref_name, op) {
+        (Some(_), Op::RepoCreate | Op::RepoDelete) => {
+            return Err(Error::new(format!("`{op}` is about a whole repository: leave out --ref")));
+        }
+        (None, op) if !op.is_whole_repository() => {
+            return Err(Error::new(format!("`{op}` is about a ref: name it with --ref (refs/heads/main)")));
+        }
+        (ref_name, _) => ref_name.as_deref(),
+    };
+    if let Some(ref_name) = ref_name {
+        check_full_ref_name(ref_name)?;
     }
-    push::check_ref_name(&q.ref_name).map_err(|e| Error::new(format!("ref {}: {e}", shown(&q.ref_name))))?;
     let config = load_for_repo(config_path, q.repo.as_deref())?;
     if !valid_user_name(&q.user) {
         return Err(Error::new(format!("invalid user name {}", shown(&q.user))));
@@ -39,17 +43,21 @@ pub fn run(config_path: &Path, q: &Question, json: bool, out: &mut dyn Write) ->
     let user = config.user_named(&q.user);
     let subject = Subject { user: &user, repo: q.repo.as_deref() };
 
-    let ref_decision = policy::decide_ref(&config, subject, &q.ref_name, op);
+    let ref_decision = match ref_name {
+        Some(ref_name) => policy::decide_ref(&config, subject, ref_name, op),
+        None => policy::decide_repository(&config, subject, op),
+    };
     let path_decision = q
         .path
         .as_ref()
-        .filter(|_| op != Op::Delete && op != Op::Read)
-        .map(|path| (path, policy::decide_path(&config, subject, &q.ref_name, op, path.as_bytes())));
+        .zip(ref_name)
+        .filter(|_| op != Op::Delete && !op.is_whole_repository())
+        .map(|(path, ref_name)| (path, policy::decide_path(&config, subject, ref_name, op, path.as_bytes())));
     let allowed = ref_decision.allowed && path_decision.as_ref().is_none_or(|(_, d)| d.allowed);
 
     if json {
         let mut answer = json!({
-            "user": user, "ref": q.ref_name, "op": op.as_str(), "repo": q.repo,
+            "user": user, "ref": ref_name, "op": op.as_str(), "repo": q.repo,
             "allowed": allowed, "ref_pass": decision_json(&ref_decision),
         });
         if let Some((path, d)) = &path_decision {
@@ -61,12 +69,16 @@ pub fn run(config_path: &Path, q: &Question, json: bool, out: &mut dyn Write) ->
     let groups = config.groups.of(&user);
     let groups = if groups.is_empty() { String::new() } else { format!(" (groups: {})", groups.join(", ")) };
     let repo = q.repo.as_deref().unwrap_or("any repository");
-    writeln!(out, "{op} of {} by {user}{groups} in {repo}", q.ref_name)?;
+    match ref_name {
+        Some(ref_name) => writeln!(out, "{op} of {ref_name} by {user}{groups} in {repo}")?,
+        None => writeln!(out, "{op} by {user}{groups} in {repo}")?,
+    }
     write_decision(out, "ref pass", op, &ref_decision, "no rule matched: denied")?;
     if let Some((path, d)) = &path_decision {
         write_decision(out, &format!("path pass for {path}"), op, d, "no path rule matched: allowed")?;
     }
-    for check in policy::check::applicable_ignoring_exempt(&config, subject, &q.ref_name) {
+    let checked = ref_name.filter(|_| !op.is_whole_repository());
+    for check in checked.map(|r| policy::check::applicable_ignoring_exempt(&config, subject, r)).unwrap_or_default() {
         let mode = if check.mode == Mode::Warn { " (mode = \"warn\")" } else { "" };
         let exempt = check.exempt.iter().any(|u| policy::user_matches(&config, u, &user));
         let what = if exempt { format!("{user} is exempt") } else { "applies to the new commits".to_string() };
@@ -74,6 +86,19 @@ pub fn run(config_path: &Path, q: &Question, json: bool, out: &mut dyn Write) ->
     }
     writeln!(out, "verdict: {}", if allowed { "allowed" } else { "denied" })?;
     Ok(Outcome::Success)
+}
+
+/// A ref name as the hooks see them: full (`refs/...`) and valid.
+fn check_full_ref_name(ref_name: &str) -> Result<(), Error> {
+    if !ref_name.starts_with("refs/") {
+        let meant = crate::config::suggest::full_ref_name(ref_name);
+        return Err(Error::new(format!(
+            "ref {} is not a full ref name: did you mean {}?",
+            shown(ref_name),
+            shown(&meant)
+        )));
+    }
+    push::check_ref_name(ref_name).map_err(|e| Error::new(format!("ref {}: {e}", shown(ref_name))))
 }
 
 fn write_decision(out: &mut dyn Write, pass: &str, op: Op, decision: &Decision, no_match: &str) -> std::io::Result<()> {

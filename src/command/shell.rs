@@ -1,7 +1,9 @@
 //! `pushgate shell <user>`: the SSH forced command. The key decides who you are; the rules
 //! decide what you may read and write. Only git's and hg's own server commands run, on
-//! repositories under `repos_root`, without a shell.
+//! repositories under `repos_root`, without a shell, and pushgate's own repository commands
+//! (`create`, `delete`, `info`: [`super::lifecycle`]).
 
+use super::lifecycle;
 use crate::config::{Config, Mode};
 use crate::env::Env;
 use crate::hook::record::{self, Fetch};
@@ -9,38 +11,59 @@ use crate::identity::{Via, valid_user_name};
 use crate::outcome::{Error, Outcome};
 use crate::policy::{self, Subject};
 use crate::push::{Op, Vcs};
+use crate::repository;
 use crate::text::shown;
 use std::io::Write;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// What the client asked to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
+    /// One of git's or hg's server commands, on a repository.
+    Serve(Service),
+    /// `create [--hg] <repo>`, `delete <repo>`, `info [--json]`.
+    Lifecycle(lifecycle::Command),
+}
+
+/// git's and hg's server commands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Service {
     /// `git-receive-pack`, `git-upload-pack` or `git-upload-archive`, and the path it names.
     Git { service: &'static str, path: String },
     /// `hg -R <path> serve --stdio`.
     Hg { path: String },
 }
 
-impl Request {
+impl Service {
     /// A git push. (`hg serve` reads and writes; its pushes are decided by pretxnclose.)
     pub fn writes(&self) -> bool {
-        matches!(self, Request::Git { service: "receive-pack", .. })
+        matches!(self, Service::Git { service: "receive-pack", .. })
     }
 
     fn path(&self) -> &str {
         match self {
-            Request::Git { path, .. } | Request::Hg { path } => path,
+            Service::Git { path, .. } | Service::Hg { path } => path,
         }
     }
 }
 
-/// Parse `SSH_ORIGINAL_COMMAND` as git and hg clients send it.
+/// Parse `SSH_ORIGINAL_COMMAND` as git and hg clients send it, or as a user types
+/// pushgate's own commands (`ssh git@host create users/alice/notes`).
 pub fn parse_request(command: &str) -> Result<Request, String> {
+    use lifecycle::Command::{Create, Delete, Info};
     let words = split_words(command).ok_or_else(|| format!("cannot parse the command {}", shown(command)))?;
     let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    let lifecycle = |command| Ok(Request::Lifecycle(command));
     match words.as_slice() {
+        ["create", name] => lifecycle(Create { name: name.to_string(), vcs: Vcs::Git }),
+        ["create", "--hg", name] => lifecycle(Create { name: name.to_string(), vcs: Vcs::Hg }),
+        ["delete", name] => lifecycle(Delete { name: name.to_string() }),
+        ["info"] => lifecycle(Info { json: false }),
+        ["info", "--json"] => lifecycle(Info { json: true }),
+        ["create" | "delete" | "info", ..] => {
+            Err(format!("usage: create [--hg] <repo>, delete <repo>, info [--json] (not {})", shown(command)))
+        }
         [program, path] | ["git", program, path] => {
             let service = match program.strip_prefix("git-").unwrap_or(program) {
                 "receive-pack" => "receive-pack",
@@ -48,10 +71,10 @@ pub fn parse_request(command: &str) -> Result<Request, String> {
                 "upload-archive" => "upload-archive",
                 _ => return Err(format!("command not allowed: {}", shown(command))),
             };
-            Ok(Request::Git { service, path: path.to_string() })
+            Ok(Request::Serve(Service::Git { service, path: path.to_string() }))
         }
         ["hg", "-R", path, "serve", "--stdio"] | ["hg", "--repository", path, "serve", "--stdio"] => {
-            Ok(Request::Hg { path: path.to_string() })
+            Ok(Request::Serve(Service::Hg { path: path.to_string() }))
         }
         _ => Err(format!("command not allowed: {}", shown(command))),
     }
@@ -97,47 +120,6 @@ fn split_words(text: &str) -> Option<Vec<String>> {
     Some(words)
 }
 
-/// A repository under `root` from what the client named: `app.git`, `team/app`,
-/// `/team/app.git`, or an absolute path inside `root`. Refuses `..`, escapes through
-/// symlinks, and names that are not repositories of the requested kind.
-pub fn resolve(root: &Path, asked: &str, hg: bool) -> Result<(PathBuf, String), String> {
-    let root = root.canonicalize().map_err(|e| format!("repos_root {}: {e}", root.display()))?;
-    let refuse = |why: &str| Err(format!("{}: {why}", shown(asked)));
-    let relative = match Path::new(asked).strip_prefix(&root) {
-        Ok(inside) => inside.to_path_buf(),
-        Err(_) => PathBuf::from(asked.trim_start_matches('/')),
-    };
-    if relative.as_os_str().is_empty() {
-        return refuse("no repository named");
-    }
-    if relative.components().any(|c| !matches!(c, Component::Normal(_))) {
-        return refuse("`..` and `.` are not allowed in repository paths");
-    }
-    let text = relative.to_string_lossy();
-    let base = text.trim_end_matches('/').to_string();
-    let candidates: Vec<String> = if hg {
-        vec![base.clone()]
-    } else if base.ends_with(".git") {
-        vec![base.clone(), base.trim_end_matches(".git").to_string()]
-    } else {
-        vec![format!("{base}.git"), base.clone()]
-    };
-    for candidate in candidates {
-        let Ok(path) = root.join(&candidate).canonicalize() else { continue };
-        if !path.starts_with(&root) {
-            return refuse("it leads outside repos_root");
-        }
-        let is_repo =
-            if hg { path.join(".hg").is_dir() } else { path.join("HEAD").is_file() && path.join("objects").is_dir() };
-        if is_repo {
-            let name = path.strip_prefix(&root).unwrap_or(&path).to_string_lossy().into_owned();
-            let name = name.strip_suffix(".git").map(str::to_string).unwrap_or(name);
-            return Ok((path, name));
-        }
-    }
-    refuse(if hg { "no such Mercurial repository" } else { "no such Git repository" })
-}
-
 /// `read` on a repository (see [`policy::decide_read`]).
 pub fn may_read(config: &Config, user: &str, repo: &str) -> bool {
     policy::decide_read(config, Subject { user, repo: Some(repo) }).allowed
@@ -169,7 +151,7 @@ pub struct Shell<'a> {
 }
 
 /// Run the forced command for `user`: what the client asked for is `SSH_ORIGINAL_COMMAND`.
-pub fn run(shell: &Shell, err: &mut dyn Write) -> Result<Outcome, Error> {
+pub fn run(shell: &Shell, out: &mut dyn Write, err: &mut dyn Write) -> Result<Outcome, Error> {
     let (config_path, user) = (shell.config_path, shell.user);
     let mut refuse = |why: String| -> Result<Outcome, Error> {
         let _ = writeln!(err, "pushgate: {why}");
@@ -193,15 +175,22 @@ pub fn run(shell: &Shell, err: &mut dyn Write) -> Result<Outcome, Error> {
     let Some(root) = &config.repos_root else {
         return refuse("repos_root is not set in the configuration: no repository is served".into());
     };
-    let (path, name) = match resolve(root, request.path(), matches!(request, Request::Hg { .. })) {
+    let request = match request {
+        Request::Serve(service) => service,
+        Request::Lifecycle(command) => {
+            let user = config.user_named(user);
+            let passed: Vec<(&std::ffi::OsStr, &std::ffi::OsStr)> = passed_on(shell.env).collect();
+            let asker = lifecycle::Asker { config_path, env: shell.env, passed: &passed, user: &user, root };
+            return lifecycle::run(&asker, &config, &command, out, err);
+        }
+    };
+    let vcs = if matches!(request, Service::Hg { .. }) { Vcs::Hg } else { Vcs::Git };
+    let (path, name) = match repository::resolve(root, request.path(), vcs) {
         Ok(found) => found,
         Err(e) => return refuse(e),
     };
     // The repository's own rules come first, for reads as for pushes.
-    let repo_file = match &request {
-        Request::Hg { .. } => path.join(".hg").join(crate::config::REPO_FILE),
-        Request::Git { .. } => path.join(crate::config::REPO_FILE),
-    };
+    let repo_file = repository::own_config(&path, vcs);
     let config = match Config::load(config_path, Some(&repo_file)) {
         Ok(config) => config,
         Err(e) => return refuse(format!("configuration error: {}", e.0[0])),
@@ -216,12 +205,12 @@ pub fn run(shell: &Shell, err: &mut dyn Write) -> Result<Outcome, Error> {
         return refuse(format!("{user} may not read {name}"));
     }
     let mut child = match &request {
-        Request::Git { service, .. } => {
+        Service::Git { service, .. } => {
             let mut c = Command::new("git");
             c.arg(service).arg(&path);
             c
         }
-        Request::Hg { .. } => {
+        Service::Hg { .. } => {
             let mut c = Command::new("hg");
             c.arg("-R").arg(&path).args(["serve", "--stdio"]);
             c
@@ -235,7 +224,7 @@ pub fn run(shell: &Shell, err: &mut dyn Write) -> Result<Outcome, Error> {
     // hg's pulls are told by its `outgoing` hook (`pushgate hg outgoing`): `hg serve`
     // carries pushes and pulls alike.
     let told = record::wants_pulls(&config, &name);
-    let is_fetch = matches!(request, Request::Git { service: "upload-pack", .. });
+    let is_fetch = matches!(request, Service::Git { service: "upload-pack", .. });
     if !(told && is_fetch) {
         use std::os::unix::process::CommandExt;
         let error = child.exec();
@@ -326,12 +315,23 @@ mod tests {
 
     #[test]
     fn commands_parse_as_clients_send_them() {
-        let git = |s: &'static str, p: &str| Request::Git { service: s, path: p.into() };
+        let git = |s: &'static str, p: &str| Request::Serve(Service::Git { service: s, path: p.into() });
         assert_eq!(parse_request("git-receive-pack '/team/app.git'"), Ok(git("receive-pack", "/team/app.git")));
         assert_eq!(parse_request("git-upload-pack 'app.git'"), Ok(git("upload-pack", "app.git")));
         assert_eq!(parse_request("git upload-archive 'a b'"), Ok(git("upload-archive", "a b")));
         assert_eq!(parse_request("git-upload-pack 'it'\\''s'"), Ok(git("upload-pack", "it's")));
-        assert_eq!(parse_request("hg -R team/app serve --stdio"), Ok(Request::Hg { path: "team/app".into() }));
+        let hg = Request::Serve(Service::Hg { path: "team/app".into() });
+        assert_eq!(parse_request("hg -R team/app serve --stdio"), Ok(hg));
+        let lifecycle = |c| Ok(Request::Lifecycle(c));
+        let create = |name: &str, vcs| lifecycle(lifecycle::Command::Create { name: name.into(), vcs });
+        assert_eq!(parse_request("create users/alice/x"), create("users/alice/x", Vcs::Git));
+        assert_eq!(parse_request("create --hg 'users/alice/x'"), create("users/alice/x", Vcs::Hg));
+        assert_eq!(parse_request("delete x"), lifecycle(lifecycle::Command::Delete { name: "x".into() }));
+        assert_eq!(parse_request("info"), lifecycle(lifecycle::Command::Info { json: false }));
+        assert_eq!(parse_request("info --json"), lifecycle(lifecycle::Command::Info { json: true }));
+        for bad in ["create", "create a b", "create --git x", "delete", "info x"] {
+            assert!(parse_request(bad).unwrap_err().starts_with("usage: "), "{bad}");
+        }
         for bad in [
             "bash",
             "git-receive-pack",
@@ -342,28 +342,5 @@ mod tests {
         ] {
             assert!(parse_request(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn repositories_resolve_under_the_root_only() {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().canonicalize().unwrap();
-        for dir in ["team/app.git/objects", "hgrepo/.hg", "outside.git/objects"] {
-            std::fs::create_dir_all(root.join(dir)).unwrap();
-        }
-        std::fs::write(root.join("team/app.git/HEAD"), "ref: refs/heads/main\n").unwrap();
-        let (path, name) = resolve(&root, "team/app", false).unwrap();
-        assert_eq!((path.clone(), name.as_str()), (root.join("team/app.git"), "team/app"));
-        assert_eq!(resolve(&root, "/team/app.git", false).unwrap().0, path);
-        assert_eq!(resolve(&root, &format!("{}/team/app.git", root.display()), false).unwrap().0, path);
-        assert_eq!(resolve(&root, "hgrepo", true).unwrap().1, "hgrepo");
-        assert!(resolve(&root, "team/../team/app", false).is_err());
-        assert!(resolve(&root, "team", false).is_err());
-        assert!(resolve(&root, "", false).is_err());
-        let elsewhere = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(elsewhere.path().join("x.git/objects")).unwrap();
-        std::fs::write(elsewhere.path().join("x.git/HEAD"), "").unwrap();
-        std::os::unix::fs::symlink(elsewhere.path().join("x.git"), root.join("link.git")).unwrap();
-        assert!(resolve(&root, "link", false).unwrap_err().contains("outside repos_root"));
     }
 }

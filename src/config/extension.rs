@@ -29,6 +29,9 @@ pub struct Extension {
     pub push_events: bool,
     /// Whether fetches through `pushgate shell` reach it (`events` includes "pull").
     pub pull_events: bool,
+    /// Whether repositories created and deleted through `pushgate shell` reach it
+    /// (`events` includes "repository").
+    pub repository_events: bool,
     pub enabled: bool,
     pub on_error: OnError,
     pub mode: Mode,
@@ -119,6 +122,8 @@ pub enum About<'a> {
     Push { repo: &'a str, changes: &'a [(&'a str, Action)] },
     /// A fetch of this repository through `pushgate shell`.
     Pull { repo: &'a str },
+    /// The creation or deletion of the repository of this name through `pushgate shell`.
+    Repository { repo: &'a str },
 }
 
 impl Extension {
@@ -135,6 +140,7 @@ impl Extension {
                     && changes.iter().any(|(name, action)| self.wants_change(name, *action))
             }
             About::Pull { repo } => self.pull_events && self.scope.covers_repo(Some(repo)),
+            About::Repository { repo } => self.repository_events && self.scope.covers_repo(Some(repo)),
         }
     }
 
@@ -214,6 +220,14 @@ impl Validator {
             }
         };
         let scope = self.scope(at, ext.repos.as_ref(), ext.refs.as_ref());
+        if scope.has_user() {
+            let span = ext.repos.as_ref().or(ext.refs.as_ref()).map_or(whole.clone(), |l| l.span());
+            self.fail(
+                at,
+                span,
+                format!("`{}` stands for the user in rules and checks, not in an extension's scope", crate::glob::USER),
+            );
+        }
         let timeout = match &ext.timeout {
             Some(text) => units::parse_duration(text.get_ref()).map_err(|e| self.fail(at, text.span(), e)).ok(),
             None => Some(DEFAULT_TIMEOUT),
@@ -221,7 +235,18 @@ impl Validator {
         if timeout.is_some_and(|t| t.is_zero()) {
             self.fail(at, ext.timeout.as_ref().map_or(whole.clone(), |t| t.span()), "timeout must be above zero");
         }
-        let (push_events, pull_events) = self.extension_events(at, ext);
+        let Events { push: push_events, pull: pull_events, repository: repository_events } =
+            self.extension_events(at, ext);
+        let in_repository_file = at.path.file_name().is_some_and(|n| n == super::REPO_FILE);
+        if repository_events && in_repository_file {
+            let span = ext.events.as_ref().map_or(whole.clone(), |e| e.span());
+            self.fail(
+                at,
+                span,
+                "repository events reach the global configuration's extensions only (a repository's own file is \
+                 not there before it is created, nor after it is deleted)",
+            );
+        }
         let actions = self.extension_actions(at, ext);
         if pull_events && phase == Phase::Pre {
             let span = ext.events.as_ref().map_or(whole.clone(), |e| e.span());
@@ -249,7 +274,7 @@ impl Validator {
             let span = ext.mode.as_ref().map_or(whole.clone(), |m| m.span());
             self.fail(at, span, "mode = \"warn\" applies to pre extensions only (post extensions never reject)");
         }
-        let connector = if at.path.file_name().is_some_and(|n| n == super::REPO_FILE) {
+        let connector = if in_repository_file {
             let repo = at.path.parent().unwrap_or(at.path).to_string_lossy();
             format!("{name}~{:08x}", crate::ids::stable_id(&repo) as u32)
         } else {
@@ -265,6 +290,7 @@ impl Validator {
             timeout: timeout.unwrap_or(DEFAULT_TIMEOUT),
             push_events,
             pull_events,
+            repository_events,
             enabled: ext.enabled.unwrap_or(true),
             on_error,
             mode,
@@ -453,22 +479,34 @@ impl Validator {
         actions
     }
 
-    /// Whether `events` includes pushes, and pulls.
-    fn extension_events(&mut self, at: &Source, ext: &raw::Extension) -> (bool, bool) {
-        let Some(list) = &ext.events else { return (true, false) };
-        let (mut push, mut pull) = (false, false);
+    /// Which kinds of event `events` names (pushes only, without the key).
+    fn extension_events(&mut self, at: &Source, ext: &raw::Extension) -> Events {
+        let Some(list) = &ext.events else { return Events { push: true, pull: false, repository: false } };
+        let mut events = Events { push: false, pull: false, repository: false };
         for event in list.get_ref() {
             match event.get_ref().as_str() {
-                "push" => push = true,
-                "pull" => pull = true,
-                other => self.fail(at, event.span(), format!("event {other:?} must be \"push\" or \"pull\"")),
+                "push" => events.push = true,
+                "pull" => events.pull = true,
+                "repository" => events.repository = true,
+                other => {
+                    let hint = super::suggest::suggestion(other, ["push", "pull", "repository"].into_iter(), "");
+                    let message = format!("event {other:?} must be \"push\", \"pull\" or \"repository\"{hint}");
+                    self.fail(at, event.span(), message);
+                }
             }
         }
         if list.get_ref().is_empty() {
             self.fail(at, list.span(), "`events` is empty: the extension would never run");
         }
-        (push, pull)
+        events
     }
+}
+
+/// The kinds of event an extension's `events` names.
+struct Events {
+    push: bool,
+    pull: bool,
+    repository: bool,
 }
 
 /// An absolute http(s) URL with a host.

@@ -75,6 +75,7 @@ impl Validator {
             allow.remove(&Op::Read);
             deny.remove(&Op::Read);
         }
+        self.repository_ops(at, rule, &allow, &deny, &scope);
         let mode = rule.mode.as_ref().map_or(Mode::Enforce, |m| self.mode(at, m));
         (self.errors.len() == errors_before).then(|| Rule {
             number,
@@ -114,13 +115,44 @@ impl Validator {
         out
     }
 
+    /// `repo-create` and `repo-delete` are about whole repositories: a rule that names them
+    /// is a ref rule over every ref.
+    fn repository_ops(
+        &mut self,
+        at: &Source,
+        rule: &raw::Rule,
+        allow: &BTreeSet<Op>,
+        deny: &BTreeSet<Op>,
+        scope: &Scope,
+    ) {
+        let Some(op) = allow.iter().chain(deny).find(|op| op.is_repository_op()) else { return };
+        let named = [&rule.allow, &rule.deny]
+            .into_iter()
+            .flatten()
+            .flat_map(|l| l.get_ref())
+            .find(|name| name.get_ref() == op.as_str());
+        // The repository ops have no shorthand: the rule names the op.
+        let Some(span) = named.map(|name| name.span()) else { return };
+        if rule.paths.is_some() {
+            self.fail(at, span, format!("a path rule cannot decide `{op}`: it is about a whole repository"));
+        } else if !scope.covers_every_ref() {
+            self.fail(
+                at,
+                span,
+                format!(
+                    "`{op}` is about a whole repository: a rule deciding it has no `refs` (or `refs = [\"refs/**\"]`)"
+                ),
+            );
+        }
+    }
+
     fn ops(&mut self, at: &Source, list: &raw::TextList) -> BTreeSet<Op> {
         let mut ops = BTreeSet::new();
         for name in list.get_ref() {
             match Op::expand(name.get_ref()) {
                 Some(expanded) => ops.extend(expanded.iter().copied()),
                 None => {
-                    let known = ["create", "update", "force", "delete", "read", "write", "all"];
+                    let known = Op::NAMES;
                     let hint = suggestion(name.get_ref(), known.into_iter(), "");
                     let message = format!("unknown operation {:?}{hint} (one of {})", name.get_ref(), known.join(", "));
                     self.fail(at, name.span(), message);

@@ -266,3 +266,37 @@ fn the_postgres_backend_is_validated_with_positions() {
         error(slow).contains("4:9: lease (5s) must be longer than every post extension's timeout plus 1s: ci has 10s")
     );
 }
+
+#[test]
+fn repository_ops_are_decided_by_rules_over_every_ref() {
+    let config = parse(
+        "[[rule]]\nrepos = [\"users/{user}/*\"]\nusers = [\"*\"]\nallow = [\"repo-create\", \"repo-delete\", \"all\"]\n\
+         [[rule]]\nrefs = [\"refs/**\"]\nusers = [\"*\"]\ndeny = [\"repo-delete\"]\n",
+    )
+    .unwrap();
+    assert!(config.rules[0].allow.contains(&Op::RepoCreate) && config.rules[0].allow.contains(&Op::Read));
+    assert!(config.rules[0].scope.has_user());
+    let e = error("[[rule]]\nrefs = [\"refs/heads/*\"]\nusers = [\"*\"]\nallow = [\"repo-create\"]\n");
+    assert_eq!(
+        e,
+        "config.toml:4:10: `repo-create` is about a whole repository: a rule deciding it has no `refs` (or `refs = \
+         [\"refs/**\"]`)"
+    );
+    let e = error("[[rule]]\npaths = [\"x/**\"]\nusers = [\"*\"]\ndeny = [\"repo-delete\"]\n");
+    assert_eq!(e, "config.toml:4:9: a path rule cannot decide `repo-delete`: it is about a whole repository");
+    let e = error("[[rule]]\nusers = [\"*\"]\nallow = [\"repo_create\"]\n");
+    assert!(e.contains("unknown operation \"repo_create\" (did you mean `repo-create`?)"), "{e}");
+}
+
+#[test]
+fn the_user_placeholder_is_for_rules_and_checks_repos_and_refs() {
+    assert!(parse("[[check]]\nrefs = [\"refs/heads/users/{user}/**\"]\nlinear_history = true\n").is_ok());
+    let e = error("[[rule]]\nrepos = [\"users/{name}/*\"]\nusers = [\"*\"]\nallow = [\"read\"]\n");
+    assert!(e.contains("unknown placeholder `{name}` (the one there is: `{user}`)"), "{e}");
+    let e = error("[[rule]]\npaths = [\"home/{user}/**\"]\nusers = [\"*\"]\ndeny = [\"update\"]\n");
+    assert!(e.contains("`{user}` stands for the user in `repos` and `refs` patterns, not in `paths`"), "{e}");
+    let e = error(
+        "[[extension]]\nname = \"x\"\ntype = \"http\"\nphase = \"post\"\nurl = \"http://x\"\nrepos = [\"users/{user}/*\"]\n",
+    );
+    assert!(e.contains("`{user}` stands for the user in rules and checks, not in an extension's scope"), "{e}");
+}

@@ -64,10 +64,22 @@ impl Validator {
                 format!("`{key}` is empty: it would match nothing (remove the key to match all)"),
             );
         }
-        list.get_ref()
-            .iter()
-            .filter_map(|p| Glob::new(p.get_ref(), anchor).map_err(|e| self.fail(at, p.span(), e)).ok())
-            .collect()
+        let mut globs = Vec::new();
+        for pattern in list.get_ref() {
+            match Glob::new(pattern.get_ref(), anchor) {
+                Ok(glob) if glob.has_user() && anchor == Anchor::Path => self.fail(
+                    at,
+                    pattern.span(),
+                    format!(
+                        "`{}` stands for the user in `repos` and `refs` patterns, not in `{key}`",
+                        crate::glob::USER
+                    ),
+                ),
+                Ok(glob) => globs.push(glob),
+                Err(e) => self.fail(at, pattern.span(), e),
+            }
+        }
+        globs
     }
 
     pub fn ref_globs(&mut self, at: &Source, list: &raw::TextList) -> Vec<Glob> {

@@ -1,5 +1,6 @@
 //! The events extensions are told: a push (`pushgate.push/1`), built once per push from what
-//! the gate computed, and a fetch (`pushgate.pull/1`). Sent as they are, or as GitHub's
+//! the gate computed, a fetch (`pushgate.pull/1`), and a repository created or deleted
+//! (`pushgate.repository/1`). Sent as they are, or as GitHub's
 //! ([`github`]) or GitLab's ([`gitlab`]) payloads. Pure: plain data in, plain data out.
 
 pub mod github;
@@ -124,6 +125,49 @@ pub struct PullEvent {
     pub user: User,
 }
 
+pub const REPOSITORY_SCHEMA: &str = "pushgate.repository/1";
+
+/// A repository created or deleted through `pushgate shell` (`pushgate.repository/1`), for
+/// extensions with `"repository"` in their `events`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RepositoryEvent {
+    pub schema: String,
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<u64>,
+    pub time: String,
+    pub phase: Phase,
+    pub action: Lifecycle,
+    pub repository: LifecycleRepository,
+    pub user: User,
+}
+
+/// What happened to the repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lifecycle {
+    Created,
+    Deleted,
+}
+
+impl Lifecycle {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lifecycle::Created => "created",
+            Lifecycle::Deleted => "deleted",
+        }
+    }
+}
+
+/// The repository a lifecycle event is about: its name under `repos_root`, its directory
+/// (for `deleted`, where it was), and whether it is a Git or a Mercurial one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LifecycleRepository {
+    pub name: String,
+    pub path: String,
+    pub vcs: Vcs,
+}
+
 /// Which kind of event a delivery carries (the `X-Pushgate-Event` header).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -133,6 +177,8 @@ pub enum EventKind {
     Pull,
     /// The repositories, for a periodic extension (`pushgate.inventory/1`).
     Inventory,
+    /// A repository created or deleted through `pushgate shell` (`pushgate.repository/1`).
+    Repository,
 }
 
 impl EventKind {
@@ -141,15 +187,18 @@ impl EventKind {
             EventKind::Push => "push",
             EventKind::Pull => "pull",
             EventKind::Inventory => "inventory",
+            EventKind::Repository => "repository",
         }
     }
 }
 
-/// What the spool carries: a push or a pull, told apart by `schema`.
+/// What the spool carries: a push, a pull or a repository's creation or deletion, told
+/// apart by `schema`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Spooled {
     Push(PushEvent),
     Pull(PullEvent),
+    Repository(RepositoryEvent),
 }
 
 impl Spooled {
@@ -157,7 +206,19 @@ impl Spooled {
         let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
         match value.get("schema").and_then(|s| s.as_str()) {
             Some(PULL_SCHEMA) => serde_json::from_value(value).map(Spooled::Pull).map_err(|e| e.to_string()),
+            Some(REPOSITORY_SCHEMA) => {
+                serde_json::from_value(value).map(Spooled::Repository).map_err(|e| e.to_string())
+            }
             _ => serde_json::from_value(value).map(Spooled::Push).map_err(|e| e.to_string()),
+        }
+    }
+
+    /// The repository's name, and the event's sequence number (to be given at fan-out).
+    pub fn sequence_of(&mut self) -> (String, &mut Option<u64>) {
+        match self {
+            Spooled::Push(event) => (event.repository.name.clone(), &mut event.sequence),
+            Spooled::Pull(pull) => (pull.repository.name.clone(), &mut pull.sequence),
+            Spooled::Repository(event) => (event.repository.name.clone(), &mut event.sequence),
         }
     }
 }

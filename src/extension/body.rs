@@ -4,7 +4,7 @@
 use crate::config::Server;
 use crate::config::extension::{Extension, Format};
 use crate::event::gitlab::Hook;
-use crate::event::{self, Forge, PullEvent, PushEvent};
+use crate::event::{self, Forge, PushEvent};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -93,9 +93,9 @@ fn listing(event: &PushEvent, cap: usize) -> PushEvent {
     mine
 }
 
-/// The body for a pull: the event as it is, whatever the format.
-pub fn for_pull(pull: &PullEvent) -> Result<Body, serde_json::Error> {
-    Ok(Body { change: 0, json: serde_json::to_value(pull)?, dialect: Dialect::Pushgate })
+/// The body for a pull or a repository event: the event as it is, whatever the format.
+pub fn as_is(event: &impl serde::Serialize) -> Result<Body, serde_json::Error> {
+    Ok(Body { change: 0, json: serde_json::to_value(event)?, dialect: Dialect::Pushgate })
 }
 
 #[cfg(test)]

@@ -1,39 +1,50 @@
-//! The `pre` phase: after the rules accept a push, every wanting `pre` extension runs in
-//! parallel, each under its own timeout; any veto rejects the push.
+//! The `pre` phase: after the rules accept a push (or a repository's creation or deletion),
+//! every wanting `pre` extension runs in parallel, each under its own timeout; any veto
+//! refuses it.
 
-use super::body::{self, Sending};
+use super::body::Body;
 use super::{Call, Reply};
 use crate::config::Mode;
 use crate::config::extension::{Extension, OnError, Phase};
 use crate::env::Env;
-use crate::event::{EventKind, PushEvent};
+use crate::event::EventKind;
 use crate::ids;
 use crate::policy::Verdict;
 use std::path::Path;
 
-/// Run `extensions` on `event` and add their vetoes and warnings to `verdict`.
-pub fn run(
-    extensions: &[&Extension],
-    event: &PushEvent,
-    sending: &Sending,
-    cwd: &Path,
-    env: &Env,
-    verdict: &mut Verdict,
-) {
+/// What the `pre` extensions are asked about.
+pub struct Question<'a> {
+    pub kind: EventKind,
+    pub user: &'a str,
+    pub repo: &'a str,
+    pub event_id: &'a str,
+    /// What a veto refuses, as the lines say it (`the push`, `the creation`).
+    pub what: &'a str,
+    /// Where scripts run.
+    pub cwd: &'a Path,
+    /// `[server] base_url`.
+    pub instance: &'a str,
+}
+
+/// The bodies an extension is sent for the question (one, or one per change).
+pub type Bodies<'a> = dyn Fn(&Extension) -> Result<Vec<Body>, serde_json::Error> + Sync + 'a;
+
+/// Ask `extensions` and add their vetoes and warnings to `verdict`.
+pub fn run(extensions: &[&Extension], question: &Question, bodies: &Bodies, env: &Env, verdict: &mut Verdict) {
     let replies: Vec<Reply> = std::thread::scope(|scope| {
         let handles: Vec<_> =
-            extensions.iter().map(|ext| scope.spawn(move || ask(ext, event, sending, cwd, env))).collect();
+            extensions.iter().map(|ext| scope.spawn(move || ask(ext, question, bodies, env))).collect();
         handles.into_iter().map(|h| h.join().unwrap_or(Reply::failed("crashed"))).collect()
     });
     for (ext, reply) in extensions.iter().zip(replies) {
-        judge(ext, reply, verdict);
+        judge(ext, reply, question.what, verdict);
     }
 }
 
-/// One extension's answer for the whole push: the first non-accepting reply of its calls
-/// (one call, or one per change for the `github` and `gitlab` formats).
-fn ask(ext: &Extension, event: &PushEvent, sending: &Sending, cwd: &Path, env: &Env) -> Reply {
-    let bodies = match body::for_push(ext, event, sending) {
+/// One extension's answer: the first non-accepting reply of its calls (one call, or one per
+/// change for the `github` and `gitlab` formats).
+fn ask(ext: &Extension, question: &Question, bodies: &Bodies, env: &Env) -> Reply {
+    let bodies = match bodies(ext) {
         Ok(bodies) => bodies,
         Err(e) => return Reply::failed(format!("cannot build the body: {e}")),
     };
@@ -42,15 +53,15 @@ fn ask(ext: &Extension, event: &PushEvent, sending: &Sending, cwd: &Path, env: &
         let delivery_id = ids::new_id();
         let call = Call {
             body: &bytes,
-            event: EventKind::Push,
+            event: question.kind,
             phase: Phase::Pre,
-            user: &event.user.name,
-            repo: &event.repository.name,
-            event_id: &event.id,
+            user: question.user,
+            repo: question.repo,
+            event_id: question.event_id,
             delivery_id: &delivery_id,
-            cwd,
+            cwd: question.cwd,
             dialect: body.dialect,
-            instance: &sending.server.base_url,
+            instance: question.instance,
         };
         let reply = super::call(ext, &call, env);
         if !reply.accepted() {
@@ -60,13 +71,11 @@ fn ask(ext: &Extension, event: &PushEvent, sending: &Sending, cwd: &Path, env: &
     Reply::Accepted { status: "nothing to send".into() }
 }
 
-fn judge(ext: &Extension, reply: Reply, verdict: &mut Verdict) {
+fn judge(ext: &Extension, reply: Reply, what: &str, verdict: &mut Verdict) {
     let name = &ext.name;
     let (lines, is_veto) = match reply {
         Reply::Accepted { .. } => return,
-        Reply::Refused { code, lines } if lines.is_empty() => {
-            (vec![format!("{name}: refused the push ({code})")], true)
-        }
+        Reply::Refused { code, lines } if lines.is_empty() => (vec![format!("{name}: refused {what} ({code})")], true),
         Reply::Refused { lines, .. } => (lines.iter().map(|l| format!("{name}: {l}")).collect(), true),
         Reply::Failed { reason, .. } | Reply::Gone { reason } => (vec![format!("{name}: failed: {reason}")], false),
     };

@@ -1,7 +1,8 @@
 //! Script extensions: argv without a shell, the body on stdin (a file, so a killed pushgate
 //! never leaves a script reading an empty or partial event), a clean environment, the
-//! repository as working directory. A script past its timeout is killed with its whole
-//! process group, so its children (a `sleep`, a `curl`) do not keep pipes open.
+//! repository as working directory (`/` once it is gone). A script past its timeout is
+//! killed with its whole process group, so its children (a `sleep`, a `curl`) do not keep
+//! pipes open.
 
 use super::{Call, Reply};
 use crate::config::extension::Phase;
@@ -27,9 +28,11 @@ pub fn run(command: &[String], passed: &[String], timeout: Duration, call: &Call
         Ok(file) => file,
         Err(e) => return Reply::failed(format!("cannot write the event for the script: {e}")),
     };
+    // A repository deleted since the push it was told of is gone: the script runs in `/`.
+    let cwd = if call.cwd.is_dir() { call.cwd } else { std::path::Path::new("/") };
     let spawned = Command::new(program)
         .args(args)
-        .current_dir(call.cwd)
+        .current_dir(cwd)
         .env_clear()
         .envs(environment(env, passed, call.phase))
         .env("PUSHGATE_PHASE", call.phase.as_str())

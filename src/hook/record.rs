@@ -9,12 +9,12 @@ use super::Hook;
 use crate::config::extension::{About, Phase, wanting};
 use crate::config::{Config, OnFull};
 use crate::env::Env;
-use crate::event::{self, PullEvent, PushEvent};
+use crate::event::{self, PullEvent, PushEvent, RepositoryEvent};
 use crate::gate::Request;
 use crate::git::{GitRepo, Quarantine};
 use crate::identity::Via;
 use crate::push::{Action, Push, Vcs};
-use crate::spool::{Record, Spool, Writer};
+use crate::spool::{Record, RepositoryRecord, Spool, Writer};
 use serde::{Deserialize, Serialize};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -306,6 +306,64 @@ pub fn record_pull(config_path: &Path, config: &Config, env: &Env, fetch: &Fetch
     spool.write_event(number, &pull)?;
     wake(env, config_path, &spool);
     Ok(())
+}
+
+/// Whether a `post` extension wants to hear that `repo` is created or deleted.
+pub fn wants_repository_events(config: &Config, repo: &str) -> bool {
+    wanting(&config.extensions, Phase::Post, About::Repository { repo }).next().is_some()
+}
+
+/// What recording a repository's creation or deletion came to.
+pub enum RepositoryRecorded {
+    /// No `post` extension wants it.
+    NotNeeded,
+    Recorded(Box<Recording>),
+    /// The spool could not take it and `on_full = "accept"`: it goes ahead unrecorded.
+    Unrecorded(String),
+}
+
+/// A repository's creation or deletion, recorded before the shell carries it out.
+pub struct Recording {
+    spool: Spool,
+    record: RepositoryRecord,
+}
+
+/// Record `event` (as `post` extensions get it) before the shell creates or deletes its
+/// repository, when a `post` extension wants it. `Err` is a reason not to go ahead
+/// (`on_full = "reject"`).
+pub fn record_repository(config: &Config, event: RepositoryEvent) -> Result<RepositoryRecorded, String> {
+    if !wants_repository_events(config, &event.repository.name) {
+        return Ok(RepositoryRecorded::NotNeeded);
+    }
+    let dir = &config.spool.dir;
+    let written = (|| {
+        let writer = Writer::of(std::process::id()).ok_or("cannot tell which process this is")?;
+        let spool = Spool::open(dir).map_err(|e| spool_problem(dir, &e))?;
+        let number = {
+            let lock = spool.lock().map_err(|e| spool_problem(dir, &e))?;
+            spool.next_number(&lock).map_err(|e| spool_problem(dir, &e))?
+        };
+        let record = RepositoryRecord { number, writer, event };
+        spool.write_repository_record(&record).map_err(|e| spool_problem(dir, &e))?;
+        crate::crashpoint::here("shell:after-record");
+        Ok(Recording { spool, record })
+    })();
+    match written {
+        Ok(recording) => Ok(RepositoryRecorded::Recorded(Box::new(recording))),
+        Err(e) if config.spool.on_full == OnFull::Accept => Ok(RepositoryRecorded::Unrecorded(e)),
+        Err(e) => Err(e),
+    }
+}
+
+impl Recording {
+    /// Whether it was done: the record becomes its event, or goes; then a deliverer is
+    /// woken. A record that cannot be settled now is resolved by a deliverer from the disk
+    /// once this process is gone.
+    pub fn settle(self, done: bool, env: &Env, config_path: &Path) {
+        crate::crashpoint::here("shell:before-settle");
+        let _ = self.spool.settle_repository_record(&self.record, done);
+        wake(env, config_path, &self.spool);
+    }
 }
 
 /// A running `deliver --watch` sees new events by itself (it watches `incoming/`); else a

@@ -17,7 +17,11 @@ pub fn applicable<'c>(config: &'c Config, subject: Subject, ref_name: &str) -> V
 
 /// The checks scoped to this repository and ref, exempt pusher or not.
 pub fn applicable_ignoring_exempt<'c>(config: &'c Config, subject: Subject, ref_name: &str) -> Vec<&'c Check> {
-    config.checks.iter().filter(|c| c.scope.covers_repo(subject.repo) && c.scope.covers_ref(ref_name)).collect()
+    config
+        .checks
+        .iter()
+        .filter(|c| c.scope.covers_repo_as(subject.repo, subject.user) && c.scope.covers_ref_as(ref_name, subject.user))
+        .collect()
 }
 
 /// Run the checks that apply to an update of the ref `name`, adding failures to `verdict`.

@@ -64,6 +64,12 @@ pub fn decide_read<'c>(config: &'c Config, subject: Subject) -> Decision<'c> {
     decide(config, subject, None, Op::Read, None)
 }
 
+/// Whether `user` may do a whole-repository op (`read`, `repo-create`, `repo-delete`) on
+/// the repository: the first rule over every ref that names it decides; none: denied.
+pub fn decide_repository<'c>(config: &'c Config, subject: Subject, op: Op) -> Decision<'c> {
+    decide(config, subject, None, op, None)
+}
+
 /// The path pass for one path: path rules, first match decides, no match allows.
 pub fn decide_path<'c>(config: &'c Config, subject: Subject, ref_name: &str, op: Op, path: &[u8]) -> Decision<'c> {
     decide(config, subject, Some(ref_name), op, Some(path))
@@ -89,7 +95,8 @@ fn decide<'c>(
         }
         // `read` is about a whole repository: only a rule over every ref grants or denies it
         // (a rule for `refs/heads/main` with `allow = ["all"]` does not open the repository).
-        if op == Op::Read && !rule.scope.covers_every_ref() {
+        // So are `repo-create` and `repo-delete` (a rule naming them has no `refs`).
+        if op.is_whole_repository() && !rule.scope.covers_every_ref() {
             continue;
         }
         let allowed = if rule.allow.contains(&op) {
@@ -111,12 +118,14 @@ fn decide<'c>(
 }
 
 fn rule_applies(config: &Config, rule: &Rule, subject: Subject, ref_name: Option<&str>) -> bool {
-    applies(config, rule, subject) && ref_name.is_none_or(|name| rule.scope.covers_ref(name))
+    applies(config, rule, subject) && ref_name.is_none_or(|name| rule.scope.covers_ref_as(name, subject.user))
 }
 
-/// Whether `rule` is about this repository and this user (whatever its refs).
+/// Whether `rule` is about this repository and this user (whatever its refs); `{user}` in
+/// its patterns stands for the user.
 pub fn applies(config: &Config, rule: &Rule, subject: Subject) -> bool {
-    rule.scope.covers_repo(subject.repo) && rule.users.iter().any(|u| user_matches(config, u, subject.user))
+    rule.scope.covers_repo_as(subject.repo, subject.user)
+        && rule.users.iter().any(|u| user_matches(config, u, subject.user))
 }
 
 pub(crate) fn user_matches(config: &Config, pattern: &UserPattern, user: &str) -> bool {
@@ -464,5 +473,45 @@ allow = ["all"]
         assert!(d(Some("team/app")));
         assert!(!d(Some("other")));
         assert!(!d(None));
+    }
+
+    const ALL: &str = "[[rule]]\nusers = [\"*\"]\nallow = [\"all\"]\n";
+
+    const PERSONAL: &str = r#"
+[[rule]]
+repos = ["users/{user}/*"]
+users = ["*"]
+allow = ["repo-create", "repo-delete", "all"]
+[[rule]]
+repos = ["team/*"]
+users = ["*"]
+allow = ["read", "write"]
+[[rule]]
+repos = ["team/*"]
+refs = ["refs/heads/users/{user}/**"]
+users = ["*"]
+allow = ["force"]
+"#;
+
+    #[test]
+    fn personal_namespaces_are_the_users_own() {
+        let config = Config::parse(Path::new("c.toml"), PERSONAL, None).unwrap();
+        let repo_op = |user, repo, op| decide_repository(&config, Subject { user, repo: Some(repo) }, op).allowed;
+        assert!(repo_op("alice", "users/alice/notes", Op::RepoCreate));
+        assert!(repo_op("alice", "users/alice/notes", Op::RepoDelete));
+        assert!(!repo_op("alice", "users/bob/notes", Op::RepoCreate));
+        assert!(!repo_op("alice", "users/alice/a/b", Op::RepoCreate));
+        assert!(!repo_op("alice", "users/alice/notes/", Op::RepoCreate));
+        assert!(!repo_op("alice", "users/alice", Op::RepoCreate));
+        assert!(repo_op("alice", "team/app", Op::Read));
+        let force = |user, name| decide_ref(&config, Subject { user, repo: Some("team/app") }, name, Op::Force).allowed;
+        assert!(force("bob", "refs/heads/users/bob/wip"));
+        assert!(!force("bob", "refs/heads/users/alice/wip"));
+        assert!(!force("alice", "refs/heads/main"));
+        let config = Config::parse(Path::new("c.toml"), ALL, None).unwrap();
+        let subject = Subject { user: "alice", repo: Some("team/app") };
+        assert!(decide_repository(&config, subject, Op::Read).allowed);
+        assert!(!decide_repository(&config, subject, Op::RepoCreate).allowed, "`all` does not create repositories");
+        assert!(!decide_repository(&config, subject, Op::RepoDelete).allowed, "nor delete them");
     }
 }

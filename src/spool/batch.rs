@@ -92,7 +92,9 @@ impl Deliverer<'_> {
             instance: &self.config.server.base_url,
         };
         let started = Instant::now();
+        crate::crashpoint::here("deliver:before-send");
         let reply = connection.call(&call, self.env);
+        crate::crashpoint::here("deliver:after-send");
         let duration_ms = started.elapsed().as_millis() as u64;
         let attempts = head.attempts + 1;
         let settlement = settle(reply, attempts, &self.config.spool.retry, now_ms(), crate::ids::random_unit());

@@ -4,14 +4,14 @@
 
 use super::deliver::{Deliverer, Level};
 use super::job::{Job, Shelf, delivery_id};
-use super::{Incoming, Record};
-use crate::config::extension::{About, Phase, wanting};
-use crate::event::{EventKind, PullEvent, PushEvent, Spooled};
-use crate::extension::body::{self, Dialect, Sending};
+use super::{Incoming, Pending, Record, RepositoryRecord};
+use crate::config::extension::{About, Extension, Phase, wanting};
+use crate::event::{EventKind, Lifecycle, PullEvent, PushEvent, RepositoryEvent, Spooled};
+use crate::extension::body::{self, Body, Dialect, Sending};
 use crate::push::Action;
 use std::collections::BTreeMap;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Sequences given in a fan-out pass and not yet in every job: kept, so a pass that
 /// crashes gives the same events the same numbers when it runs again.
@@ -29,17 +29,21 @@ impl Deliverer<'_> {
             if !entry.event {
                 let Some(pid) = entry.record else { continue };
                 let path = self.spool.record_path(entry.number, pid);
-                let record = match self.spool.read_record(&path) {
-                    Ok(record) => record,
+                let pending = match self.spool.read_pending(&path) {
+                    Ok(pending) => pending,
                     Err(e) => {
                         self.put_aside(&path, &format!("unreadable record: {e}"));
                         continue;
                     }
                 };
-                if record.writer.alive() {
+                if pending.writer().alive() {
                     break;
                 }
-                match self.resolve(&record, &entries[i + 1..])? {
+                let resolved = match &pending {
+                    Pending::Push(record) => self.resolve(record, &entries[i + 1..])?,
+                    Pending::Repository(record) => Some(self.resolve_repository(record, &entries[i + 1..])?),
+                };
+                match resolved {
                     Some(true) => {}
                     Some(false) => continue,
                     // The repository cannot be read now: later pushes wait behind this one.
@@ -74,10 +78,7 @@ impl Deliverer<'_> {
                     &format!("push {} of {}: files of a head left out: {e}", entry.number, event.repository.name),
                 );
             }
-            let (repo, sequence) = match &mut spooled {
-                Spooled::Push(event) => (event.repository.name.clone(), &mut event.sequence),
-                Spooled::Pull(pull) => (pull.repository.name.clone(), &mut pull.sequence),
-            };
+            let (repo, sequence) = spooled.sequence_of();
             let number =
                 *given.entry(entry.number).or_insert_with(|| sequence.unwrap_or_else(|| sequences.next(&repo)));
             sequences.given(&repo, number);
@@ -90,6 +91,7 @@ impl Deliverer<'_> {
             match spooled {
                 Spooled::Push(event) => self.queue_jobs(entry.number, event)?,
                 Spooled::Pull(pull) => self.queue_pull_jobs(entry.number, pull)?,
+                Spooled::Repository(event) => self.queue_repository_jobs(entry.number, event)?,
             }
             super::remove_durably(&self.spool.event_path(entry.number))?;
             // A record left beside its event (a confirmation that crashed) is done with too.
@@ -124,6 +126,44 @@ impl Deliverer<'_> {
         let what = if names.is_empty() { "dropped: none of its updates landed" } else { "resolved from the refs" };
         self.say(Level::Info, None, &format!("push {} of {} {what}", record.number, record.event.repository.name));
         Ok(Some(!names.is_empty()))
+    }
+
+    /// Resolve a repository record whose shell is gone: its event if what it records is
+    /// done (the repository is there, or gone, or a later deletion or creation of it says
+    /// it was), else nothing. Whether an event was written.
+    fn resolve_repository(&self, record: &RepositoryRecord, later: &[Incoming]) -> io::Result<bool> {
+        let path = &record.event.repository.path;
+        // Only what is there can be deleted, and only what is not, created.
+        let undone = match record.event.action {
+            Lifecycle::Created => Lifecycle::Deleted,
+            Lifecycle::Deleted => Lifecycle::Created,
+        };
+        let done = record.done() || self.later_repository_actions(later).contains(&(undone, path.clone()));
+        self.spool.settle_repository_record(record, done)?;
+        let (name, action) = (&record.event.repository.name, record.event.action.as_str());
+        let what = if done { "resolved from the disk" } else { "dropped: it did not happen" };
+        self.say(Level::Info, None, &format!("repository {name} {action} {what}"));
+        Ok(done)
+    }
+
+    /// `(action, path)` of the repository events and records after these.
+    fn later_repository_actions(&self, later: &[Incoming]) -> Vec<(Lifecycle, String)> {
+        let mut actions = Vec::new();
+        for entry in later {
+            let event = match (entry.event, entry.record) {
+                (true, _) => std::fs::read(self.spool.event_path(entry.number))
+                    .ok()
+                    .and_then(|b| Spooled::from_json(&b).ok())
+                    .and_then(|s| if let Spooled::Repository(e) = s { Some(e) } else { None }),
+                (false, Some(pid)) => match self.spool.read_pending(&self.spool.record_path(entry.number, pid)) {
+                    Ok(Pending::Repository(record)) => Some(record.event),
+                    _ => None,
+                },
+                (false, None) => None,
+            };
+            actions.extend(event.map(|e| (e.action, e.repository.path)));
+        }
+        actions
     }
 
     /// `(ref, before)` of the changes later pushes to `repo` made: a ref a later push moved
@@ -231,33 +271,85 @@ impl Deliverer<'_> {
     fn queue_pull_jobs(&self, number: u64, pull: &PullEvent) -> io::Result<()> {
         let repo_config = (self.repo_config)(Path::new(&pull.repository.path));
         let config = repo_config.as_ref().unwrap_or(self.config);
-        for ext in wanting(&config.extensions, Phase::Post, About::Pull { repo: &pull.repository.name }) {
+        let about = About::Pull { repo: &pull.repository.name };
+        let as_is = AsIs {
+            id: &pull.id,
+            kind: EventKind::Pull,
+            repo: &pull.repository.name,
+            dir: pull.repository.path.clone().into(),
+            user: &pull.user.name,
+            sequence: pull.sequence,
+            time: &pull.time,
+            body: body::as_is(pull).map_err(io::Error::other)?,
+        };
+        self.queue_as_is(number, wanting(&config.extensions, Phase::Post, about), &as_is)
+    }
+
+    /// One job per interested connector of the global configuration (a repository's own
+    /// file goes with it when it is deleted, and is not there before it is created), with
+    /// the event as it is. Scripts run in `repos_root`: the repository may not be there.
+    fn queue_repository_jobs(&self, number: u64, event: &RepositoryEvent) -> io::Result<()> {
+        let about = About::Repository { repo: &event.repository.name };
+        let as_is = AsIs {
+            id: &event.id,
+            kind: EventKind::Repository,
+            repo: &event.repository.name,
+            dir: self.config.repos_root.clone().unwrap_or_else(|| "/".into()),
+            user: &event.user.name,
+            sequence: event.sequence,
+            time: &event.time,
+            body: body::as_is(event).map_err(io::Error::other)?,
+        };
+        self.queue_as_is(number, wanting(&self.config.extensions, Phase::Post, about), &as_is)
+    }
+
+    /// One job per connector of `extensions` that does not have it yet.
+    fn queue_as_is<'c>(
+        &self,
+        number: u64,
+        extensions: impl Iterator<Item = &'c Extension>,
+        event: &AsIs,
+    ) -> io::Result<()> {
+        for ext in extensions {
             if [Shelf::Queue, Shelf::Dead].iter().any(|s| self.spool.has_job(&ext.connector, *s, number, 0)) {
                 continue;
             }
-            let body = body::for_pull(pull).map_err(io::Error::other)?;
             let job = Job {
                 connector: ext.connector.clone(),
                 number,
-                change: body.change,
-                event_id: pull.id.clone(),
-                event: EventKind::Pull,
-                delivery_id: delivery_id(&pull.id, &ext.connector, body.change),
-                repo: pull.repository.name.clone(),
-                git_dir: pull.repository.path.clone().into(),
-                user: pull.user.name.clone(),
-                sequence: pull.sequence,
-                created: pull.time.clone(),
+                change: event.body.change,
+                event_id: event.id.to_string(),
+                event: event.kind,
+                delivery_id: delivery_id(event.id, &ext.connector, event.body.change),
+                repo: event.repo.to_string(),
+                git_dir: event.dir.clone(),
+                user: event.user.to_string(),
+                sequence: event.sequence,
+                created: event.time.to_string(),
                 attempts: 0,
                 next_attempt: 0,
                 last_error: None,
                 total_commits: None,
                 gitlab: None,
-                body: body.json,
+                body: event.body.json.clone(),
                 batch: None,
             };
             self.spool.put_job(&job, Shelf::Queue)?;
         }
         Ok(())
     }
+}
+
+/// An event sent as it is, whatever the format (a pull, a repository event), and what its
+/// jobs say about it.
+struct AsIs<'e> {
+    id: &'e str,
+    kind: EventKind,
+    repo: &'e str,
+    /// Where scripts run.
+    dir: PathBuf,
+    user: &'e str,
+    sequence: Option<u64>,
+    time: &'e str,
+    body: Body,
 }

@@ -9,7 +9,8 @@
 //!   fan-out.lock              held by the deliverer moving events into queues
 //!   watch.lock                held by a running `deliver --watch` (hooks wake it, not start one)
 //!   sequences.json            the last sequence of each repository (given at fan-out)
-//!   incoming/N.PID.record     what the gate accepted, written before the push lands
+//!   incoming/N.PID.record     what the gate accepted, written before the push lands (or
+//!                             a repository the shell creates or deletes, written before)
 //!   incoming/N.event          an event to fan out (a confirmed record, or a pull)
 //!   connectors/C/lock         held by the one deliverer working connector C
 //!   connectors/C/jobs.lock    held for a moment by whoever changes C's job files
@@ -36,7 +37,7 @@ pub mod settle;
 pub mod waker;
 
 pub use file::{at, lock_file, remove_durably, try_lock_existing, write_durably};
-pub use record::{Record, Writer};
+pub use record::{Pending, Record, RepositoryRecord, Writer};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fs::File;

@@ -5,7 +5,7 @@
 //! gone. So every accepted push that lands has its event, whatever dies when.
 
 use super::{Spool, remove_durably, write_durably};
-use crate::event::PushEvent;
+use crate::event::{self, Lifecycle, PushEvent, RepositoryEvent};
 use crate::push::Vcs;
 use serde::{Deserialize, Serialize};
 use std::io;
@@ -22,6 +22,45 @@ pub struct Record {
     pub dir: PathBuf,
     /// Every accepted change, with what the gate read; no sequence yet.
     pub event: PushEvent,
+}
+
+/// A repository's creation or deletion as `pushgate shell` is about to carry it out,
+/// written before it does: confirmed into its event once done, or resolved by a deliverer
+/// from what is on disk once the shell is gone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RepositoryRecord {
+    pub number: u64,
+    /// The shell doing it.
+    pub writer: Writer,
+    pub event: RepositoryEvent,
+}
+
+impl RepositoryRecord {
+    /// Whether what it records is done, from what is on disk: the repository is there
+    /// (created), or its directory is gone (deleted).
+    pub fn done(&self) -> bool {
+        let path = Path::new(&self.event.repository.path);
+        match self.event.action {
+            Lifecycle::Created => crate::repository::is_repository(path, self.event.repository.vcs),
+            Lifecycle::Deleted => path.symlink_metadata().is_err(),
+        }
+    }
+}
+
+/// What waits in `incoming/` for its confirmation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Pending {
+    Push(Record),
+    Repository(RepositoryRecord),
+}
+
+impl Pending {
+    pub fn writer(&self) -> Writer {
+        match self {
+            Pending::Push(record) => record.writer,
+            Pending::Repository(record) => record.writer,
+        }
+    }
 }
 
 /// A process, told apart from a later one with the same pid by its start time.
@@ -85,6 +124,34 @@ impl Spool {
     pub fn read_record(&self, path: &Path) -> io::Result<Record> {
         let bytes = std::fs::read(path).map_err(|e| super::at(path, e))?;
         serde_json::from_slice(&bytes).map_err(|e| super::at(path, io::Error::other(e)))
+    }
+
+    /// A record of either kind, told apart by its event's `schema`.
+    pub fn read_pending(&self, path: &Path) -> io::Result<Pending> {
+        let bytes = std::fs::read(path).map_err(|e| super::at(path, e))?;
+        let value: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| super::at(path, io::Error::other(e)))?;
+        let pending = match value["event"]["schema"].as_str() {
+            Some(event::REPOSITORY_SCHEMA) => serde_json::from_value(value).map(Pending::Repository),
+            _ => serde_json::from_value(value).map(Pending::Push),
+        };
+        pending.map_err(|e| super::at(path, io::Error::other(e)))
+    }
+
+    /// Write a repository record durably, under the shell's pid.
+    pub fn write_repository_record(&self, record: &RepositoryRecord) -> io::Result<()> {
+        let bytes = serde_json::to_vec(record).map_err(io::Error::other)?;
+        let name = record_name(record.number, record.writer.pid);
+        write_durably(&self.dir().join("incoming"), &name, &bytes, false).map(|_| ())
+    }
+
+    /// What a repository record says happened: its event, to deliver (`done`), or nothing
+    /// (it did not happen after all).
+    pub fn settle_repository_record(&self, record: &RepositoryRecord, done: bool) -> io::Result<()> {
+        if done {
+            self.write_event(record.number, &record.event)?;
+        }
+        remove_durably(&self.record_path(record.number, record.writer.pid))
     }
 
     /// Confirm a record: its event, with only the changes of refs in `landed` (the refs git

@@ -1,7 +1,7 @@
 //! The admin commands: `explain` says which rule decides and where it is written;
 //! `simulate` dry-runs pre-receive against a repository without changing it.
 
-use crate::harness::{TestServer, ZERO, updates};
+use crate::harness::{Run, TestServer, ZERO, updates};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -208,6 +208,74 @@ fn explain_includes_the_repository_file_under_repos_root() {
         format!("ref pass: rule at {}:1: create denied", server.repo.join("pushgate.toml").display())
     );
     assert_eq!(in_repo.stdout_lines()[2], "verdict: denied");
+}
+
+const PERSONAL: &str = r#"
+[[rule]]
+repos = ["users/{user}/*"]
+users = ["*"]
+allow = ["repo-create", "repo-delete", "all"]
+message = "your own namespace"
+
+[[rule]]
+repos = ["team/*"]
+refs = ["refs/heads/users/{user}/**"]
+users = ["*"]
+allow = ["all"]
+
+[[rule]]
+users = ["*"]
+allow = ["read"]
+"#;
+
+fn explain_personal(args: &[&str]) -> Run {
+    let server = TestServer::new().config(PERSONAL);
+    let run = server.pushgate(&["explain"]).args(args).run();
+    run.assert_no_panic();
+    let config = server.config_path().display().to_string();
+    Run { stdout: run.stdout.replace(&config, "CONFIG"), ..run }
+}
+
+#[test]
+fn explain_decides_repository_ops_and_user_patterns() {
+    let created = explain_personal(&["--user", "alice", "--op", "repo-create", "--repo", "users/alice/notes"]);
+    assert_eq!(
+        created.stdout_lines(),
+        [
+            "repo-create by alice in users/alice/notes".to_string(),
+            format!("ref pass: rule at {}: repo-create allowed (your own namespace)", rule_at(PERSONAL, 1)),
+            "verdict: allowed".to_string(),
+        ]
+    );
+    let elsewhere = explain_personal(&["--user", "alice", "--op", "repo-delete", "--repo", "users/bob/notes"]);
+    assert_eq!(elsewhere.stdout_lines()[1..], ["ref pass: no rule matched: denied", "verdict: denied"]);
+    let read = explain_personal(&["--user", "alice", "--op", "read", "--repo", "team/app"]);
+    assert_eq!(read.stdout_lines()[0], "read by alice in team/app");
+    assert_eq!(read.stdout_lines()[2], "verdict: allowed");
+
+    let own =
+        explain_personal(&["--user", "bob", "--op", "force", "--repo", "team/app", "--ref", "refs/heads/users/bob/x"]);
+    assert_eq!(own.stdout_lines()[2], "verdict: allowed", "{own}");
+    let other =
+        explain_personal(&["--user", "bob", "--op", "force", "--repo", "team/app", "--ref", "refs/heads/users/al/x"]);
+    assert_eq!(other.stdout_lines()[2], "verdict: denied", "{other}");
+
+    let json = explain_personal(&["--json", "--user", "alice", "--op", "repo-create", "--repo", "users/alice/x"]);
+    let answer: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(
+        (answer["op"].as_str(), answer["ref"].is_null(), answer["allowed"].as_bool()),
+        (Some("repo-create"), true, Some(true))
+    );
+}
+
+#[test]
+fn explain_says_which_ops_take_a_ref() {
+    let with_ref = explain_personal(&["--user", "alice", "--op", "repo-create", "--ref", "refs/heads/main"]);
+    with_ref.assert_code(2);
+    assert_eq!(with_ref.stderr, "pushgate: `repo-create` is about a whole repository: leave out --ref\n");
+    let without = explain_personal(&["--user", "alice", "--op", "update"]);
+    without.assert_code(2);
+    assert_eq!(without.stderr, "pushgate: `update` is about a ref: name it with --ref (refs/heads/main)\n");
 }
 
 /// Every file of a directory with its contents.

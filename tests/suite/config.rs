@@ -144,7 +144,7 @@ fn an_unknown_operation_and_group_suggest_the_right_one() {
         errors(&server, &run),
         [
             "CONFIG:4:10: unknown group `@maintainer` (did you mean `@maintainers`?)",
-            "CONFIG:5:10: unknown operation \"creat\" (did you mean `create`?) (one of create, update, force, delete, read, write, all)",
+            "CONFIG:5:10: unknown operation \"creat\" (did you mean `create`?) (one of create, update, force, delete, read, write, all, repo-create, repo-delete)",
         ]
     );
 }

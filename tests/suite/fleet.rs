@@ -24,19 +24,36 @@ fn fleet_spool(root: &Path, spool: &Path, db: &TestDb, lease: &str) -> String {
 
 /// A Git server of the fleet, its `ci` connector posting to `url`.
 fn fleet_server(db: &TestDb, url: &str, lease: &str) -> TestServer {
+    fleet_server_timing(db, url, lease, "1s")
+}
+
+/// As [`fleet_server`], the connector's `timeout` given.
+fn fleet_server_timing(db: &TestDb, url: &str, lease: &str, timeout: &str) -> TestServer {
     let server = TestServer::new();
     let spool = fleet_spool(server.root(), &server.root().join("spool"), db, lease);
-    let config = format!("{ALLOW_ALL}{spool}{}", post_http("ci", url, "timeout = \"1s\""));
+    let config = format!("{ALLOW_ALL}{spool}{}", post_http("ci", url, &format!("timeout = {}", quoted(timeout))));
     server.config(&config).install(&[])
 }
 
 /// Another worker for the same fleet (another machine: its own spool), as a config file.
 fn worker_config(server: &TestServer, name: &str, db: &TestDb, url: &str, lease: &str) -> PathBuf {
+    worker_config_timing(server, name, db, url, lease, "1s")
+}
+
+fn worker_config_timing(
+    server: &TestServer,
+    name: &str,
+    db: &TestDb,
+    url: &str,
+    lease: &str,
+    timeout: &str,
+) -> PathBuf {
     let dir = server.root().join(name);
     std::fs::create_dir_all(&dir).unwrap();
     let spool = fleet_spool(&dir, &dir.join("spool"), db, lease);
     let path = dir.join("config.toml");
-    std::fs::write(&path, format!("{ALLOW_ALL}{spool}{}", post_http("ci", url, "timeout = \"1s\""))).unwrap();
+    let connector = post_http("ci", url, &format!("timeout = {}", quoted(timeout)));
+    std::fs::write(&path, format!("{ALLOW_ALL}{spool}{connector}")).unwrap();
     path
 }
 
@@ -132,10 +149,12 @@ fn a_stopped_lease_holder_loses_its_connector_and_cannot_record_the_attempt_it_w
     // The second delivery hangs until released: its worker is stopped in the middle of it.
     let receiver = Receiver::scripted([Answer::ok(), Answer::Hang], Answer::ok());
     let url = receiver.url("/hook");
-    let server = fleet_server(&db, &url, "2s");
-    let first = worker_config(&server, "first", &db, &url, "2s");
-    let mut holder = watch(&server, &first);
-    poll("the first worker to watch", || server.sandbox.root.join("first/spool/watch.lock").exists().then_some(()));
+    // The held attempt must not time out before its worker is stopped, even on a busy
+    // machine: a 3s timeout, a 5s lease.
+    let server = fleet_server_timing(&db, &url, "5s", "3s");
+    // The first worker watches the server's own spool: no push starts a deliverer beside it.
+    let mut holder = watch(&server, &server.sandbox.config);
+    poll("the first worker to watch", || server.root().join("spool/watch.lock").exists().then_some(()));
 
     push_commit(&server, 0);
     assert_eq!(origin(&receiver.next()).1, 1);
@@ -146,13 +165,13 @@ fn a_stopped_lease_holder_loses_its_connector_and_cannot_record_the_attempt_it_w
     server.sandbox.wait_for_detached_deliverers();
 
     // Another worker takes the connector once the lease ran out, and delivers event 2.
-    let second = worker_config(&server, "second", &db, &url, "2s");
+    let second = worker_config_timing(&server, "second", &db, &url, "5s", "3s");
     let taken_at = Instant::now();
     let _taker = watch(&server, &second);
     let again = receiver.next();
     assert_eq!(origin(&again).1, 2);
     assert_eq!(again.delivery(), held.delivery(), "the same delivery, redelivered");
-    assert!(taken_at.elapsed() < Duration::from_secs(10));
+    assert!(taken_at.elapsed() < Duration::from_secs(15));
 
     // The stopped worker wakes up, gets its answer late: the outcome is not its to record.
     holder.signal(libc::SIGCONT);
@@ -186,6 +205,8 @@ fn pushes_land_while_the_database_is_down_and_are_delivered_in_order_when_it_is_
     push_commit(&server, 0);
     assert_eq!(origin(&receiver.next()).1, 1);
     server.sandbox.wait_for_detached_deliverers();
+    // Its outcome recorded (else a stop now would have it sent again: at least once).
+    poll("the first delivery recorded", || (db.psql("select count(*) from pushgate.jobs") == "0").then_some(()));
 
     db.stop();
     for n in 1..4 {

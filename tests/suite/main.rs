@@ -21,6 +21,7 @@ mod hostile;
 mod http_backend;
 mod identity;
 mod install;
+mod lifecycle;
 mod operations;
 mod outbox;
 mod output;

@@ -2,8 +2,8 @@
 //! through a stand-in `ssh` that runs the forced command as sshd would, the refusals, the
 //! identity that only the key decides, pull events, and one run through a real sshd.
 
-use crate::harness::{Invocation, PUSHGATE, Run, Sandbox, WAIT, quoted, shell_quoted};
-use std::path::{Path, PathBuf};
+use crate::harness::{Invocation, PUSHGATE, Run, Sandbox, Sshd, keygen, quoted, shell_quoted};
+use std::path::Path;
 
 /// alice may do anything, bob may read.
 const READ_AND_WRITE: &str = r#"
@@ -180,18 +180,6 @@ allow = ["all"]
     assert_eq!(run.all_pushgate_lines(), ["pushgate: eve may not read app"], "{run}");
 }
 
-/// `ssh-keygen` a new ed25519 key pair: the public key's line.
-fn keygen(dir: &Path, name: &str) -> String {
-    let key = dir.join(name);
-    let run = std::process::Command::new("ssh-keygen")
-        .args(["-t", "ed25519", "-N", "", "-q", "-C", name, "-f"])
-        .arg(&key)
-        .output()
-        .unwrap();
-    assert!(run.status.success(), "ssh-keygen failed: {}", String::from_utf8_lossy(&run.stderr));
-    std::fs::read_to_string(key.with_extension("pub")).unwrap().trim().to_string()
-}
-
 /// The forced command of an `authorized_keys` line as sshd reads it: inside the double
 /// quotes, `\"` stands for `"` and every other character for itself.
 fn forced_command(line: &str) -> (String, &str) {
@@ -298,116 +286,17 @@ fn pull_events_reach_only_the_extensions_that_ask_for_them() {
     assert_eq!(site.events("pushes"), Vec::<serde_json::Value>::new());
 }
 
-/// A path for sshd: its own binary, if this machine has one.
-fn sshd() -> Option<PathBuf> {
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
-        .map(|dir| dir.join("sshd"))
-        .find(|path| path.is_file())
-}
-
-/// A real sshd on 127.0.0.1, as the current user, with its own host key and config;
-/// killed when dropped.
-struct Sshd {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Sshd {
-    /// Started and listening, or what sshd said when it gave up.
-    fn start(site: &Sandbox, binary: &Path, authorized_keys: &Path) -> Result<Sshd, String> {
-        let dir = site.root.join("sshd");
-        std::fs::create_dir_all(&dir).unwrap();
-        keygen(&dir, "host_key");
-        // Take a free port from the kernel, then hand it to sshd. sshd says when it listens.
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let config = dir.join("sshd_config");
-        std::fs::write(
-            &config,
-            format!(
-                "ListenAddress 127.0.0.1:{port}\nHostKey {}\nAuthorizedKeysFile {}\nPidFile none\n\
-                 StrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-                 PubkeyAuthentication yes\nPermitRootLogin yes\nAllowTcpForwarding no\nPrintMotd no\n\
-                 PermitUserEnvironment no\nAcceptEnv none\nLogLevel ERROR\n",
-                dir.join("host_key").display(),
-                authorized_keys.display(),
-            ),
-        )
-        .unwrap();
-        let child = std::process::Command::new(binary)
-            .args(["-D", "-e", "-f"])
-            .arg(&config)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(dir.join("log")).unwrap())
-            .spawn()
-            .unwrap();
-        let mut sshd = Sshd { child, port };
-        let log = || std::fs::read_to_string(dir.join("log")).unwrap_or_default();
-        // Nothing to wait on but the port opening: poll it against a deadline.
-        let deadline = std::time::Instant::now() + WAIT;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if sshd.child.try_wait().unwrap().is_some() {
-                return Err(log());
-            }
-            assert!(std::time::Instant::now() < deadline, "sshd did not start: {}", log());
-            std::thread::park_timeout(std::time::Duration::from_millis(20));
-        }
-        Ok(sshd)
-    }
-}
-
 #[test]
 fn a_real_sshd_with_keys_from_pushgate_serves_clone_and_push() {
-    let Some(binary) = sshd() else {
-        println!("note: no sshd on this machine (PATH, /usr/sbin): the real-sshd test is skipped");
-        return;
-    };
     let site = Sandbox::new();
     site.configure(READ_AND_WRITE);
+    let Some(sshd) = Sshd::start(&site, &["alice", "bob"]) else { return };
     let repo = site.git_repo("app.git");
     let work = site.git_work("work");
-    let keys = site.root.join("keys");
-    std::fs::create_dir(&keys).unwrap();
-    keygen(&keys, "alice");
-    keygen(&keys, "bob");
-    let authorized_keys = site.root.join("authorized_keys");
-    let lines = site.pushgate(&["keys", "--config"]).arg(&site.config).arg(&keys).ok();
-    std::fs::write(&authorized_keys, format!("{lines}\n")).unwrap();
-    let sshd = match Sshd::start(&site, &binary, &authorized_keys) {
-        Ok(sshd) => sshd,
-        // As root, sshd needs its privilege separation user and directory, which only an
-        // installed openssh-server sets up.
-        Err(log) if log.to_lowercase().contains("privilege separation") => {
-            println!("note: sshd cannot run here ({}): the real-sshd test is skipped", log.trim());
-            return;
-        }
-        Err(log) => panic!("sshd exited: {log}"),
-    };
 
     let me = site.command("id").arg("-un").ok();
-    let known_hosts = site.root.join("known_hosts");
-    let ssh_as = |key: &str| {
-        format!(
-            "ssh -F /dev/null -p {} -i {} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile={}",
-            sshd.port,
-            shell_quoted(keys.join(key)),
-            shell_quoted(&known_hosts),
-        )
-    };
     let url = format!("{me}@127.0.0.1:app.git");
-    let git = |dir: &Path, key: &str, args: &[&str]| site.git(dir, args).env("GIT_SSH_COMMAND", ssh_as(key));
+    let git = |dir: &Path, key: &str, args: &[&str]| site.git(dir, args).env("GIT_SSH_COMMAND", sshd.ssh_as(key));
 
     git(&work, "alice", &["push", "--quiet", &url, "main"]).ok();
     assert_eq!(rev(&site, &repo, "main"), rev(&site, &work, "main"));
@@ -417,7 +306,7 @@ fn a_real_sshd_with_keys_from_pushgate_serves_clone_and_push() {
     let run = git(&bobs, "bob", &["push", "origin", "main"]).run();
     assert_eq!(run.code, Some(128), "{run}");
     assert_eq!(run.all_pushgate_lines(), ["pushgate: bob may not push to app"], "{run}");
-    let run = site.command("sh").args(["-c", &format!("{} {me}@127.0.0.1", ssh_as("alice"))]).run();
+    let run = site.command("sh").args(["-c", &format!("{} {me}@127.0.0.1", sshd.ssh_as("alice"))]).run();
     assert_ne!(run.code, Some(0), "{run}");
     assert!(run.stderr.contains("pushgate: hi alice: interactive logins are not allowed"), "{run}");
     drop(sshd);

@@ -2,7 +2,8 @@
 //! every command of a test runs in), a [`TestServer`] (a bare repository with pushgate's
 //! hooks and a work clone that pushes to it), commands that return what a user saw
 //! ([`Run`]), an HTTP [`Receiver`] playing an endpoint, the deliverers, the schemas, the
-//! webhook signatures, and a PostgreSQL server of a test's own ([`TestDb`]).
+//! webhook signatures, a PostgreSQL server of a test's own ([`TestDb`]), and a real sshd
+//! ([`Sshd`]).
 //!
 //! Nothing here sleeps to wait for something: commands and requests are waited for, and
 //! only where no event exists to wait on (a detached process ending, a background
@@ -18,6 +19,7 @@ mod schema;
 mod server;
 mod signature;
 mod spool;
+mod sshd;
 
 pub use command::{Background, Invocation, Run};
 pub use deliverers::poll;
@@ -25,12 +27,13 @@ pub use postgres::{Options, TestDb, skip_without_postgres};
 pub use prometheus::{Sample, parse_metrics};
 pub use receiver::{Answer, Receiver, Request, refused_url, summary};
 pub use sandbox::Sandbox;
-pub use schema::{assert_valid, assert_valid_event, event_schema, github_schema, inventory_schema};
+pub use schema::{assert_valid, assert_valid_event, event_schema, github_schema, inventory_schema, repository_schema};
 pub use server::{TestServer, Work};
 pub use signature::{github_sha1_signature, github_signature, standard_signature};
 pub use spool::{
     ALLOW_ALL, connector_status, deliver_once, files_under, json_of, log, post_http, spool_dir, spool_table,
 };
+pub use sshd::{Sshd, keygen};
 
 use std::path::Path;
 use std::time::Duration;

@@ -20,6 +20,11 @@ pub fn inventory_schema() -> Schema {
     Schema::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/inventory.schema.json"))
 }
 
+/// `docs/repository.schema.json`: a repository created or deleted.
+pub fn repository_schema() -> Schema {
+    Schema::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/repository.schema.json"))
+}
+
 /// GitHub's push event (`tests/data/github-push-event.schema.json`).
 pub fn github_schema() -> Schema {
     Schema::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/github-push-event.schema.json"))
