@@ -27,7 +27,12 @@ fuzz_target!(|input: Input| {
         assert!(glob.matches(input.pattern.as_bytes()), "literal {:?} does not match itself", input.pattern);
         if anchor == Anchor::Whole {
             for name in &input.names {
-                assert_eq!(glob.matches(name), name == input.pattern.as_bytes(), "literal {:?} vs {name:?}", input.pattern);
+                assert_eq!(
+                    glob.matches(name),
+                    name == input.pattern.as_bytes(),
+                    "literal {:?} vs {name:?}",
+                    input.pattern
+                );
             }
         }
     }

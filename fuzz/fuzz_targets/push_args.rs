@@ -20,7 +20,11 @@ fuzz_target!(|args: Args| {
     }
     // The same update given on stdin is judged the same, when it fits on one line.
     let one_line = |s: &str| !s.contains('\n');
-    if one_line(&args.name) && !args.old.contains(' ') && !args.new.contains(' ') && one_line(&args.old) && one_line(&args.new)
+    if one_line(&args.name)
+        && !args.old.contains(' ')
+        && !args.new.contains(' ')
+        && one_line(&args.old)
+        && one_line(&args.new)
     {
         let line = format!("{} {} {}", args.old, args.new, args.name);
         let from_stdin = parse_updates(line.as_bytes());

@@ -1,11 +1,12 @@
 //! The spool's files, arbitrary bytes read as each of them: an event (push or pull), a job,
-//! a journal. What parses must write back and read again.
+//! a journal, and (as UTF-8) a job id as `pushgate queue` takes it. What parses must write
+//! back and read again.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use pushgate::event::Spooled;
 use pushgate::spool::Journal;
-use pushgate::spool::job::Job;
+use pushgate::spool::job::{Job, parse_id};
 
 fuzz_target!(|data: &[u8]| {
     match Spooled::from_json(data) {
@@ -23,7 +24,16 @@ fuzz_target!(|data: &[u8]| {
         let bytes = serde_json::to_vec(&job).expect("a job serializes");
         let again: Job = serde_json::from_slice(&bytes).expect("a written job reads back");
         assert_eq!((&job.connector, job.number, job.change), (&again.connector, again.number, again.change));
-        let _ = (job.file_name(), job.id());
+        let _ = job.file_name();
+        let id = parse_id(&job.id());
+        let expected = (!job.connector.is_empty()).then(|| (job.connector.clone(), job.number, job.change));
+        assert_eq!(id, expected, "job id {:?}", job.id());
+    }
+    if let Ok(text) = std::str::from_utf8(data)
+        && let Some((connector, number, change)) = parse_id(text)
+    {
+        let again = format!("{connector}.{number}.{change}");
+        assert_eq!(parse_id(&again), Some((connector, number, change)));
     }
     if let Ok(journal) = serde_json::from_slice::<Journal>(data) {
         let bytes = serde_json::to_vec(&journal).expect("a journal serializes");
