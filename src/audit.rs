@@ -10,6 +10,8 @@ pub struct Entry<'a> {
     pub time: String,
     pub hook: &'a str,
     pub user: &'a str,
+    /// How the pusher came: `ssh`, `http` or `local`.
+    pub via: &'static str,
     pub repo: &'a str,
     pub updates: Vec<Update<'a>>,
     pub verdict: &'static str,
@@ -27,12 +29,12 @@ pub struct Update<'a> {
 }
 
 pub fn append(file: &Path, entry: &Entry) -> std::io::Result<()> {
-    let mut line = serde_json::to_vec(entry).map_err(std::io::Error::other)?;
+    let mut line = crate::text::json(entry).into_bytes();
     line.push(b'\n');
     if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
+        crate::spool::file::create_private_dir(dir)?;
     }
-    let mut handle = std::fs::OpenOptions::new().create(true).append(true).open(file)?;
+    let mut handle = crate::spool::file::open_private_append(file)?;
     handle.lock()?;
     let written = handle.write_all(&line).and_then(|()| handle.sync_data());
     handle.unlock()?;

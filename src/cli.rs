@@ -5,6 +5,23 @@ use crate::push::Op;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
+/// A connector name as pushgate makes them; anything else is refused before it can name a
+/// path.
+fn connector(name: &str) -> Result<String, String> {
+    match crate::config::extension::valid_connector(name) {
+        true => Ok(name.to_string()),
+        false => Err("not a connector name: [A-Za-z0-9._-]{1,64}, optionally ~ and 8 hex digits".into()),
+    }
+}
+
+/// A job id as `queue list` shows them: `<connector>.<number>.<change>`.
+fn job(id: &str) -> Result<String, String> {
+    match crate::spool::job::parse_id(id) {
+        Some(_) => Ok(id.to_string()),
+        None => Err("not a job id: <connector>.<number>.<change>, as `pushgate queue list` shows them".into()),
+    }
+}
+
 #[derive(Debug, Parser)]
 #[command(name = "pushgate", version, about = "Git server hooks: rules decide pushes, extensions are told", long_about = None)]
 pub struct Cli {
@@ -29,7 +46,7 @@ pub enum QueueCommand {
     },
     /// The jobs waiting (or dead), oldest first.
     List {
-        #[arg(long)]
+        #[arg(long, value_parser = connector)]
         connector: Option<String>,
         #[arg(long)]
         dead: bool,
@@ -38,30 +55,32 @@ pub enum QueueCommand {
     },
     /// One job, with the body it delivers.
     Show {
+        #[arg(value_parser = job)]
         job: String,
         #[arg(long)]
         json: bool,
     },
     /// Put dead jobs back at the front of their connector's queue.
     Retry {
-        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        #[arg(required_unless_present = "all", conflicts_with = "all", value_parser = job)]
         jobs: Vec<String>,
         #[arg(long)]
         all: bool,
-        #[arg(long)]
+        #[arg(long, value_parser = connector)]
         connector: Option<String>,
         #[arg(long)]
         json: bool,
     },
     /// Remove jobs (waiting or dead).
     Drop {
-        #[arg(required = true)]
+        #[arg(required = true, value_parser = job)]
         jobs: Vec<String>,
         #[arg(long)]
         json: bool,
     },
     /// Re-enable a connector disabled by a 410.
     Enable {
+        #[arg(value_parser = connector)]
         connector: String,
         #[arg(long)]
         json: bool,
@@ -94,6 +113,10 @@ pub enum Command {
         /// Keep running: deliver new events at once and retries on schedule.
         #[arg(long)]
         watch: bool,
+        /// Start once this process has exited (post-receive passes its receive-pack, so
+        /// delivering never competes with the push it follows).
+        #[arg(long, hide = true, value_name = "PID")]
+        after: Option<u32>,
     },
     /// Inspect and repair the delivery queues.
     Queue {
@@ -102,7 +125,7 @@ pub enum Command {
     },
     /// Delivery attempts: time, connector, outcome, status, duration (oldest first).
     Log {
-        #[arg(long)]
+        #[arg(long, value_parser = connector)]
         connector: Option<String>,
         #[arg(long)]
         json: bool,
@@ -169,6 +192,23 @@ pub enum Command {
     Shell { user: String },
     /// `authorized_keys` lines for every `<user>.pub` in DIR, with the forced command.
     Keys { dir: PathBuf },
-    /// A self-contained tour in a temp dir: real pushes allowed and rejected.
+    /// A self-contained tour in a temp dir: real pushes allowed, rejected, and delivered.
     Demo,
+    /// The queues and deliveries in Prometheus text format (node_exporter's textfile collector).
+    Metrics,
+    /// Check the server's setup as the user it runs as: one ok/warn/FAIL line each, with
+    /// what to do (exit 1 on a FAIL).
+    Doctor {
+        /// Check these repositories (default: every one under repos_root).
+        #[arg(long = "repo", value_name = "DIR")]
+        repos: Vec<PathBuf>,
+    },
+    /// The shell completion script for SHELL, on stdout.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// The man page pushgate(1), in roff, on stdout (what `install.sh` installs).
+    #[command(hide = true)]
+    Manpage,
 }

@@ -4,9 +4,10 @@
 //! the audit log is the hook's.
 
 use crate::config::Config;
-use crate::config::extension::{About, Extension, Format, Phase, wanting};
+use crate::config::extension::{About, Extension, Phase, wanting};
 use crate::env::Env;
 use crate::event::{self, PushEvent};
+use crate::extension::body::Sending;
 use crate::extension::pre;
 use crate::git::Want;
 use crate::identity::Via;
@@ -31,20 +32,20 @@ impl Request<'_> {
         wanting(&self.config.extensions, Phase::Pre, About::Push { repo: self.repo, refs }).collect()
     }
 
-    /// What deciding a push of `refs` needs read from the repository: the tree diffs (the
-    /// costly part) only when a rule, a limit, a check or an extension looks at files.
+    /// What deciding a push of `refs` needs read from the repository, and what the events
+    /// the extensions are told need. The tree diffs are always read: refused tree entries
+    /// reject any push, whatever the rules.
     pub fn want(&self, refs: &[&str]) -> Want {
-        let config = self.config;
-        let extensions = self.pre_extensions(refs);
-        let checks_files = config.checks.iter().any(|c| !c.forbid_paths.is_empty() || c.max_files_changed.is_some());
+        let about = About::Push { repo: self.repo, refs };
+        let told: Vec<&Extension> =
+            self.pre_extensions(refs).into_iter().chain(wanting(&self.config.extensions, Phase::Post, about)).collect();
         Want {
-            files: config.smallest_blob_limit().is_some()
-                || checks_files
-                || config.rules.iter().any(|r| r.paths.is_some())
-                || !extensions.is_empty(),
-            blob_sizes: config.smallest_blob_limit(),
-            heads: extensions.iter().any(|e| e.format == Format::Github),
+            files: true,
+            blob_sizes: self.config.smallest_blob_limit(),
+            heads: !told.is_empty(),
             aliases: true,
+            distinct: !told.is_empty(),
+            pack_limit: self.config.max_blob_size.as_ref().map(|s| s.bytes),
         }
     }
 
@@ -66,7 +67,7 @@ impl Request<'_> {
                 via: Via::of(self.env),
             },
             push_options: event::push_options(self.env),
-            max_commits: self.config.max_commits,
+            max_commits: self.config.event_max_commits(),
         };
         event::build(push, context)
     }
@@ -81,7 +82,8 @@ pub fn decide(request: &Request, push: &Push) -> Verdict {
     let extensions = request.pre_extensions(&refs);
     if verdict.accepted() && !extensions.is_empty() {
         let event = request.event(push, Phase::Pre);
-        pre::run(&extensions, &event, &request.config.server, request.path, request.env, &mut verdict);
+        let sending = Sending { server: &request.config.server, max_commits: request.config.max_commits };
+        pre::run(&extensions, &event, &sending, request.path, request.env, &mut verdict);
     }
     verdict
 }

@@ -88,9 +88,11 @@ fn translate_segment(segment: &str, re: &mut String) -> Result<(), String> {
             '?' => re.push_str("[^/]"),
             '[' => {
                 re.push('[');
-                if matches!(chars.peek(), Some('!') | Some('^')) {
+                let negated = matches!(chars.peek(), Some('!') | Some('^'));
+                if negated {
                     chars.next();
-                    re.push('^');
+                    // `[!x]` stays within a segment too: it never matches `/`.
+                    re.push_str("^/");
                 }
                 let mut closed = false;
                 let mut first = true;
@@ -172,6 +174,9 @@ mod tests {
     fn classes_and_escapes() {
         assert!(whole("v[0-9]").matches("v7"));
         assert!(!whole("v[!0-9]").matches("v7"));
+        assert!(!whole("a[!x]b").matches("a/b"));
+        assert!(!path("deploy[!x]*").matches("deploy/prod.yml"));
+        assert!(whole("a[!x]b").matches("ayb"));
         assert!(whole("a\\*").matches("a*"));
         assert!(!whole("a\\*").matches("ab"));
         assert!(whole("a.b").matches("a.b"));

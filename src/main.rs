@@ -5,7 +5,7 @@
 
 use clap::Parser;
 use pushgate::cli::{Cli, Command};
-use pushgate::command::{check, demo, explain, install, queue, shell, simulate};
+use pushgate::command::{check, demo, doctor, explain, install, metrics, queue, shell, simulate};
 use pushgate::env::Env;
 use pushgate::hook::{self, Hook};
 use pushgate::outcome::{Error, Outcome};
@@ -13,13 +13,15 @@ use pushgate::output::Quiet;
 use pushgate::{config, crashpoint};
 use std::ffi::OsString;
 use std::io::Write;
+use std::path::Path;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 fn main() -> ExitCode {
     install_panic_message();
     let env = Env::capture();
     crashpoint::arm(env.var("PUSHGATE_CRASH_AT"));
-    let cli = match parse(std::env::args_os().collect()) {
+    let cli = match parse(std::env::args_os().collect(), &env) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -42,14 +44,33 @@ fn main() -> ExitCode {
     }
 }
 
-/// Invoked as `pre-receive`, `update` or `post-receive` (a symlink or copy), behave as that hook.
-fn parse(mut args: Vec<OsString>) -> Result<Cli, clap::Error> {
-    let invoked_as = args.first().and_then(|a| std::path::Path::new(a).file_name()).map(|n| n.to_os_string());
-    if let Some(name) = invoked_as.filter(|n| ["pre-receive", "update", "post-receive"].iter().any(|h| n == *h)) {
-        args[0] = "pushgate".into();
-        args.insert(1, name);
+/// Invoked as `pre-receive`, `update` or `post-receive` (the symlinks `install` makes, or a
+/// copy), behave as that hook: chained hooks are beside it, and a pre-receive beside
+/// pushgate's own `update` hook only records the push (`install --per-ref`).
+fn parse(mut args: Vec<OsString>, env: &Env) -> Result<Cli, clap::Error> {
+    let hook = args
+        .first()
+        .map(Path::new)
+        .filter(|a| a.file_name().is_some_and(|n| ["pre-receive", "update", "post-receive"].iter().any(|h| n == *h)));
+    if let Some(hook) = hook.map(Path::to_path_buf) {
+        let name = hook.file_name().map(OsString::from).unwrap_or_default();
+        let dir = hook.parent().map(Path::to_path_buf).unwrap_or_default();
+        let per_ref = name == "pre-receive" && is_pushgate(&dir.join("update"), env);
+        let mut new = vec![OsString::from("pushgate"), "--chain-dir".into(), dir.into_os_string(), name];
+        if per_ref {
+            new.push("--per-ref".into());
+        }
+        new.extend(args.drain(1..));
+        args = new;
     }
     Cli::try_parse_from(args)
+}
+
+/// Whether `path` is pushgate itself (a symlink to this binary).
+fn is_pushgate(path: &Path, env: &Env) -> bool {
+    let Ok(exe) = env.exe() else { return false };
+    path.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink())
+        && matches!((path.canonicalize(), exe.canonicalize()), (Ok(a), Ok(b)) if a == b)
 }
 
 /// Run one command with the standard streams.
@@ -64,7 +85,7 @@ fn run(cli: Cli, env: &Env, out: &mut dyn Write, err: &mut dyn Write) -> Result<
         }
         Command::Update { name, old, new } => Ok(hook::git::update(&hook, &name, &old, &new, err)),
         Command::PostReceive => Ok(hook::git::post_receive(&hook, &mut std::io::stdin().lock(), err)),
-        Command::Hg { hook: which } => Ok(hook::hg::run(&hook, which, err)),
+        Command::Hg { hook: which } => Ok(hook::hg::run(&hook, which, &mut std::io::stdin().lock(), err)),
         Command::Check { repo, json } => check::run(config_path, repo.as_deref(), json, out, err),
         Command::Explain { user, ref_name, op, repo, path, json } => {
             explain::run(config_path, &explain::Question { user, ref_name, op, repo, path }, json, out)
@@ -75,7 +96,15 @@ fn run(cli: Cli, env: &Env, out: &mut dyn Write, err: &mut dyn Write) -> Result<
         Command::Install { per_ref, hg: true, repos } if !per_ref => install::install_hg(&repos, &binary()?, out),
         Command::Install { per_ref, repos, .. } => install::install(&repos, per_ref, &binary()?, out),
         Command::Uninstall { repos } => install::uninstall(&repos, &binary()?, out),
-        Command::Deliver { watch, .. } => queue::deliver(config_path, watch, env),
+        Command::Deliver { watch, after, .. } => {
+            if watch {
+                stop_on_term();
+            }
+            if let Some(pid) = after {
+                wait_for_exit(pid, std::time::Duration::from_secs(5));
+            }
+            queue::deliver(config_path, watch, env, &|| STOP.load(Ordering::SeqCst))
+        }
         Command::Queue { command } => queue::run(config_path, command, out),
         Command::Log { connector, json } => queue::log(config_path, connector.as_deref(), json, out),
         Command::Shell { user } => {
@@ -84,6 +113,50 @@ fn run(cli: Cli, env: &Env, out: &mut dyn Write, err: &mut dyn Write) -> Result<
         }
         Command::Keys { dir } => shell::keys(&dir, cli.config.as_deref(), env.exe().map_err(Error::new)?, out, err),
         Command::Demo => demo::run(env.exe().map_err(Error::new)?, out),
+        Command::Metrics => metrics::run(config_path, out),
+        Command::Doctor { repos } => doctor::run(config_path, &repos, env, out),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "pushgate", out);
+            Ok(Outcome::Success)
+        }
+        Command::Manpage => {
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(out)?;
+            Ok(Outcome::Success)
+        }
+    }
+}
+
+/// Set by SIGTERM or SIGINT: `deliver --watch` finishes its attempt and stops.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_term(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn stop_on_term() {
+    // SAFETY: the handler only stores to an atomic; no SA_RESTART, so a sleeping poll wakes.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_term as *const () as usize;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(libc::SIGTERM, &action, std::ptr::null_mut());
+        libc::sigaction(libc::SIGINT, &action, std::ptr::null_mut());
+    }
+}
+
+/// Wait (at most `limit`) for process `pid` to exit, without polling: a pidfd becomes
+/// readable when its process ends.
+fn wait_for_exit(pid: u32, limit: std::time::Duration) {
+    let Ok(pid) = libc::pid_t::try_from(pid) else { return };
+    // SAFETY: plain syscalls on a descriptor this function owns.
+    unsafe {
+        let fd = libc::syscall(libc::SYS_pidfd_open, pid, 0) as libc::c_int;
+        if fd < 0 {
+            return;
+        }
+        let mut poll = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        libc::poll(&mut poll, 1, limit.as_millis().min(i32::MAX as u128) as i32);
+        libc::close(fd);
     }
 }
 

@@ -136,6 +136,9 @@ pub struct Push {
     pub changes: Vec<Change>,
     /// The branch the repository's HEAD names, when it names one.
     pub default_branch: Option<String>,
+    /// Blobs of the pushed pack that no commit of the push writes, over the size that was
+    /// asked about, with their sizes (judged by `[limits] max_blob_size`).
+    pub pushed_blobs: Vec<(ObjectId, u64)>,
 }
 
 /// One ref update and what it brings.
@@ -174,6 +177,11 @@ pub struct Commit {
     pub signed: bool,
     /// Files changed against the first parent (every file for a root commit).
     pub files: Vec<FileChange>,
+    /// No ref reached this commit before the push.
+    pub distinct: bool,
+    /// Paths of the tree entries this commit writes that git's fsck refuses (`.`, `..`,
+    /// `.git` in any case, an empty name, a name with `/`).
+    pub refused_entries: Vec<Vec<u8>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -206,9 +214,10 @@ pub struct Blob {
     pub id: ObjectId,
     /// Bytes; 0 when sizes were not needed and not read.
     pub size: u64,
-    /// The repository had this blob before the push (a mode change, a rename, a revert):
-    /// size limits are about new blobs only.
-    pub preexisting: bool,
+    /// The commit brings this blob: not a mode change, not a rename within the commit, not
+    /// what a merge takes from one of its other parents. Size limits judge added blobs,
+    /// whatever the object store held before.
+    pub added: bool,
 }
 
 /// Malformed hook input, located by line (1-based) where it came from stdin.

@@ -8,6 +8,12 @@ pub const MAX_LINES: usize = 40;
 /// How long a line of it may be.
 const MAX_LINE_CHARS: usize = 300;
 
+/// Whether a terminal could take `c` for something other than text: C0 and C1 controls
+/// (U+0085, U+009B CSI, ...) and the bidirectional overrides that reorder what is shown.
+fn is_hostile(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
 /// A value from outside, quoted on one line: control characters escaped, long values cut.
 pub fn shown(value: &str) -> String {
     format!("\"{}\"", one_line(value, Some(200)))
@@ -27,7 +33,7 @@ pub fn one_line(text: &str, max: Option<usize>) -> String {
             out.push('…');
             break;
         }
-        if c.is_control() {
+        if is_hostile(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);
@@ -54,6 +60,34 @@ pub fn lines(output: &[u8]) -> Vec<String> {
     lines
 }
 
+/// `value` as one line of JSON in which no character a terminal acts on appears raw: serde
+/// escapes C0 controls, this also escapes DEL, C1 controls and bidirectional overrides.
+pub fn json<T: serde::Serialize + ?Sized>(value: &T) -> String {
+    escape_json(serde_json::to_string(value).unwrap_or_else(|_| "{}".into()))
+}
+
+/// As [`json`], indented for people.
+pub fn json_pretty<T: serde::Serialize + ?Sized>(value: &T) -> String {
+    escape_json(serde_json::to_string_pretty(value).unwrap_or_else(|_| "{}".into()))
+}
+
+/// JSON's structure is ASCII, so a hostile character can only be inside a string, where
+/// `\uXXXX` stands for it (all of them are in the Basic Multilingual Plane).
+fn escape_json(text: String) -> String {
+    if !text.chars().any(is_hostile) {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if is_hostile(c) {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,6 +95,16 @@ mod tests {
     #[test]
     fn shown_escapes_control_characters() {
         assert_eq!(shown("a\nb"), "\"a\\nb\"");
+        assert_eq!(one_line("x\u{9b}31m\u{85}\u{202e}y", None), "x\\u{9b}31m\\u{85}\\u{202e}y");
+    }
+
+    #[test]
+    fn json_escapes_what_terminals_act_on_and_stays_json() {
+        let value = serde_json::json!({"ref": "refs/heads/a\u{9b}b\u{202e}", "n": 1, "plain": "é"});
+        let text = json(&value);
+        assert!(text.is_ascii() || !text.chars().any(is_hostile), "{text}");
+        assert!(text.contains("\\u009b") && text.contains("\\u202e") && text.contains('é'), "{text}");
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&text).unwrap(), value);
     }
 
     #[test]

@@ -24,6 +24,35 @@ pub fn rfc3339(seconds: i64, offset: i32) -> String {
     format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}{zone}", secs / 3600, secs % 3600 / 60, secs % 60)
 }
 
+/// `2026-11-22T12:00:00Z` (or with an offset, `+01:00`) as Unix seconds.
+pub fn unix_seconds(text: &str) -> Option<i64> {
+    let (date, rest) = text.split_once('T')?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let (clock, offset) = match rest.strip_suffix('Z') {
+        Some(clock) => (clock, 0),
+        None => {
+            let at = rest.rfind(['+', '-'])?;
+            let (clock, zone) = rest.split_at(at);
+            let sign = if zone.starts_with('-') { -1 } else { 1 };
+            let (h, min) = zone[1..].split_once(':')?;
+            (clock, sign * (h.parse::<i64>().ok()? * 3600 + min.parse::<i64>().ok()? * 60))
+        }
+    };
+    let mut c = clock.split(':').map(|p| p.parse::<i64>().ok());
+    let (h, min, s) = (c.next()??, c.next()??, c.next()??);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) {
+        return None;
+    }
+    // Days from civil (Howard Hinnant), the inverse of `civil_from_days`.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    Some((era * 146_097 + doe - 719_468) * 86_400 + h * 3600 + min * 60 + s - offset)
+}
+
 /// Howard Hinnant's days-to-civil algorithm.
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
@@ -49,5 +78,14 @@ mod tests {
         assert_eq!(rfc3339(1_795_348_800, 3600), "2026-11-22T13:00:00+01:00");
         assert_eq!(rfc3339(951_782_400, -19_800), "2000-02-28T18:30:00-05:30");
         assert_eq!(rfc3339(-1, 0), "1969-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn parses_what_it_formats() {
+        for (seconds, offset) in [(0, 0), (1_795_348_800, 3600), (951_782_400, -19_800), (-1, 0)] {
+            assert_eq!(unix_seconds(&rfc3339(seconds, offset)), Some(seconds), "{seconds} {offset}");
+        }
+        assert_eq!(unix_seconds("garbage"), None);
+        assert_eq!(unix_seconds("2026-13-01T00:00:00Z"), None);
     }
 }

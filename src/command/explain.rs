@@ -2,6 +2,7 @@
 
 use super::check::git_dir_of;
 use crate::config::{Config, Mode, REPO_FILE, Rule};
+use crate::identity::valid_user_name;
 use crate::outcome::{Error, Outcome};
 use crate::policy::{self, Decision, Subject};
 use crate::push::{self, Op};
@@ -24,7 +25,11 @@ pub fn run(config_path: &Path, q: &Question, json: bool, out: &mut dyn Write) ->
     let op = q.op;
     push::check_ref_name(&q.ref_name).map_err(|e| Error::new(format!("ref {}: {e}", shown(&q.ref_name))))?;
     let config = load_for_repo(config_path, q.repo.as_deref())?;
-    let subject = Subject { user: &q.user, repo: q.repo.as_deref() };
+    if !valid_user_name(&q.user) {
+        return Err(Error::new(format!("invalid user name {}", shown(&q.user))));
+    }
+    let user = config.user_named(&q.user);
+    let subject = Subject { user: &user, repo: q.repo.as_deref() };
 
     let ref_decision = policy::decide_ref(&config, subject, &q.ref_name, op);
     let path_decision = q
@@ -36,7 +41,7 @@ pub fn run(config_path: &Path, q: &Question, json: bool, out: &mut dyn Write) ->
 
     if json {
         let mut answer = json!({
-            "user": q.user, "ref": q.ref_name, "op": op.as_str(), "repo": q.repo,
+            "user": user, "ref": q.ref_name, "op": op.as_str(), "repo": q.repo,
             "allowed": allowed, "ref_pass": decision_json(&ref_decision),
         });
         if let Some((path, d)) = &path_decision {
@@ -45,18 +50,18 @@ pub fn run(config_path: &Path, q: &Question, json: bool, out: &mut dyn Write) ->
         writeln!(out, "{answer}")?;
         return Ok(Outcome::Success);
     }
-    let groups = config.groups.of(&q.user);
+    let groups = config.groups.of(&user);
     let groups = if groups.is_empty() { String::new() } else { format!(" (groups: {})", groups.join(", ")) };
     let repo = q.repo.as_deref().unwrap_or("any repository");
-    writeln!(out, "{op} of {} by {}{groups} in {repo}", q.ref_name, q.user)?;
+    writeln!(out, "{op} of {} by {user}{groups} in {repo}", q.ref_name)?;
     write_decision(out, "ref pass", op, &ref_decision, "no rule matched: denied")?;
     if let Some((path, d)) = &path_decision {
         write_decision(out, &format!("path pass for {path}"), op, d, "no path rule matched: allowed")?;
     }
     for check in policy::check::applicable_ignoring_exempt(&config, subject, &q.ref_name) {
         let mode = if check.mode == Mode::Warn { " (mode = \"warn\")" } else { "" };
-        let exempt = check.exempt.iter().any(|u| policy::user_matches(&config, u, &q.user));
-        let what = if exempt { format!("{} is exempt", q.user) } else { "applies to the new commits".to_string() };
+        let exempt = check.exempt.iter().any(|u| policy::user_matches(&config, u, &user));
+        let what = if exempt { format!("{user} is exempt") } else { "applies to the new commits".to_string() };
         writeln!(out, "check {} at {}: {what}{mode}", check.number, check.origin)?;
     }
     writeln!(out, "verdict: {}", if allowed { "allowed" } else { "denied" })?;

@@ -5,22 +5,13 @@
 use super::check::git_dir_of;
 use crate::outcome::{Error, Outcome};
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The line that marks a hook as pushgate's own.
+/// The line that marks a hook script as pushgate's own (hooks installed before they became
+/// symlinks to the binary).
 const MARKER: &str = "# pushgate-hook:";
 const HOOKS: [&str; 3] = ["pre-receive", "update", "post-receive"];
-
-fn template(name: &str, per_ref: bool) -> &'static str {
-    match name {
-        "pre-receive" if per_ref => include_str!("../../hooks-templates/pre-receive.per-ref"),
-        "pre-receive" => include_str!("../../hooks-templates/pre-receive"),
-        "update" => include_str!("../../hooks-templates/update"),
-        _ => include_str!("../../hooks-templates/post-receive"),
-    }
-}
 
 /// The binary's own path, as hooks name it.
 pub fn own_path(exe: &Path) -> Result<PathBuf, Error> {
@@ -37,9 +28,9 @@ pub fn install(repos: &[PathBuf], per_ref: bool, binary: &Path, out: &mut dyn Wr
         std::fs::create_dir_all(&hooks_dir).map_err(|e| io_error(&hooks_dir, e))?;
         for name in HOOKS {
             if wanted.contains(&name) {
-                install_hook(&hooks_dir, name, binary, per_ref, out)?;
+                install_hook(&hooks_dir, name, binary, out)?;
             } else {
-                remove_hook(&hooks_dir, name, binary)?;
+                let _ = remove_hook(&hooks_dir, name, binary)?;
             }
         }
         enable_push_options(&git_dir)?;
@@ -54,28 +45,41 @@ const HG_BEGIN: &str = "# pushgate-hook: begin (added by `pushgate install --hg`
 const HG_END: &str = "# pushgate-hook: end";
 
 /// The `[hooks]` entries for Mercurial, for `binary`.
-pub fn hg_hooks(binary: &Path) -> String {
+/// pushgate's hooks for hg that run inside hg (`python:` hooks): they gather the push with
+/// Mercurial's API and hand it to `pushgate hg ...`.
+pub const HG_SHIM: &str = include_str!("../../hooks-templates/pushgate_hg.py");
+/// Where `install --hg` puts the shim in a repository.
+const HG_SHIM_FILE: &str = "pushgate_hg.py";
+
+/// The hgrc entries for Mercurial: `binary` is pushgate, `shim` the hg shim's path.
+pub fn hg_hooks(binary: &Path, shim: &Path) -> String {
     let exe = shell_quote(&binary.to_string_lossy());
+    let shim = shim.to_string_lossy();
     format!(
-        "[hooks]\npretxnclose.pushgate = {exe} hg pretxnclose\ntxnclose.pushgate = {exe} hg txnclose\n\
-         outgoing.pushgate = {exe} hg outgoing\nprepushkey.pushgate = {exe} hg prepushkey\n"
+        "[pushgate]\nbinary = {}\n[hooks]\npretxnclose.pushgate = python:{shim}:pretxnclose\n\
+         txnclose.pushgate = python:{shim}:txnclose\noutgoing.pushgate = {exe} hg outgoing\n\
+         prepushkey.pushgate = python:{shim}:prepushkey\n",
+        binary.to_string_lossy()
     )
 }
 
-/// `pushgate install --hg <repo>...`: pushgate's block in each `.hg/hgrc`.
+/// `pushgate install --hg <repo>...`: the shim in `.hg/` and pushgate's block in `.hg/hgrc`.
 pub fn install_hg(repos: &[PathBuf], binary: &Path, out: &mut dyn Write) -> Result<Outcome, Error> {
     for repo in repos {
-        let hgrc = hg_repository(repo)?.join("hgrc");
+        let dot_hg = hg_repository(repo)?;
+        let shim = dot_hg.join(HG_SHIM_FILE);
+        std::fs::write(&shim, HG_SHIM).map_err(|e| io_error(&shim, e))?;
+        let hgrc = dot_hg.join("hgrc");
         let kept = without_our_block(&std::fs::read_to_string(&hgrc).unwrap_or_default());
         let separator = if kept.is_empty() || kept.ends_with('\n') { "" } else { "\n" };
-        let text = format!("{kept}{separator}{HG_BEGIN}\n{}{HG_END}\n", hg_hooks(binary));
+        let text = format!("{kept}{separator}{HG_BEGIN}\n{}{HG_END}\n", hg_hooks(binary, &shim));
         std::fs::write(&hgrc, text).map_err(|e| io_error(&hgrc, e))?;
         writeln!(out, "pushgate: installed in {}", hgrc.display())?;
     }
     Ok(Outcome::Success)
 }
 
-fn hg_repository(repo: &Path) -> Result<PathBuf, Error> {
+pub(super) fn hg_repository(repo: &Path) -> Result<PathBuf, Error> {
     let dot_hg = repo.join(".hg");
     if !dot_hg.join("requires").is_file() && !dot_hg.join("store").is_dir() {
         return Err(Error::new(format!("{} is not a Mercurial repository", repo.display())));
@@ -106,21 +110,32 @@ pub fn uninstall(repos: &[PathBuf], binary: &Path, out: &mut dyn Write) -> Resul
         if let Ok(dot_hg) = hg_repository(repo) {
             let hgrc = dot_hg.join("hgrc");
             let text = std::fs::read_to_string(&hgrc).unwrap_or_default();
-            std::fs::write(&hgrc, without_our_block(&text)).map_err(|e| io_error(&hgrc, e))?;
+            let kept = without_our_block(&text);
+            let shim = std::fs::remove_file(dot_hg.join(HG_SHIM_FILE)).is_ok();
+            if kept == text && !shim {
+                writeln!(out, "pushgate: nothing to uninstall in {}", hgrc.display())?;
+                continue;
+            }
+            std::fs::write(&hgrc, kept).map_err(|e| io_error(&hgrc, e))?;
             writeln!(out, "pushgate: uninstalled from {}", hgrc.display())?;
             continue;
         }
         let git_dir = repository(repo)?;
         let hooks_dir = hooks_dir(&git_dir)?;
+        let mut removed = false;
         for name in HOOKS {
-            remove_hook(&hooks_dir, name, binary)?;
+            removed |= remove_hook(&hooks_dir, name, binary)?;
         }
-        writeln!(out, "pushgate: uninstalled from {}", git_dir.display())?;
+        removed |= restore_push_options(&git_dir)?;
+        match removed {
+            true => writeln!(out, "pushgate: uninstalled from {}", git_dir.display())?,
+            false => writeln!(out, "pushgate: nothing to uninstall in {}", git_dir.display())?,
+        }
     }
     Ok(Outcome::Success)
 }
 
-fn repository(repo: &Path) -> Result<PathBuf, Error> {
+pub(super) fn repository(repo: &Path) -> Result<PathBuf, Error> {
     let git_dir = git_dir_of(repo);
     if !(git_dir.join("HEAD").is_file() && git_dir.join("objects").is_dir()) {
         return Err(Error::new(format!("{} is not a Git repository", repo.display())));
@@ -130,7 +145,7 @@ fn repository(repo: &Path) -> Result<PathBuf, Error> {
 
 /// pushgate's own hook: a script with the marker, or the pushgate binary itself (a symlink
 /// or a copy), which must be replaced, never chained (it would run itself forever).
-fn is_ours(path: &Path, exe: &Path) -> bool {
+pub(super) fn is_ours(path: &Path, exe: &Path) -> bool {
     let marked = std::fs::read(path)
         .is_ok_and(|bytes| bytes.split(|&b| b == b'\n').any(|line| line.starts_with(MARKER.as_bytes())));
     marked || is_pushgate(path, exe)
@@ -147,7 +162,7 @@ fn is_pushgate(path: &Path, exe: &Path) -> bool {
 
 /// Where git looks for this repository's hooks: `core.hooksPath` when set (relative to the
 /// work tree, or to the git dir of a bare repository), else `hooks/`.
-fn hooks_dir(git_dir: &Path) -> Result<PathBuf, Error> {
+pub(super) fn hooks_dir(git_dir: &Path) -> Result<PathBuf, Error> {
     let output = Command::new("git")
         .arg("--git-dir")
         .arg(git_dir)
@@ -167,7 +182,7 @@ fn hooks_dir(git_dir: &Path) -> Result<PathBuf, Error> {
     Ok(base.join(configured))
 }
 
-fn install_hook(hooks_dir: &Path, name: &str, binary: &Path, per_ref: bool, out: &mut dyn Write) -> Result<(), Error> {
+fn install_hook(hooks_dir: &Path, name: &str, binary: &Path, out: &mut dyn Write) -> Result<(), Error> {
     let path = hooks_dir.join(name);
     if path.symlink_metadata().is_ok() && !is_ours(&path, binary) {
         let chained_dir = hooks_dir.join(format!("{name}.d"));
@@ -176,18 +191,20 @@ fn install_hook(hooks_dir: &Path, name: &str, binary: &Path, per_ref: bool, out:
         std::fs::rename(&path, &kept).map_err(|e| io_error(&path, e))?;
         writeln!(out, "pushgate: kept the existing {name} hook as {} (it still runs)", kept.display())?;
     }
-    let text = template(name, per_ref).replace("@PUSHGATE@", &shell_quote(&binary.to_string_lossy()));
+    // The hook is the binary itself (a symlink): git runs it directly, no `sh` in between;
+    // its name says which hook it is, its directory where chained hooks are (main.rs).
     let staged = hooks_dir.join(format!(".{name}.pushgate-new"));
-    std::fs::write(&staged, text).map_err(|e| io_error(&staged, e))?;
-    std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o755)).map_err(|e| io_error(&staged, e))?;
+    let _ = std::fs::remove_file(&staged);
+    std::os::unix::fs::symlink(binary, &staged).map_err(|e| io_error(&staged, e))?;
     std::fs::rename(&staged, &path).map_err(|e| io_error(&path, e))
 }
 
-/// Remove pushgate's hook `name` and put back the one it replaced, if any.
-fn remove_hook(hooks_dir: &Path, name: &str, binary: &Path) -> Result<(), Error> {
+/// Remove pushgate's hook `name` and put back the one it replaced, if any; whether there
+/// was one of ours.
+fn remove_hook(hooks_dir: &Path, name: &str, binary: &Path) -> Result<bool, Error> {
     let path = hooks_dir.join(name);
     if !is_ours(&path, binary) {
-        return Ok(());
+        return Ok(false);
     }
     std::fs::remove_file(&path).map_err(|e| io_error(&path, e))?;
     let chained_dir = hooks_dir.join(format!("{name}.d"));
@@ -197,7 +214,7 @@ fn remove_hook(hooks_dir: &Path, name: &str, binary: &Path) -> Result<(), Error>
         // Only removed when empty: other chained hooks stay where the admin put them.
         let _ = std::fs::remove_dir(&chained_dir);
     }
-    Ok(())
+    Ok(true)
 }
 
 /// `<dir>/<name>`, or `<dir>/<name>.N` when taken.
@@ -210,17 +227,46 @@ fn free_name(dir: &Path, name: &str) -> PathBuf {
 }
 
 /// Push options reach the hooks only when the server advertises them.
+/// Push options reach the hooks only when the server advertises them. Whether install set
+/// it is noted (`pushgate.setAdvertisePushOptions`), so uninstall takes back only that.
 fn enable_push_options(git_dir: &Path) -> Result<(), Error> {
-    let status = Command::new("git")
+    if git_config(git_dir, &["--get", "receive.advertisePushOptions"])?.is_some() {
+        return Ok(());
+    }
+    git_config(git_dir, &["receive.advertisePushOptions", "true"])?;
+    git_config(git_dir, &["pushgate.setAdvertisePushOptions", "true"])?;
+    Ok(())
+}
+
+/// Undo [`enable_push_options`]; whether there was something to undo.
+fn restore_push_options(git_dir: &Path) -> Result<bool, Error> {
+    if git_config(git_dir, &["--get", "pushgate.setAdvertisePushOptions"])?.is_none() {
+        return Ok(false);
+    }
+    git_config(git_dir, &["--unset", "receive.advertisePushOptions"])?;
+    git_config(git_dir, &["--remove-section", "pushgate"])?;
+    Ok(true)
+}
+
+/// `git config <args>` in the repository: its output, `None` when git says "not set".
+fn git_config(git_dir: &Path, args: &[&str]) -> Result<Option<String>, Error> {
+    let output = Command::new("git")
         .arg("--git-dir")
         .arg(git_dir)
-        .args(["config", "receive.advertisePushOptions", "true"])
-        .status()
-        .map_err(|e| Error::new(format!("cannot run git to set receive.advertisePushOptions: {e}")))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(Error::new(format!("git config receive.advertisePushOptions failed in {}", git_dir.display())))
+        .arg("config")
+        .args(args)
+        .output()
+        .map_err(|e| Error::new(format!("cannot run git config in {}: {e}", git_dir.display())))?;
+    match output.status.code() {
+        Some(0) => Ok(Some(String::from_utf8_lossy(&output.stdout).trim().to_string())),
+        // 1: the key or section is not set.
+        Some(1) | Some(5) => Ok(None),
+        _ => Err(Error::new(format!(
+            "git config {} failed in {}: {}",
+            args.join(" "),
+            git_dir.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))),
     }
 }
 
@@ -239,24 +285,15 @@ mod tests {
     #[test]
     fn the_hgrc_block_is_replaced_not_duplicated_and_removed_cleanly() {
         let original = "[paths]\ndefault = /x\n[hooks]\nchangegroup.mine = echo hi\n";
-        let once = format!("{original}{HG_BEGIN}\n{}{HG_END}\n", hg_hooks(Path::new("/bin/pushgate")));
+        let hooks = hg_hooks(Path::new("/bin/pushgate"), Path::new("/r/.hg/pushgate_hg.py"));
+        let once = format!("{original}{HG_BEGIN}\n{hooks}{HG_END}\n");
         assert_eq!(without_our_block(&once), original);
-        assert!(hg_hooks(Path::new("/bin/pushgate")).contains("pretxnclose.pushgate = '/bin/pushgate' hg pretxnclose"));
+        assert!(hooks.contains("pretxnclose.pushgate = python:/r/.hg/pushgate_hg.py:pretxnclose"), "{hooks}");
+        assert!(hooks.contains("[pushgate]\nbinary = /bin/pushgate\n"), "{hooks}");
     }
 
     #[test]
     fn quoting_survives_hostile_paths() {
         assert_eq!(shell_quote("/opt/it's here/pushgate"), "'/opt/it'\\''s here/pushgate'");
-    }
-
-    #[test]
-    fn templates_carry_the_marker_and_placeholder() {
-        for name in HOOKS {
-            for per_ref in [false, true] {
-                assert!(template(name, per_ref).contains(MARKER));
-                assert!(template(name, per_ref).contains("@PUSHGATE@"));
-                assert!(template(name, per_ref).contains(&format!(" {name} ")));
-            }
-        }
     }
 }

@@ -4,8 +4,10 @@
 
 pub mod check;
 pub mod demo;
+pub mod doctor;
 pub mod explain;
 pub mod install;
+pub mod metrics;
 pub mod queue;
 pub mod shell;
 pub mod simulate;

@@ -5,39 +5,52 @@ use crate::config::extension::Phase;
 use crate::config::{self, Config};
 use crate::env::Env;
 use crate::outcome::{Error, Outcome};
+use crate::spool::Spool;
 use crate::spool::deliver::{Deliverer, now_ms};
 use crate::spool::job::{Job, Shelf};
-use crate::spool::{Journal, Spool};
+use crate::text::one_line;
 use serde_json::json;
 use std::io::Write;
 use std::path::Path;
 
-/// `pushgate deliver [--once|--watch]`.
-pub fn deliver(config_path: &Path, watch: bool, env: &Env) -> Result<Outcome, Error> {
+/// `pushgate deliver [--once|--watch]`: fan out what is incoming and deliver what is due;
+/// `--watch` keeps at it (one line per attempt and state change on stderr) until SIGTERM.
+pub fn deliver(config_path: &Path, watch: bool, env: &Env, stop: &dyn Fn() -> bool) -> Result<Outcome, Error> {
     let config = Config::load(config_path, None)?;
-    let spool = open(&config.spool.dir)?;
-    let rebuild = |journal: &Journal| crate::hook::record::rebuild(&config, journal);
-    let repo_config = |git_dir: &Path| Config::load(config_path, Some(&git_dir.join(config::REPO_FILE))).ok();
-    let deliverer = Deliverer { spool: &spool, config: &config, rebuild: &rebuild, env, repo_config: &repo_config };
-    let result = if watch { deliverer.watch() } else { deliverer.run_once() };
+    let spool = Spool::open(&config.spool.dir).map_err(|e| Error::new(format!("cannot open the spool: {e}")))?;
+    let repo_config = |git_dir: &Path| {
+        let own = [git_dir.join(config::REPO_FILE), git_dir.join(".hg").join(config::REPO_FILE)];
+        let file = own.iter().find(|f| f.is_file())?;
+        Config::load(config_path, Some(file)).ok()
+    };
+    let tell = |line: &str| {
+        let _ = writeln!(std::io::stderr(), "{line}");
+    };
+    let deliverer = Deliverer {
+        spool: &spool,
+        config: &config,
+        landed: &crate::hook::record::landed,
+        env,
+        repo_config: &repo_config,
+        tell: &tell,
+        not_before: Default::default(),
+    };
+    let result = if watch { deliverer.watch(stop) } else { deliverer.run_once() };
     result.map_err(|e| Error::new(format!("deliver: {e}")))?;
     Ok(Outcome::Success)
 }
 
-fn open(dir: &Path) -> Result<Spool, Error> {
-    Spool::open(dir).map_err(|e| Error::new(format!("cannot open the spool: {e}")))
-}
-
-/// The spool of a configuration that may be broken: queue commands must still work.
-fn spool_of(config_path: &Path) -> Result<(Spool, Option<Config>), Error> {
+/// The spool of a configuration that may be broken (queue commands must still work), as it
+/// is: never created by a look.
+fn spool_of(config_path: &Path) -> (Spool, Option<Config>) {
     match Config::load(config_path, None) {
-        Ok(config) => Ok((open(&config.spool.dir)?, Some(config))),
-        Err(_) => Ok((open(&config::lenient::spool_dir(config_path))?, None)),
+        Ok(config) => (Spool::at(&config.spool.dir), Some(config)),
+        Err(_) => (Spool::at(&config::lenient::spool_dir(config_path)), None),
     }
 }
 
 /// Every connector worth showing: the configured `post` extensions, then any other queue.
-fn connectors(spool: &Spool, config: Option<&Config>) -> Result<Vec<String>, Error> {
+pub(super) fn connectors(spool: &Spool, config: Option<&Config>) -> Result<Vec<String>, Error> {
     let mut names: Vec<String> = config
         .map(|c| c.extensions.iter().filter(|e| e.phase == Phase::Post).map(|e| e.connector.clone()).collect())
         .unwrap_or_default();
@@ -51,7 +64,7 @@ fn connectors(spool: &Spool, config: Option<&Config>) -> Result<Vec<String>, Err
 
 /// `pushgate queue ...`.
 pub fn run(config_path: &Path, command: QueueCommand, out: &mut dyn Write) -> Result<Outcome, Error> {
-    let (spool, config) = spool_of(config_path)?;
+    let (spool, config) = spool_of(config_path);
     match command {
         QueueCommand::Status { json } => status(&spool, config.as_ref(), json, out),
         QueueCommand::List { connector, dead, json } => {
@@ -65,7 +78,11 @@ pub fn run(config_path: &Path, command: QueueCommand, out: &mut dyn Write) -> Re
         QueueCommand::Enable { connector, json } => {
             let was = spool.enable(&connector).map_err(|e| Error::new(e.to_string()))?;
             if json {
-                writeln!(out, "{}", json!({"connector": connector, "enabled": true, "was_disabled": was}))?;
+                writeln!(
+                    out,
+                    "{}",
+                    crate::text::json(&json!({"connector": connector, "enabled": true, "was_disabled": was}))
+                )?;
             } else if was {
                 writeln!(out, "{connector}: enabled")?;
             } else {
@@ -83,23 +100,22 @@ fn when(ms: u64) -> Option<String> {
 fn status(spool: &Spool, config: Option<&Config>, json: bool, out: &mut dyn Write) -> Result<Outcome, Error> {
     let mut rows = Vec::new();
     for name in connectors(spool, config)? {
-        let pending = spool.jobs(&name, Shelf::Queue).map_err(|e| Error::new(e.to_string()))?;
-        let dead = spool.job_names(&name, Shelf::Dead).map_err(|e| Error::new(e.to_string()))?.len();
-        let head = pending.first();
-        let dead_jobs = spool.jobs(&name, Shelf::Dead).unwrap_or_default();
-        let last_error =
-            head.and_then(|j| j.last_error.clone()).or_else(|| dead_jobs.last().and_then(|j| j.last_error.clone()));
+        let summary = spool.summary(&name).map_err(|e| Error::new(e.to_string()))?;
+        // A repository's own connectors (`name~tag`) are configured in its own file.
+        let configured = name.contains('~')
+            || config.is_none_or(|c| c.extensions.iter().any(|e| e.phase == Phase::Post && e.connector == name));
         rows.push(json!({
             "connector": name,
-            "pending": pending.len(),
-            "dead": dead,
-            "disabled": spool.disabled_reason(&name).is_some(),
-            "next_attempt": head.and_then(|j| when(j.next_attempt)),
-            "last_error": last_error,
+            "pending": summary.pending,
+            "dead": summary.dead,
+            "disabled": summary.disabled.is_some(),
+            "next_attempt": summary.head.as_ref().and_then(|j| when(j.next_attempt)),
+            "last_error": summary.last_error(),
+            "configured": configured,
         }));
     }
     if json {
-        writeln!(out, "{}", serde_json::Value::Array(rows))?;
+        writeln!(out, "{}", crate::text::json(&rows))?;
         return Ok(Outcome::Success);
     }
     if rows.is_empty() {
@@ -108,14 +124,30 @@ fn status(spool: &Spool, config: Option<&Config>, json: bool, out: &mut dyn Writ
     for row in rows {
         let next = row["next_attempt"].as_str().map(|t| format!(", next attempt {t}")).unwrap_or_default();
         let disabled = if row["disabled"] == true { ", DISABLED (pushgate queue enable)" } else { "" };
-        let error = row["last_error"].as_str().map(|e| format!(", last error: {e}")).unwrap_or_default();
+        let gone = if row["configured"] == false { " (no longer configured)" } else { "" };
+        let error =
+            row["last_error"].as_str().map(|e| format!(", last error: {}", one_line(e, None))).unwrap_or_default();
         writeln!(
             out,
-            "{}: {} pending, {} dead{disabled}{next}{error}",
+            "{}{gone}: {} pending, {} dead{disabled}{next}{error}",
             row["connector"].as_str().unwrap_or(""),
             row["pending"],
             row["dead"]
         )?;
+    }
+    let aside = spool.aside();
+    if !aside.is_empty() {
+        let dir = spool.dir().join("aside");
+        writeln!(
+            out,
+            "{} unreadable file(s) set aside in {} (see them, then remove them)",
+            aside.len(),
+            dir.display()
+        )?;
+    }
+    let records = spool.incoming().map(|i| i.iter().filter(|e| !e.event && e.record.is_some()).count()).unwrap_or(0);
+    if records > 0 {
+        writeln!(out, "{records} push(es) recorded and waiting for their confirmation or resolution")?;
     }
     Ok(Outcome::Success)
 }
@@ -146,13 +178,14 @@ fn list(
     }
     jobs.sort_by_key(|j| (j.number, j.change));
     if json {
-        writeln!(out, "{}", serde_json::Value::Array(jobs.iter().map(job_row).collect()))?;
+        writeln!(out, "{}", crate::text::json(&jobs.iter().map(job_row).collect::<Vec<_>>()))?;
         return Ok(Outcome::Success);
     }
     for job in &jobs {
         let next = when(job.next_attempt).map(|t| format!(" next {t}")).unwrap_or_default();
-        let error = job.last_error.as_ref().map(|e| format!(" last error: {e}")).unwrap_or_default();
-        writeln!(out, "{} {} {} attempts {}{next}{error}", job.id(), job.repo, job.event_id, job.attempts)?;
+        let error = job.last_error.as_ref().map(|e| format!(" last error: {}", one_line(e, None))).unwrap_or_default();
+        let (repo, event) = (one_line(&job.repo, None), one_line(&job.event_id, None));
+        writeln!(out, "{} {repo} {event} attempts {}{next}{error}", job.id(), job.attempts)?;
     }
     Ok(Outcome::Success)
 }
@@ -163,9 +196,9 @@ fn show(spool: &Spool, id: &str, json: bool, out: &mut dyn Write) -> Result<Outc
     value["id"] = json!(job.id());
     value["dead"] = json!(shelf == Shelf::Dead);
     if json {
-        writeln!(out, "{value}")?;
+        writeln!(out, "{}", crate::text::json(&value))?;
     } else {
-        writeln!(out, "{}", serde_json::to_string_pretty(&value).unwrap_or_default())?;
+        writeln!(out, "{}", crate::text::json_pretty(&value))?;
     }
     Ok(Outcome::Success)
 }
@@ -198,11 +231,12 @@ fn retry(
     for job in &mut chosen {
         job.attempts = 0;
         job.next_attempt = 0;
+        let _held = spool.lock_jobs(&job.connector).map_err(|e| Error::new(e.to_string()))?;
         spool.move_job(job, Shelf::Dead, Shelf::Queue).map_err(|e| Error::new(e.to_string()))?;
     }
     let ids: Vec<String> = chosen.iter().map(Job::id).collect();
     if json {
-        writeln!(out, "{}", json!({"retried": ids}))?;
+        writeln!(out, "{}", crate::text::json(&json!({"retried": ids})))?;
     } else {
         let hint = if ids.is_empty() { "" } else { " (delivered by the next `pushgate deliver`)" };
         writeln!(out, "{} job(s) back at the front of their queues{hint}", ids.len())?;
@@ -213,12 +247,15 @@ fn retry(
 fn drop_jobs(spool: &Spool, ids: &[String], json: bool, out: &mut dyn Write) -> Result<Outcome, Error> {
     let mut dropped = Vec::new();
     for id in ids {
-        let (job, shelf) = spool.find_job(id).ok_or_else(|| Error::new(format!("no job {id}")))?;
+        let (job, _) = spool.find_job(id).ok_or_else(|| Error::new(format!("no job {id}")))?;
+        let _held = spool.lock_jobs(&job.connector).map_err(|e| Error::new(e.to_string()))?;
+        // Looked up again under the lock: a deliverer may have just settled it.
+        let Some((job, shelf)) = spool.find_job(id) else { continue };
         spool.remove_job(&job, shelf).map_err(|e| Error::new(e.to_string()))?;
         dropped.push(job.id());
     }
     if json {
-        writeln!(out, "{}", json!({"dropped": dropped}))?;
+        writeln!(out, "{}", crate::text::json(&json!({"dropped": dropped})))?;
     } else {
         writeln!(out, "{} job(s) dropped", dropped.len())?;
     }
@@ -227,20 +264,20 @@ fn drop_jobs(spool: &Spool, ids: &[String], json: bool, out: &mut dyn Write) -> 
 
 /// `pushgate log`: every attempt kept, newest last.
 pub fn log(config_path: &Path, only: Option<&str>, json: bool, out: &mut dyn Write) -> Result<Outcome, Error> {
-    let (spool, _) = spool_of(config_path)?;
+    let (spool, _) = spool_of(config_path);
     let attempts = spool.attempts().map_err(|e| Error::new(e.to_string()))?;
     for attempt in attempts.iter().filter(|a| only.is_none_or(|o| o == a.connector)) {
         if json {
-            writeln!(out, "{}", serde_json::to_string(attempt).unwrap_or_default())?;
+            writeln!(out, "{}", crate::text::json(attempt))?;
         } else {
-            let status = attempt.status.as_deref().unwrap_or("-");
-            let error = attempt.error.as_ref().map(|e| format!(" {e}")).unwrap_or_default();
+            let status = one_line(attempt.status.as_deref().unwrap_or("-"), None);
+            let error = attempt.error.as_ref().map(|e| format!(" {}", one_line(e, None))).unwrap_or_default();
             writeln!(
                 out,
                 "{} {} {} #{} {} {status} {}ms{error}",
                 attempt.time,
-                attempt.connector,
-                attempt.job,
+                one_line(&attempt.connector, None),
+                one_line(&attempt.job, None),
                 attempt.attempt,
                 attempt.outcome.as_str(),
                 attempt.duration_ms

@@ -138,12 +138,9 @@ pub fn resolve(root: &Path, asked: &str, hg: bool) -> Result<(PathBuf, String), 
     refuse(if hg { "no such Mercurial repository" } else { "no such Git repository" })
 }
 
-/// `read` on a repository: the first rule for the repo and user that names `read` decides,
-/// whatever its ref patterns; none: denied.
+/// `read` on a repository (see [`policy::decide_read`]).
 pub fn may_read(config: &Config, user: &str, repo: &str) -> bool {
-    repo_rules(config, user, repo)
-        .find(|r| r.allow.contains(&Op::Read) || r.deny.contains(&Op::Read))
-        .is_some_and(|r| r.allow.contains(&Op::Read))
+    policy::decide_read(config, Subject { user, repo: Some(repo) }).allowed
 }
 
 /// The enforcing ref rules that apply to `user` in `repo`, in evaluation order.
@@ -209,11 +206,14 @@ pub fn run(shell: &Shell, err: &mut dyn Write) -> Result<Outcome, Error> {
         Ok(config) => config,
         Err(e) => return refuse(format!("configuration error: {}", e.0[0])),
     };
-    if !may_read(&config, user, &name) {
+    let user = &config.user_named(user);
+    // A push needs some write (pre-receive decides each ref); anything else needs read.
+    if request.writes() {
+        if !may_write(&config, user, &name) {
+            return refuse(format!("{user} may not push to {name}"));
+        }
+    } else if !may_read(&config, user, &name) {
         return refuse(format!("{user} may not read {name}"));
-    }
-    if request.writes() && !may_write(&config, user, &name) {
-        return refuse(format!("{user} may not push to {name}"));
     }
     let mut child = match &request {
         Request::Git { service, .. } => {
@@ -227,13 +227,11 @@ pub fn run(shell: &Shell, err: &mut dyn Write) -> Result<Outcome, Error> {
             c
         }
     };
-    for variable in config.identity_env.iter().map(String::as_str).chain(["PUSHGATE_USER", "GL_USER", "REMOTE_USER"]) {
-        child.env_remove(variable);
-    }
-    child.env("PUSHGATE_USER", user).env("PUSHGATE_VIA", "ssh");
-    if shell.explicit_config {
-        child.env("PUSHGATE_CONFIG", config_path);
-    }
+    // sshd cannot tell which variables the client sent (`AcceptEnv`): git and hg get the
+    // server's own settings and nothing else, so no client variable reaches them or the
+    // hooks (`GIT_CONFIG_*` could turn the hooks off, `PUSHGATE_*` could lie).
+    child.env_clear().envs(passed_on(shell.env));
+    child.env("PUSHGATE_USER", user).env("PUSHGATE_VIA", "ssh").env("PUSHGATE_CONFIG", config_path);
     // hg's pulls are told by its `outgoing` hook (`pushgate hg outgoing`): `hg serve`
     // carries pushes and pulls alike.
     let told = record::wants_pulls(&config, &name);
@@ -252,6 +250,16 @@ pub fn run(shell: &Shell, err: &mut dyn Write) -> Result<Outcome, Error> {
         let _ = writeln!(err, "pushgate: warning: the pull event is not recorded: {e}");
     }
     Ok(if status.success() { Outcome::Success } else { Outcome::Rejected })
+}
+
+/// The variables of the shell's environment that git and hg are given: the server's own
+/// settings, and `GIT_PROTOCOL` (protocol v2 needs it).
+fn passed_on(env: &Env) -> impl Iterator<Item = (&std::ffi::OsStr, &std::ffi::OsStr)> {
+    const KEPT: [&str; 8] = ["PATH", "HOME", "LANG", "TZ", "USER", "LOGNAME", "SSH_CONNECTION", "GIT_PROTOCOL"];
+    env.vars().filter(|(name, _)| {
+        let name = name.to_str().unwrap_or_default();
+        KEPT.contains(&name) || name.starts_with("LC_")
+    })
 }
 
 /// `authorized_keys` lines for every `<user>.pub` in `dir`, running `exe`.
@@ -298,6 +306,23 @@ pub fn keys(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_servers_settings_and_git_protocol_are_passed_on() {
+        let env = Env::from_vars([
+            ("PATH", "/usr/bin"),
+            ("LC_ALL", "C"),
+            ("GIT_PROTOCOL", "version=2"),
+            ("GIT_CONFIG_PARAMETERS", "'core.hooksPath'='/nonexistent'"),
+            ("GIT_CONFIG_COUNT", "1"),
+            ("PUSHGATE_CHAINED_BY", "1"),
+            ("PUSHGATE_USER", "mallory"),
+            ("HGRCPATH", "/tmp/evil"),
+            ("GIT_DIR", "/elsewhere"),
+        ]);
+        let names: Vec<&str> = passed_on(&env).map(|(n, _)| n.to_str().unwrap()).collect();
+        assert_eq!(names, ["GIT_PROTOCOL", "LC_ALL", "PATH"]);
+    }
 
     #[test]
     fn commands_parse_as_clients_send_them() {

@@ -29,8 +29,8 @@ pub fn run(
         .map_err(|e| Error::new(format!("cannot open repository {}: {e}", repo.display())))?;
     let config = Config::load(config_path, Some(&git_dir.join(REPO_FILE)))?;
     let user = match user {
-        Some(user) => user,
-        None => identity::resolve(&config.identity_env, env).map_err(|e| Error::new(e.to_string()))?,
+        Some(user) => config.user_named(&user),
+        None => config.user(env).map_err(|e| Error::new(e.to_string()))?,
     };
     if !identity::valid_user_name(&user) {
         return Err(Error::new(format!("invalid user name {}", shown(&user))));

@@ -31,13 +31,18 @@ pub struct Extension {
     pub enabled: bool,
     pub on_error: OnError,
     pub mode: Mode,
+    /// Commits listed per change in what this extension is sent (default: the global
+    /// `max_commits`).
+    pub max_commits: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
 pub enum Kind {
-    /// argv, run without a shell.
+    /// argv, run without a shell, in a clean environment.
     Script {
         command: Vec<String>,
+        /// Variables passed through from pushgate's environment (`env = [...]`).
+        env: Vec<String>,
     },
     Http {
         url: String,
@@ -128,6 +133,16 @@ fn valid_name(name: &str) -> bool {
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
+/// Whether `name` is a connector name pushgate makes: an extension's name, and for one a
+/// repository's own file defines, `~` and 8 hex digits. Nothing else names a directory
+/// of the spool (`queue enable ../../x` must not reach outside it).
+pub fn valid_connector(name: &str) -> bool {
+    match name.split_once('~') {
+        Some((base, tag)) => valid_name(base) && tag.len() == 8 && tag.bytes().all(|b| b.is_ascii_hexdigit()),
+        None => valid_name(name),
+    }
+}
+
 /// An HTTP header name: an RFC 9110 token.
 fn valid_header_name(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
@@ -199,6 +214,7 @@ impl Validator {
             },
         };
         let mode = ext.mode.as_ref().map_or(Mode::Enforce, |m| self.mode(at, m));
+        let max_commits = ext.max_commits.as_ref().map(|n| self.max_commits(at, Some(n)));
         if mode == Mode::Warn && phase == Phase::Post {
             let span = ext.mode.as_ref().map_or(whole.clone(), |m| m.span());
             self.fail(at, span, "mode = \"warn\" applies to pre extensions only (post extensions never reject)");
@@ -222,6 +238,7 @@ impl Validator {
             enabled: ext.enabled.unwrap_or(true),
             on_error,
             mode,
+            max_commits,
         })
     }
 
@@ -246,11 +263,16 @@ impl Validator {
                 if command.get_ref().is_empty() || command.get_ref()[0].get_ref().is_empty() {
                     self.fail(at, command.span(), "`command` needs at least the program to run");
                 }
-                Some(Kind::Script { command: command.get_ref().iter().map(|a| a.get_ref().clone()).collect() })
+                let env = ext.env.as_ref().map(|list| self.env_names(at, list)).unwrap_or_default();
+                let command = command.get_ref().iter().map(|a| a.get_ref().clone()).collect();
+                Some(Kind::Script { command, env })
             }
             "http" => {
                 if let Some(command) = &ext.command {
                     self.fail(at, command.span(), misplaced("command", "http"));
+                }
+                if let Some(env) = &ext.env {
+                    self.fail(at, env.span(), misplaced("env", "http"));
                 }
                 let Some(url) = &ext.url else {
                     self.fail(at, whole, "an http extension needs `url`");
@@ -335,6 +357,16 @@ pub fn redacted_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connector_names_are_extension_names_with_an_optional_tag() {
+        for good in ["ci", "chat.notify", "ci~0a1b2c3d", "a-b_c"] {
+            assert!(valid_connector(good), "{good}");
+        }
+        for bad in ["", "..", "../../x", ".hidden", "a/b", "ci~xyz", "ci~0a1b2c3d4", "a b", &"x".repeat(65)] {
+            assert!(!valid_connector(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn urls_are_checked_and_redacted() {

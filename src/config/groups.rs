@@ -25,6 +25,13 @@ impl Groups {
         self.members.get(group).is_some_and(|users| users.contains(user))
     }
 
+    /// Lowercase every member (`[identity] fold_case`).
+    pub fn fold_case(&mut self) {
+        for users in self.members.values_mut() {
+            *users = std::mem::take(users).into_iter().map(|u| u.to_ascii_lowercase()).collect();
+        }
+    }
+
     pub fn has(&self, group: &str) -> bool {
         self.members.contains_key(group)
     }

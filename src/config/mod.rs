@@ -9,6 +9,7 @@ pub mod check;
 pub mod error;
 pub mod extension;
 pub mod groups;
+mod keys;
 pub mod lenient;
 mod raw;
 pub mod rule;
@@ -40,6 +41,9 @@ pub const DEFAULT_IDENTITY_ENV: [&str; 3] = ["PUSHGATE_USER", "GL_USER", "REMOTE
 pub struct Config {
     pub repos_root: Option<PathBuf>,
     pub identity_env: Vec<String>,
+    /// User names compare case-insensitively (`[identity] fold_case`): every one, in the
+    /// configuration and from the environment, is lowercased.
+    pub fold_case: bool,
     pub groups: Groups,
     pub max_blob_size: Option<Size>,
     pub audit_file: Option<PathBuf>,
@@ -58,6 +62,35 @@ pub struct Config {
 }
 
 impl Config {
+    /// The pusher named by the `[identity] env` variables, folded to lowercase under
+    /// `fold_case`.
+    pub fn user(&self, env: &crate::env::Env) -> Result<String, crate::identity::IdentityError> {
+        crate::identity::resolve(&self.identity_env, env).map(|name| self.user_named(&name))
+    }
+
+    /// A user name as this configuration compares it.
+    pub fn user_named(&self, name: &str) -> String {
+        if self.fold_case { name.to_ascii_lowercase() } else { name.to_string() }
+    }
+
+    fn fold_user_names(&mut self) {
+        self.groups.fold_case();
+        self.users = std::mem::take(&mut self.users).into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
+        let patterns =
+            self.rules.iter_mut().flat_map(|r| &mut r.users).chain(self.checks.iter_mut().flat_map(|c| &mut c.exempt));
+        for pattern in patterns {
+            if let UserPattern::Name(name) = pattern {
+                *name = name.to_ascii_lowercase();
+            }
+        }
+    }
+
+    /// How many commits per change an event carries: enough for the extension that wants
+    /// the most (`max_commits` per extension, else the global one).
+    pub fn event_max_commits(&self) -> usize {
+        self.extensions.iter().filter_map(|e| e.max_commits).chain([self.max_commits]).max().unwrap_or(self.max_commits)
+    }
+
     /// The smallest blob size limit anywhere (`[limits]` or a check): what must be measured.
     pub fn smallest_blob_limit(&self) -> Option<u64> {
         let checks = self.checks.iter().filter_map(|c| c.max_blob_size.as_ref());
@@ -72,6 +105,16 @@ pub struct SpoolConfig {
     /// Waits after each transient failure (+-20% jitter); past the last, the job is dead.
     pub retry: Vec<std::time::Duration>,
     pub keep_log: std::time::Duration,
+    /// What the gate does when the spool cannot take a push's record.
+    pub on_full: OnFull,
+}
+
+/// `[spool] on_full`: a push whose event cannot be recorded is rejected (the default), or
+/// lands with a loud warning that its event is not recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFull {
+    Reject,
+    Accept,
 }
 
 pub const DEFAULT_SPOOL_DIR: &str = "/var/lib/pushgate/spool";
@@ -81,7 +124,12 @@ pub const DEFAULT_KEEP_LOG: &str = "14d";
 impl SpoolConfig {
     pub fn default_with_dir(dir: PathBuf) -> SpoolConfig {
         let parse = |t: &str| units::parse_duration(t).expect("the defaults are valid durations");
-        SpoolConfig { dir, retry: DEFAULT_RETRY.iter().map(|t| parse(t)).collect(), keep_log: parse(DEFAULT_KEEP_LOG) }
+        SpoolConfig {
+            dir,
+            retry: DEFAULT_RETRY.iter().map(|t| parse(t)).collect(),
+            keep_log: parse(DEFAULT_KEEP_LOG),
+            on_full: OnFull::Reject,
+        }
     }
 }
 
@@ -158,16 +206,52 @@ impl Config {
 
     /// Validate configuration text; `repo` is a repository file's path and text.
     pub fn parse(global: &Path, global_text: &str, repo: Option<(&Path, &str)>) -> Result<Config, ConfigErrors> {
-        let global_raw: raw::GlobalFile = deserialize(global, global_text)?;
-        let repo_raw: Option<raw::RepoFile> = repo.map(|(path, text)| deserialize(path, text)).transpose()?;
-
+        let global_read = deserialize::<raw::GlobalFile>(global, global_text, &keys::GLOBAL);
+        let repo_read = repo.map(|(path, text)| deserialize::<raw::RepoFile>(path, text, &keys::REPOSITORY));
         let mut v = Validator { errors: Vec::new() };
+        // Tables that lost a key do not also complain that they miss it.
+        let mut tainted: Vec<(PathBuf, usize, usize)> = Vec::new();
+        let mut taint = |path: &Path, text: &str, found: &keys::Found| {
+            let at = Source { path, text };
+            tainted.extend(found.tainted.iter().map(|s| {
+                let (line, col) = at.position(*s);
+                (path.to_path_buf(), line, col)
+            }));
+        };
+        let mut read_errors = Vec::new();
+        let global_raw = match global_read {
+            Ok((raw, found)) => {
+                taint(global, global_text, &found);
+                read_errors.extend(found.errors);
+                raw
+            }
+            Err(errors) => {
+                read_errors.extend(errors.0);
+                raw::GlobalFile::default()
+            }
+        };
+        let repo_raw = match repo_read {
+            Some(Ok((raw, found))) => {
+                if let Some((path, text)) = repo {
+                    taint(path, text, &found);
+                }
+                read_errors.extend(found.errors);
+                Some(raw)
+            }
+            Some(Err(errors)) => {
+                read_errors.extend(errors.0);
+                None
+            }
+            None => None,
+        };
+
         let global_at = Source { path: global, text: global_text };
         let groups = v.groups(&global_at, &global_raw.groups);
         let users = v.users(&global_at, &global_raw.users);
         let mut config = Config {
             repos_root: global_raw.repos_root.as_ref().map(|r| PathBuf::from(r.get_ref())),
             identity_env: v.identity(&global_at, global_raw.identity.as_ref()),
+            fold_case: global_raw.identity.as_ref().and_then(|i| i.fold_case).unwrap_or(false),
             max_blob_size: global_raw
                 .limits
                 .as_ref()
@@ -202,6 +286,11 @@ impl Config {
                 config.extensions.push(extension);
             }
         }
+        if config.fold_case {
+            config.fold_user_names();
+        }
+        v.errors.retain(|e| !tainted.iter().any(|(f, l, c)| *f == e.file && *l == e.line && *c == e.col));
+        v.errors.extend(read_errors);
         if v.errors.is_empty() {
             return Ok(config);
         }
@@ -229,12 +318,39 @@ fn read(path: &Path) -> Result<String, ConfigErrors> {
     })
 }
 
-fn deserialize<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigErrors> {
-    toml::from_str(text).map_err(|e| {
-        let source = Source { path, text };
-        let message = suggest::explain_toml_error(e.message(), path);
-        ConfigErrors(vec![source.error(e.span().unwrap_or(0..0), message)])
-    })
+/// Read a file's text into `T`, finding every problem serde would stop at: syntax errors
+/// (the first of each line: the parser's recovery repeats itself), unknown keys (all of
+/// them, left out), and values of the wrong type (each left out in turn, so the next one
+/// shows). Also where the tables that lost a key start. `Err` when nothing usable is left.
+fn deserialize<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    text: &str,
+    shape: &keys::Shape,
+) -> Result<(T, keys::Found), ConfigErrors> {
+    let source = Source { path, text };
+    let positioned =
+        |e: &toml::de::Error| source.error(e.span().unwrap_or(0..0), suggest::explain_toml_error(e.message(), path));
+    let (mut table, syntax) = toml::de::DeTable::parse_recoverable(text);
+    if !syntax.is_empty() {
+        let mut errors: Vec<ConfigError> = syntax.iter().map(positioned).collect();
+        errors.dedup_by_key(|e| e.line);
+        return Err(ConfigErrors(errors));
+    }
+    let mut found = keys::Found::default();
+    keys::remove_unknown(table.get_mut(), 0, shape, &source, &mut found);
+    for _ in 0..64 {
+        match T::deserialize(toml::de::Deserializer::from(table.clone())) {
+            Ok(value) => return Ok((value, found)),
+            Err(e) => {
+                found.errors.push(positioned(&e));
+                let at = e.span().map_or(usize::MAX, |s| s.start);
+                if !keys::remove_at(table.get_mut(), 0, at, &mut found.tainted) {
+                    break;
+                }
+            }
+        }
+    }
+    Err(ConfigErrors(found.errors))
 }
 
 /// The global settings: everything in the global file that is not a table array.
@@ -246,14 +362,7 @@ impl Validator {
         if list.get_ref().is_empty() {
             self.fail(at, list.span(), "[identity] env is empty: name at least one variable");
         }
-        for name in list.get_ref() {
-            let valid =
-                !name.get_ref().is_empty() && name.get_ref().bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-            if !valid {
-                self.fail(at, name.span(), format!("{:?} is not an environment variable name", name.get_ref()));
-            }
-        }
-        list.get_ref().iter().map(|n| n.get_ref().clone()).collect()
+        self.env_names(at, list)
     }
 
     fn server(&mut self, at: &Source, server: Option<&raw::Server>) -> Server {
@@ -286,10 +395,20 @@ impl Validator {
                 .map_err(|e| self.fail(at, keep.span(), e))
                 .unwrap_or(config.keep_log);
         }
+        if let Some(on_full) = spool.and_then(|s| s.on_full.as_ref()) {
+            config.on_full = match on_full.get_ref().as_str() {
+                "reject" => OnFull::Reject,
+                "accept" => OnFull::Accept,
+                other => {
+                    self.fail(at, on_full.span(), format!("on_full {other:?} must be \"reject\" or \"accept\""));
+                    OnFull::Reject
+                }
+            };
+        }
         config
     }
 
-    fn max_commits(&mut self, at: &Source, value: Option<&Spanned<i64>>) -> usize {
+    pub(crate) fn max_commits(&mut self, at: &Source, value: Option<&Spanned<i64>>) -> usize {
         let Some(value) = value else { return DEFAULT_MAX_COMMITS };
         match usize::try_from(*value.get_ref()) {
             Ok(n) if (1..=MAX_MAX_COMMITS).contains(value.get_ref()) => n,

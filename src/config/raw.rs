@@ -71,6 +71,7 @@ pub struct Spool {
     pub dir: Option<Text>,
     pub retry: Option<TextList>,
     pub keep_log: Option<Text>,
+    pub on_full: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -100,12 +101,15 @@ pub struct Extension {
     pub enabled: Option<bool>,
     pub on_error: Option<Text>,
     pub mode: Option<Text>,
+    pub env: Option<TextList>,
+    pub max_commits: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Identity {
     pub env: Option<TextList>,
+    pub fold_case: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

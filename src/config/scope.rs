@@ -26,6 +26,11 @@ impl Scope {
         }
     }
 
+    /// Whether every ref is in scope: no `refs` key, or `**` or `refs/**` in it.
+    pub fn covers_every_ref(&self) -> bool {
+        self.refs.iter().any(|g| g.is_everything() || g.as_str() == "refs/**")
+    }
+
     pub fn covers_ref(&self, name: &str) -> bool {
         self.refs.iter().any(|g| g.matches(name))
     }

@@ -53,7 +53,24 @@ mode = "warn"
 #[test]
 fn unknown_keys_name_position_and_suggest() {
     let e = error("[[rule]]\nrefs = [\"refs/heads/x\"]\nusers = [\"*\"]\nalow = [\"create\"]\n");
-    assert!(e.starts_with("config.toml:4:1: unknown key `alow` (did you mean `allow`?)"), "{e}");
+    assert!(e.lines().any(|l| l == "config.toml:4:1: unknown key `alow` (did you mean `allow`?)"), "{e}");
+}
+
+#[test]
+fn every_error_of_a_file_is_reported_not_just_the_first() {
+    let e = error(
+        "repos_rot = \"/srv\"\n[server]\nbase_uri = \"x\"\n[[rule]]\nusers = [\"*\"]\nallow = [\"all\"]\nmesage = 1\n\
+         [[rule]]\nusers = 7\nallow = [\"all\"]\n[[rule]]\nrefs = [\"main\"]\nusers = [\"*\"]\nallow = [\"all\"]\n",
+    );
+    let lines: Vec<&str> = e.lines().collect();
+    assert!(lines.contains(&"config.toml:1:1: unknown key `repos_rot` (did you mean `repos_root`?)"), "{e}");
+    assert!(lines.contains(&"config.toml:3:1: unknown key `base_uri` (did you mean `base_url`?)"), "{e}");
+    assert!(lines.contains(&"config.toml:7:1: unknown key `mesage` (did you mean `message`?)"), "{e}");
+    assert!(lines.iter().any(|l| l.starts_with("config.toml:9:9: invalid type")), "{e}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("config.toml:12:9: ref pattern \"main\" must be a full ref name")),
+        "{e}"
+    );
 }
 
 #[test]

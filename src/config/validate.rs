@@ -34,6 +34,20 @@ impl Validator {
         }
     }
 
+    /// A list of environment variable names.
+    pub fn env_names(&mut self, at: &Source, list: &raw::TextList) -> Vec<String> {
+        for name in list.get_ref() {
+            let text = name.get_ref();
+            let valid = !text.is_empty()
+                && !text.starts_with(|c: char| c.is_ascii_digit())
+                && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if !valid {
+                self.fail(at, name.span(), format!("{text:?} is not an environment variable name"));
+            }
+        }
+        list.get_ref().iter().map(|n| n.get_ref().clone()).collect()
+    }
+
     /// `repos` and `refs` keys; a missing key means every repository or every ref.
     pub fn scope(&mut self, at: &Source, repos: Option<&raw::TextList>, refs: Option<&raw::TextList>) -> Scope {
         Scope {

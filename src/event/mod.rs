@@ -11,7 +11,6 @@ use crate::push::{Action, Commit, FileKind, Person, Push, Vcs};
 use crate::time::rfc3339;
 use gix::bstr::ByteSlice;
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
 
 pub const SCHEMA: &str = "pushgate.push/1";
 
@@ -75,7 +74,7 @@ pub struct EventCommit {
     pub added: Vec<String>,
     pub modified: Vec<String>,
     pub removed: Vec<String>,
-    /// False when an earlier change of the same push already listed this commit.
+    /// No ref reached this commit before the push (GitHub's `distinct`).
     pub distinct: bool,
 }
 
@@ -152,25 +151,15 @@ pub struct Context {
 
 /// The event for `push`.
 pub fn build(push: &Push, context: Context) -> PushEvent {
-    let mut seen = HashSet::new();
     let changes = push
         .changes
         .iter()
         .map(|change| {
-            let commits: Vec<EventCommit> = change
-                .commits
-                .iter()
-                .take(context.max_commits)
-                .map(|c| {
-                    let distinct = seen.insert(c.id);
-                    event_commit(c, distinct)
-                })
-                .collect();
-            seen.extend(change.commits.iter().skip(context.max_commits).map(|c| c.id));
+            let commits: Vec<EventCommit> = change.commits.iter().take(context.max_commits).map(event_commit).collect();
             let head_commit = change.head.as_ref().map(|head| {
                 let head_id = head.id.to_string();
                 let listed = commits.iter().find(|c| c.id == head_id);
-                listed.cloned().unwrap_or_else(|| event_commit(head, false))
+                listed.cloned().unwrap_or_else(|| event_commit(head))
             });
             Change {
                 name: change.update.name.clone(),
@@ -198,7 +187,7 @@ pub fn build(push: &Push, context: Context) -> PushEvent {
     }
 }
 
-fn event_commit(commit: &Commit, distinct: bool) -> EventCommit {
+fn event_commit(commit: &Commit) -> EventCommit {
     let paths = |kind: FileKind| -> Vec<String> {
         commit.files.iter().filter(|f| f.kind == kind).map(|f| f.path.to_str_lossy().into_owned()).collect()
     };
@@ -213,7 +202,7 @@ fn event_commit(commit: &Commit, distinct: bool) -> EventCommit {
         added: paths(FileKind::Added),
         modified: paths(FileKind::Modified),
         removed: paths(FileKind::Removed),
-        distinct,
+        distinct: commit.distinct,
     }
 }
 
@@ -251,12 +240,14 @@ mod tests {
             committer: Person { name: "C".into(), email: "c@x".into(), time: 1_795_348_800, offset: 0 },
             message: "fix: \u{0}binary\u{7f} junk\n\nbody".into(),
             signed: false,
+            distinct: true,
+            refused_entries: vec![],
             files: files
                 .iter()
                 .map(|(p, k)| FileChange {
                     path: p.as_bytes().to_vec(),
                     kind: *k,
-                    blob: Some(Blob { id: id(9), size: 1, preexisting: false }),
+                    blob: Some(Blob { id: id(9), size: 1, added: true }),
                 })
                 .collect(),
         }
@@ -280,7 +271,7 @@ mod tests {
     }
 
     fn push() -> Push {
-        let c1 = commit(1, &[("a.txt", FileKind::Added), ("old", FileKind::Removed)]);
+        let c1 = Commit { distinct: false, ..commit(1, &[("a.txt", FileKind::Added), ("old", FileKind::Removed)]) };
         let c2 = commit(2, &[("a.txt", FileKind::Modified)]);
         let update =
             |name: &str| RefUpdate { old: ObjectId::null(gix::hash::Kind::Sha1), new: id(2), name: name.into() };
@@ -304,11 +295,12 @@ mod tests {
                 },
             ],
             default_branch: None,
+            pushed_blobs: vec![],
         }
     }
 
     #[test]
-    fn commits_are_listed_with_their_files_and_distinct_marks_the_first() {
+    fn commits_are_listed_with_their_files_and_distinct_says_which_are_new() {
         let event = build(&push(), context(100));
         assert_eq!(event.schema, "pushgate.push/1");
         let main = &event.changes[0];
@@ -316,8 +308,8 @@ mod tests {
         assert_eq!(main.commits[0].removed, ["old"]);
         assert_eq!(main.commits[1].modified, ["a.txt"]);
         assert_eq!(main.commits[0].timestamp, "2026-11-22T13:00:00+01:00");
-        assert!(main.commits.iter().all(|c| c.distinct));
-        assert!(event.changes[1].commits.iter().all(|c| !c.distinct));
+        assert_eq!(main.commits.iter().map(|c| c.distinct).collect::<Vec<_>>(), [false, true]);
+        assert_eq!(event.changes[1].commits.iter().map(|c| c.distinct).collect::<Vec<_>>(), [false, true]);
         assert_eq!(main.head_commit.as_ref().map(|c| c.id.clone()), Some(id(2).to_string()));
     }
 

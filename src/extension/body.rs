@@ -17,23 +17,38 @@ pub struct Body {
     pub total_commits: Option<usize>,
 }
 
+/// What an extension is sent besides the event: the server's URLs, and how many commits
+/// per change when the extension does not say.
+pub struct Sending<'a> {
+    pub server: &'a Server,
+    pub max_commits: usize,
+}
+
 /// The bodies `ext` is sent for a push: the event with only the changes of refs it wants
-/// (`pushgate`), or one payload per such change (`github`).
-pub fn for_push(ext: &Extension, event: &PushEvent, server: &Server) -> Result<Vec<Body>, serde_json::Error> {
+/// (`pushgate`), or one payload per such change (`github`), each listing at most the
+/// extension's `max_commits` commits per change.
+pub fn for_push(ext: &Extension, event: &PushEvent, sending: &Sending) -> Result<Vec<Body>, serde_json::Error> {
+    let mut mine = event.clone();
+    let cap = ext.max_commits.unwrap_or(sending.max_commits);
+    for change in &mut mine.changes {
+        if change.commits.len() > cap {
+            change.commits.truncate(cap);
+            change.commits_truncated = true;
+        }
+    }
     match ext.format {
         Format::Pushgate => {
-            let mut mine = event.clone();
             mine.changes.retain(|c| ext.wants_ref(&c.name));
             Ok(vec![Body { change: 0, json: serde_json::to_value(&mine)?, total_commits: None }])
         }
-        Format::Github => Ok(event
+        Format::Github => Ok(mine
             .changes
             .iter()
             .enumerate()
             .filter(|(_, c)| ext.wants_ref(&c.name))
             .map(|(i, c)| Body {
                 change: i,
-                json: event::github::payload(event, i, server),
+                json: event::github::payload(&mine, i, sending.server),
                 total_commits: Some(c.total_commits),
             })
             .collect()),

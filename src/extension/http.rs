@@ -11,20 +11,26 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 const MAX_BODY: u64 = 64 * 1024;
 const USER_AGENT: &str = concat!("pushgate/", env!("CARGO_PKG_VERSION"));
 
+/// An HTTP client for one endpoint: kept between the calls of a deliverer, so connections
+/// are reused (keep-alive).
+pub fn agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .user_agent(USER_AGENT)
+        .build()
+        .into()
+}
+
 pub fn post(
+    agent: &ureq::Agent,
     url: &str,
     extra_headers: &[(String, String)],
     secret: Option<&[u8]>,
     timeout: Duration,
     call: &Call,
 ) -> Reply {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .user_agent(USER_AGENT)
-        .build()
-        .into();
     let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let mut headers: Vec<(String, String)> = vec![
         ("Content-Type".into(), "application/json".into()),

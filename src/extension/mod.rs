@@ -57,14 +57,34 @@ pub struct GithubHeaders {
 
 /// Send `call` to `extension`. `env` holds the variables `secret_env` names.
 pub fn call(extension: &Extension, call: &Call, env: &Env) -> Reply {
-    match &extension.kind {
-        Kind::Script { command } => script::run(command, extension.timeout, call),
-        Kind::Http { url, secret, headers } => {
-            let key = match secret.as_ref().map(|s| read_secret(s, env)).transpose() {
-                Ok(key) => key,
-                Err(reason) => return Reply::failed(reason),
-            };
-            http::post(url, headers, key.as_deref(), extension.timeout, call)
+    Connection::new(extension).call(call, env)
+}
+
+/// Calls to one extension, keeping what can be kept between them (an HTTP connection).
+pub struct Connection<'e> {
+    extension: &'e Extension,
+    agent: Option<ureq::Agent>,
+}
+
+impl<'e> Connection<'e> {
+    pub fn new(extension: &'e Extension) -> Connection<'e> {
+        let agent = matches!(extension.kind, Kind::Http { .. }).then(|| http::agent(extension.timeout));
+        Connection { extension, agent }
+    }
+
+    /// Send `call`. `env` holds the variables `secret_env` names.
+    pub fn call(&self, call: &Call, env: &Env) -> Reply {
+        let extension = self.extension;
+        match (&extension.kind, &self.agent) {
+            (Kind::Script { command, env: passed }, _) => script::run(command, passed, extension.timeout, call, env),
+            (Kind::Http { url, secret, headers }, Some(agent)) => {
+                let key = match secret.as_ref().map(|s| read_secret(s, env)).transpose() {
+                    Ok(key) => key,
+                    Err(reason) => return Reply::failed(reason),
+                };
+                http::post(agent, url, headers, key.as_deref(), extension.timeout, call)
+            }
+            (Kind::Http { .. }, None) => Reply::failed("no HTTP client"),
         }
     }
 }

@@ -1,9 +1,10 @@
 //! The `pre` phase: after the rules accept a push, every wanting `pre` extension runs in
 //! parallel, each under its own timeout; any veto rejects the push.
 
-use super::{Call, GithubHeaders, Reply, body};
+use super::body::{self, Sending};
+use super::{Call, GithubHeaders, Reply};
+use crate::config::Mode;
 use crate::config::extension::{Extension, OnError, Phase};
-use crate::config::{Mode, Server};
 use crate::env::Env;
 use crate::event::{EventKind, PushEvent};
 use crate::ids;
@@ -14,14 +15,14 @@ use std::path::Path;
 pub fn run(
     extensions: &[&Extension],
     event: &PushEvent,
-    server: &Server,
+    sending: &Sending,
     cwd: &Path,
     env: &Env,
     verdict: &mut Verdict,
 ) {
     let replies: Vec<Reply> = std::thread::scope(|scope| {
         let handles: Vec<_> =
-            extensions.iter().map(|ext| scope.spawn(move || ask(ext, event, server, cwd, env))).collect();
+            extensions.iter().map(|ext| scope.spawn(move || ask(ext, event, sending, cwd, env))).collect();
         handles.into_iter().map(|h| h.join().unwrap_or(Reply::failed("crashed"))).collect()
     });
     for (ext, reply) in extensions.iter().zip(replies) {
@@ -31,8 +32,8 @@ pub fn run(
 
 /// One extension's answer for the whole push: the first non-accepting reply of its calls
 /// (one call, or one per change for the `github` format).
-fn ask(ext: &Extension, event: &PushEvent, server: &Server, cwd: &Path, env: &Env) -> Reply {
-    let bodies = match body::for_push(ext, event, server) {
+fn ask(ext: &Extension, event: &PushEvent, sending: &Sending, cwd: &Path, env: &Env) -> Reply {
+    let bodies = match body::for_push(ext, event, sending) {
         Ok(bodies) => bodies,
         Err(e) => return Reply::failed(format!("cannot build the body: {e}")),
     };

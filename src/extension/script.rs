@@ -1,10 +1,14 @@
-//! Script extensions: argv without a shell, the body on stdin, `PUSHGATE_*` variables, the
+//! Script extensions: argv without a shell, the body on stdin (a file, so a killed pushgate
+//! never leaves a script reading an empty or partial event), a clean environment, the
 //! repository as working directory. A script past its timeout is killed with its whole
 //! process group, so its children (a `sleep`, a `curl`) do not keep pipes open.
 
 use super::{Call, Reply};
+use crate::config::extension::Phase;
+use crate::env::Env;
 use crate::text;
-use std::io::{Read, Write};
+use std::ffi::OsStr;
+use std::io::{Read, Seek, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -16,17 +20,24 @@ const MAX_OUTPUT: usize = 64 * 1024;
 /// Exit status meaning "try again later" (sysexits.h).
 const EX_TEMPFAIL: i32 = 75;
 
-pub fn run(command: &[String], timeout: Duration, call: &Call) -> Reply {
+/// Run a script: `passed` names the variables of `env` it is given besides the usual ones.
+pub fn run(command: &[String], passed: &[String], timeout: Duration, call: &Call, env: &Env) -> Reply {
     let (program, args) = command.split_first().expect("config validation requires a program");
+    let stdin = match body_file(call.body) {
+        Ok(file) => file,
+        Err(e) => return Reply::failed(format!("cannot write the event for the script: {e}")),
+    };
     let spawned = Command::new(program)
         .args(args)
         .current_dir(call.cwd)
+        .env_clear()
+        .envs(environment(env, passed, call.phase))
         .env("PUSHGATE_PHASE", call.phase.as_str())
         .env("PUSHGATE_USER", call.user)
         .env("PUSHGATE_REPO", call.repo)
         .env("PUSHGATE_EVENT_ID", call.event_id)
         .env("PUSHGATE_DELIVERY_ID", call.delivery_id)
-        .stdin(Stdio::piped())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
@@ -50,13 +61,6 @@ pub fn run(command: &[String], timeout: Duration, call: &Call) -> Reply {
         });
     }
     drop(output_tx);
-    if let Some(mut stdin) = child.stdin.take() {
-        let body = call.body.to_vec();
-        // A script that does not read its input closes the pipe: not an error.
-        std::thread::spawn(move || {
-            let _ = stdin.write_all(&body);
-        });
-    }
     let (status_tx, status_rx) = mpsc::channel();
     std::thread::spawn(move || {
         let _ = status_tx.send(child.wait());
@@ -76,6 +80,30 @@ pub fn run(command: &[String], timeout: Duration, call: &Call) -> Reply {
         outputs[index] = bytes;
     }
     classify(status, &outputs)
+}
+
+/// The event in an unnamed temporary file, from its start: whole before the script starts.
+fn body_file(body: &[u8]) -> std::io::Result<std::fs::File> {
+    let mut file = tempfile::tempfile()?;
+    file.write_all(body)?;
+    file.rewind()?;
+    Ok(file)
+}
+
+/// A script's environment besides its `PUSHGATE_*` variables: the machine's basics, the
+/// quarantine in `pre` (so it can read the pushed objects), and what its `env` names. No
+/// other variable, so no other extension's secret, reaches it.
+fn environment<'e>(env: &'e Env, passed: &'e [String], phase: Phase) -> impl Iterator<Item = (&'e OsStr, &'e OsStr)> {
+    const BASICS: [&str; 4] = ["PATH", "HOME", "LANG", "TZ"];
+    const QUARANTINE: [&str; 4] =
+        ["GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_QUARANTINE_PATH", "HG_PENDING"];
+    env.vars().filter(move |(name, _)| {
+        let name = name.to_str().unwrap_or_default();
+        BASICS.contains(&name)
+            || name.starts_with("LC_")
+            || (phase == Phase::Pre && QUARANTINE.contains(&name))
+            || passed.iter().any(|p| p == name)
+    })
 }
 
 fn classify(status: std::io::Result<std::process::ExitStatus>, outputs: &[Vec<u8>; 2]) -> Reply {
@@ -136,7 +164,7 @@ mod tests {
         Call {
             body,
             event: crate::event::EventKind::Push,
-            phase: crate::config::extension::Phase::Pre,
+            phase: Phase::Pre,
             user: "alice",
             repo: "app",
             event_id: "e1",
@@ -150,41 +178,76 @@ mod tests {
         vec!["/bin/sh".into(), "-c".into(), script.into()]
     }
 
+    fn script(command: &[String], timeout: Duration, call: &Call) -> Reply {
+        let env = Env::from_vars([("PATH", std::env::var_os("PATH").unwrap_or_default())]);
+        run(command, &[], timeout, call, &env)
+    }
+
+    #[test]
+    fn a_script_sees_only_its_own_variables() {
+        let env = Env::from_vars([
+            ("PATH", std::env::var_os("PATH").unwrap_or_default()),
+            ("OTHER_SECRET", "s3cret".into()),
+            ("MINE", "mine".into()),
+            ("GIT_OBJECT_DIRECTORY", "/q".into()),
+            ("PUSHGATE_CHAINED_BY", "1".into()),
+        ]);
+        let listing = sh("env | sort | grep -v '^PWD=' | grep -v '^SHLVL=' | grep -v '^_=' >&2; exit 3");
+        let Reply::Refused { lines, .. } = run(&listing, &["MINE".into()], Duration::from_secs(10), &call(b""), &env)
+        else {
+            panic!("the listing script refuses")
+        };
+        let names: Vec<&str> = lines.iter().filter_map(|l| l.split_once('=').map(|(n, _)| n)).collect();
+        assert_eq!(
+            names,
+            [
+                "GIT_OBJECT_DIRECTORY",
+                "MINE",
+                "PATH",
+                "PUSHGATE_DELIVERY_ID",
+                "PUSHGATE_EVENT_ID",
+                "PUSHGATE_PHASE",
+                "PUSHGATE_REPO",
+                "PUSHGATE_USER"
+            ]
+        );
+    }
+
     #[test]
     fn exit_codes_classify() {
         let t = Duration::from_secs(10);
-        assert_eq!(run(&sh("cat >/dev/null"), t, &call(b"{}")), Reply::Accepted);
-        assert!(matches!(run(&sh("exit 75"), t, &call(b"")), Reply::Failed { .. }));
+        assert_eq!(script(&sh("cat >/dev/null"), t, &call(b"{}")), Reply::Accepted);
+        assert!(matches!(script(&sh("exit 75"), t, &call(b"")), Reply::Failed { .. }));
         assert!(
-            matches!(run(&sh("kill -9 $$"), t, &call(b"")), Reply::Failed { reason, .. } if reason.contains("signal 9"))
+            matches!(script(&sh("kill -9 $$"), t, &call(b"")), Reply::Failed { reason, .. } if reason.contains("signal 9"))
         );
-        let refused = run(&sh("echo \"user $PUSHGATE_USER\"; echo oops >&2; exit 3"), t, &call(b""));
+        let refused = script(&sh("echo \"user $PUSHGATE_USER\"; echo oops >&2; exit 3"), t, &call(b""));
         assert_eq!(refused, Reply::Refused { code: "exit 3".into(), lines: vec!["user alice".into(), "oops".into()] });
     }
 
     #[test]
     fn stdin_carries_the_body() {
-        let reply = run(&sh("test \"$(cat)\" = '{\"a\":1}'"), Duration::from_secs(10), &call(br#"{"a":1}"#));
+        let reply = script(&sh("test \"$(cat)\" = '{\"a\":1}'"), Duration::from_secs(10), &call(br#"{"a":1}"#));
         assert_eq!(reply, Reply::Accepted);
     }
 
     #[test]
     fn a_timeout_kills_the_whole_group() {
         let started = std::time::Instant::now();
-        let reply = run(&sh("sleep 30 & sleep 30; echo done"), Duration::from_millis(300), &call(b""));
+        let reply = script(&sh("sleep 30 & sleep 30; echo done"), Duration::from_millis(300), &call(b""));
         assert_eq!(reply, Reply::failed("timed out after 300ms"));
         assert!(started.elapsed() < Duration::from_secs(10), "the group's pipes were released");
     }
 
     #[test]
     fn chatty_scripts_do_not_block() {
-        let reply = run(&sh("head -c 5000000 /dev/zero | tr '\\0' x; exit 1"), Duration::from_secs(20), &call(b""));
+        let reply = script(&sh("head -c 5000000 /dev/zero | tr '\\0' x; exit 1"), Duration::from_secs(20), &call(b""));
         assert!(matches!(reply, Reply::Refused { .. }));
     }
 
     #[test]
     fn a_missing_program_is_a_failure() {
-        let reply = run(&["/nonexistent/hook".to_string()], Duration::from_secs(1), &call(b""));
+        let reply = script(&["/nonexistent/hook".to_string()], Duration::from_secs(1), &call(b""));
         assert!(matches!(reply, Reply::Failed { reason, .. } if reason.starts_with("cannot run /nonexistent/hook")));
     }
 }

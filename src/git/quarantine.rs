@@ -27,6 +27,11 @@ impl Quarantine {
         Ok(Quarantine { object_dir: object_dir.filter(|d| !d.is_empty()).map(PathBuf::from), alternates })
     }
 
+    /// The directory the pushed objects are in, when the push is in quarantine.
+    pub fn object_dir(&self) -> Option<PathBuf> {
+        self.object_dir.as_deref().map(absolute)
+    }
+
     /// An overlay over `main_objects` when the objects live elsewhere; `None` when there is
     /// no quarantine (post-receive, the update hook, a manual run).
     pub(super) fn overlay(&self, main_objects: &Path, git_dir: &Path) -> std::io::Result<Option<Overlay>> {

@@ -1,242 +1,237 @@
-//! Reading a Mercurial push through `hg` itself (`hg log -T ...`), never by parsing the
-//! store. A push costs a bounded number of `hg` processes whatever its size: the state
-//! before, the pending state, the new changesets (and, when a size limit is set, which of
-//! their files are too big, plus the sizes of at most a screenful of them).
+//! Reading a Mercurial push from what pushgate's hg shim (`hooks-templates/pushgate_hg.py`,
+//! run inside the hg process that serves the push) gathers with Mercurial's own API: the
+//! state before and after the transaction, the changesets each ref brings, ancestry, the
+//! files each changeset writes. Turning that into a [`Push`] is pure: no `hg` process here.
 
 pub mod state;
 
-use crate::push::{Action, Blob, Change, Commit, FileChange, FileKind, Person, Push};
+use crate::push::{self, Action, Blob, Change, Commit, FileChange, FileKind, Person, Push};
+use crate::text::shown;
+use base64::Engine;
 use gix::ObjectId;
 use serde::Deserialize;
-use state::{Changeset, Named, Snapshot};
-use std::collections::{HashMap, HashSet};
-use std::ffi::OsString;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use state::{Named, Snapshot};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-/// How many oversized files get their exact size read (one `hg` process each).
-const MAX_SIZED: usize = 20;
-
-/// A repository and the `HG_PENDING` value that shows its open transaction.
-pub struct HgRepo {
-    root: PathBuf,
-    pending: Option<OsString>,
+/// Bytes from hg as JSON: text when they are UTF-8, else base64.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum HgText {
+    Text(String),
+    Bytes { b64: String },
 }
 
-/// A new changeset as `hg log -T json(...)` shows it.
+impl HgText {
+    pub fn bytes(&self) -> Vec<u8> {
+        match self {
+            HgText::Text(text) => text.clone().into_bytes(),
+            HgText::Bytes { b64 } => base64::engine::general_purpose::STANDARD.decode(b64).unwrap_or_default(),
+        }
+    }
+
+    pub fn lossy(&self) -> String {
+        String::from_utf8_lossy(&self.bytes()).into_owned()
+    }
+
+    /// As a path (hg's paths are bytes).
+    pub fn path(&self) -> std::path::PathBuf {
+        use std::os::unix::ffi::OsStringExt;
+        std::ffi::OsString::from_vec(self.bytes()).into()
+    }
+}
+
+/// `pushgate.hg-push/1`: what the shim hands `pushgate hg pretxnclose`.
 #[derive(Debug, Deserialize)]
-pub struct Logged {
-    node: String,
-    branch: String,
-    parents: Vec<String>,
-    user: String,
+pub struct Document {
+    pub schema: String,
+    pub txn_id: HgText,
+    /// The repository's root (the hook's working directory is the pusher's, locally).
+    pub root: HgText,
+    pub before: Vec<NamedJson>,
+    pub after: Vec<NamedJson>,
+    /// Per ref that moved: the changesets it brings (`::after - ::before`; for a create,
+    /// minus what the default branch had), in revision order.
+    pub brought: BTreeMap<String, Vec<String>>,
+    /// `[old, new]` pairs of a ref's old and new nodes where old is an ancestor of new.
+    pub ancestors: Vec<[String; 2]>,
+    pub changesets: Vec<ChangesetJson>,
+    /// How many changesets the transaction adds.
+    pub added: usize,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct NamedJson {
+    pub node: String,
+    pub head: bool,
+    pub closed: bool,
+    pub branch: HgText,
+    pub bookmarks: Vec<HgText>,
+    pub tags: Vec<HgText>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ChangesetJson {
+    pub node: String,
+    pub branch: HgText,
+    pub parents: Vec<String>,
+    pub user: HgText,
     /// `[unix seconds, offset west of UTC in seconds]`.
-    date: (f64, i64),
-    desc: String,
-    manifest: Option<String>,
-    file_adds: Vec<String>,
-    file_mods: Vec<String>,
-    file_dels: Vec<String>,
+    pub date: (f64, i64),
+    pub desc: HgText,
+    pub manifest: Option<String>,
+    pub files: Vec<FileJson>,
 }
 
-const NAMED_TEMPLATE: &str = concat!(
-    "{node} {ifcontains(rev, revset('head()'), 'h', '-')} {ifcontains(rev, revset('closed()'), 'c', '-')} ",
-    "{branch|json} {bookmarks|json} {tags|json}\\n"
-);
-const NEW_TEMPLATE: &str = "json(node,branch,parents,user,date,desc,manifest,file_adds,file_mods,file_dels)";
-
-impl HgRepo {
-    pub fn new(root: &Path, pending: Option<OsString>) -> HgRepo {
-        HgRepo { root: root.to_path_buf(), pending: pending.filter(|p| !p.is_empty()) }
-    }
-
-    /// Run `hg` in the repository; `pending` shows the open transaction.
-    fn hg(&self, pending: bool, args: &[&str]) -> Result<Vec<u8>, String> {
-        let mut command = Command::new("hg");
-        command.arg("-R").arg(&self.root).args(args).current_dir(&self.root).env("HGPLAIN", "1");
-        match (&self.pending, pending) {
-            (Some(value), true) => command.env("HG_PENDING", value),
-            _ => command.env_remove("HG_PENDING"),
-        };
-        let output = command.output().map_err(|e| format!("cannot run hg: {e}"))?;
-        if !output.status.success() {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            return Err(format!("hg {} failed: {}", args.first().unwrap_or(&""), stderr.lines().next().unwrap_or("")));
-        }
-        Ok(output.stdout)
-    }
-
-    fn snapshot(&self, pending: bool) -> Result<Snapshot, String> {
-        let out = self.hg(pending, &["log", "-r", "head() or bookmark() or tag()", "-T", NAMED_TEMPLATE])?;
-        let text = String::from_utf8_lossy(&out);
-        let named: Result<Vec<Named>, String> = text.lines().filter(|l| !l.is_empty()).map(parse_named).collect();
-        Ok(Snapshot::from_named(&named?))
-    }
-
-    /// Read the push that the open transaction makes: `first..=last` are the changesets it
-    /// adds (`HG_NODE`, `HG_NODE_LAST`), if any.
-    pub fn read_push(&self, added: Option<(&str, &str)>, size_limit: Option<u64>) -> Result<Push, String> {
-        let old = self.snapshot(false)?;
-        let new = self.snapshot(true)?;
-        let moved = state::moved(&old, &new);
-        let logged = match added {
-            Some((first, last)) => {
-                let (first, last) = (hex(first)?, hex(last)?);
-                let out = self.hg(true, &["log", "-r", &format!("{first}:{last}"), "-T", NEW_TEMPLATE])?;
-                parse_changesets(&out)?
-            }
-            None => Vec::new(),
-        };
-        let big = match (size_limit, added) {
-            (Some(limit), Some((first, last))) if !logged.is_empty() => self.big_files(first, last, limit, &logged)?,
-            _ => HashMap::new(),
-        };
-        let undecided: Vec<(String, String)> = moved
-            .iter()
-            .filter(|m| m.action.is_none())
-            .map(|m| (m.update.old.to_string(), m.update.new.to_string()))
-            .collect();
-        let fast_forwards = self.ancestors_among(&undecided)?;
-
-        let graph: Vec<Changeset> = logged
-            .iter()
-            .map(|l| Changeset { node: l.node.clone(), branch: l.branch.clone(), parents: l.parents.clone() })
-            .collect();
-        let commits: HashMap<&str, Commit> = logged.iter().map(|l| (l.node.as_str(), commit(l, &big))).collect();
-        let changes = moved
-            .into_iter()
-            .map(|m| {
-                let action = m.action.unwrap_or_else(|| {
-                    if fast_forwards.contains(&m.update.old.to_string()) { Action::Update } else { Action::Force }
-                });
-                let commits: Vec<Commit> = state::new_changesets_of(&m.update, &graph)
-                    .iter()
-                    .filter_map(|cs| commits.get(cs.node.as_str()).cloned())
-                    .collect();
-                let head = commits.iter().find(|c| c.id == m.update.new).cloned();
-                Change { update: m.update, action, commits, head, non_commit: None, aliases: Vec::new() }
-            })
-            .collect();
-        Ok(Push { changes, default_branch: Some("default".into()) })
-    }
-
-    /// Which `old` of each `(old, new)` pair is an ancestor of its `new`: one `hg` process.
-    pub fn ancestors_among(&self, pairs: &[(String, String)]) -> Result<HashSet<String>, String> {
-        if pairs.is_empty() {
-            return Ok(HashSet::new());
-        }
-        let mut revset = Vec::new();
-        for (old, new) in pairs {
-            revset.push(format!("({} and ::{})", hex(old)?, hex(new)?));
-        }
-        let out = self.hg(true, &["log", "-r", &revset.join(" or "), "-T", "{node}\\n"])?;
-        Ok(String::from_utf8_lossy(&out).lines().map(str::to_string).collect())
-    }
-
-    /// Files over `limit` that the new changesets add or modify, with their sizes.
-    fn big_files(
-        &self,
-        first: &str,
-        last: &str,
-        limit: u64,
-        logged: &[Logged],
-    ) -> Result<HashMap<(String, String), u64>, String> {
-        // `files(...)` lists the whole manifest's big files: keep those the changeset writes.
-        let written: HashSet<(&str, &str)> = logged
-            .iter()
-            .flat_map(|l| l.file_adds.iter().chain(&l.file_mods).map(move |f| (l.node.as_str(), f.as_str())))
-            .collect();
-        // File names cannot hold newlines in Mercurial: a line per node, then its files.
-        // Only the files each changeset writes: a size fileset over the whole manifest
-        // costs seconds on big trees.
-        let template =
-            format!("{{node}}\\n{{files(\"set:(added() or modified()) and size('>{limit}')\") % '  {{file}}\\n'}}");
-        let out = self.hg(true, &["log", "-r", &format!("{}:{}", hex(first)?, hex(last)?), "-T", &template])?;
-        let mut found = HashMap::new();
-        let mut node = String::new();
-        for line in String::from_utf8_lossy(&out).lines() {
-            match line.strip_prefix("  ") {
-                Some(path) if written.contains(&(node.as_str(), path)) => {
-                    found.insert((node.clone(), path.to_string()), limit + 1);
-                }
-                Some(_) => {}
-                None => node = line.to_string(),
-            }
-        }
-        for ((node, path), size) in found.iter_mut().take(MAX_SIZED) {
-            let pattern = format!("path:{path}");
-            let out = self.hg(true, &["files", "-r", node, "-T", "{size}\\n", &pattern])?;
-            if let Some(exact) = String::from_utf8_lossy(&out).lines().next().and_then(|l| l.trim().parse().ok()) {
-                *size = exact;
-            }
-        }
-        Ok(found)
-    }
+#[derive(Debug, Deserialize)]
+pub struct FileJson {
+    pub path: HgText,
+    pub kind: String,
+    pub size: u64,
+    /// The changeset brings this content (not a rename, not a merge's second parent's).
+    pub adds: bool,
 }
 
-/// A 40-hex node, checked before it goes into a revset.
+/// Which of `changes` landed in the repository at `root`, for a record whose txnclose never
+/// came: a branch or tag whose new changeset exists, a bookmark that points where the push
+/// put it. Run only by a deliverer resolving such a record (two `hg` processes).
+pub fn landed(root: &std::path::Path, changes: &[crate::event::Change]) -> Result<Vec<bool>, String> {
+    let hg = |args: &[&str]| -> Result<String, String> {
+        let out = std::process::Command::new("hg")
+            .arg("-R")
+            .arg(root)
+            .args(args)
+            .env("HGPLAIN", "1")
+            .output()
+            .map_err(|e| format!("cannot run hg: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("hg {} failed: {}", args[0], String::from_utf8_lossy(&out.stderr).trim()));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let zero = |id: &str| id.bytes().all(|b| b == b'0');
+    let wanted: Vec<String> = changes
+        .iter()
+        .filter(|c| !zero(&c.after))
+        .map(|c| hex(&c.after).map(|h| format!("present({h})")))
+        .collect::<Result<_, _>>()?;
+    let present: HashSet<String> = match wanted.is_empty() {
+        true => HashSet::new(),
+        false => hg(&["log", "-r", &wanted.join(" or "), "-T", "{node}\\n"])?.lines().map(str::to_string).collect(),
+    };
+    let bookmarks: HashMap<String, String> = hg(&["bookmarks", "-T", "{bookmark}\\0{node}\\n"])?
+        .lines()
+        .filter_map(|l| l.split_once('\0').map(|(b, n)| (b.to_string(), n.to_string())))
+        .collect();
+    Ok(changes
+        .iter()
+        .map(|c| match c.name.strip_prefix("refs/bookmarks/") {
+            Some(name) => bookmarks.get(name).map_or(zero(&c.after), |node| *node == c.after),
+            None => zero(&c.after) || present.contains(&c.after),
+        })
+        .collect())
+}
+
+/// Parse the shim's document.
+pub fn parse_document(bytes: &[u8]) -> Result<Document, String> {
+    let document: Document =
+        serde_json::from_slice(bytes).map_err(|e| format!("cannot read what the hg hook gathered: {e}"))?;
+    if document.schema != "pushgate.hg-push/1" {
+        return Err(format!("unknown hg hook document {}", shown(&document.schema)));
+    }
+    Ok(document)
+}
+
+/// The push a document describes. Names that would not make valid ref names refuse it.
+pub fn read_push(document: &Document) -> Result<Push, String> {
+    let named = |list: &[NamedJson]| -> Result<Vec<Named>, String> { list.iter().map(named).collect() };
+    let old = Snapshot::from_named(&named(&document.before)?);
+    let new = Snapshot::from_named(&named(&document.after)?);
+    let forward: HashSet<(&str, &str)> =
+        document.ancestors.iter().map(|[old, new]| (old.as_str(), new.as_str())).collect();
+    let changesets: HashMap<&str, &ChangesetJson> = document.changesets.iter().map(|c| (c.node.as_str(), c)).collect();
+    let mut changes = Vec::new();
+    for moved in state::moved(&old, &new) {
+        let name = &moved.update.name;
+        push::check_ref_name(name).map_err(|e| format!("{} is not a valid ref name: it {e}", shown(name)))?;
+        let action = moved.action.unwrap_or_else(|| {
+            let (before, after) = (moved.update.old.to_string(), moved.update.new.to_string());
+            if forward.contains(&(before.as_str(), after.as_str())) { Action::Update } else { Action::Force }
+        });
+        let brought = match (document.brought.get(name), moved.update.new.is_null()) {
+            (Some(nodes), _) => nodes.as_slice(),
+            (None, true) => &[],
+            (None, false) => return Err(format!("the hg hook did not say what {} brings", shown(name))),
+        };
+        let mut commits = Vec::with_capacity(brought.len());
+        for node in brought {
+            let changeset = changesets
+                .get(node.as_str())
+                .ok_or_else(|| format!("the hg hook did not describe changeset {}", shown(node)))?;
+            commits.push(commit(changeset)?);
+        }
+        let head = commits.iter().find(|c| c.id == moved.update.new).cloned();
+        changes.push(Change { update: moved.update, action, commits, head, non_commit: None, aliases: Vec::new() });
+    }
+    Ok(Push { changes, default_branch: Some("default".into()), pushed_blobs: Vec::new() })
+}
+
+fn named(json: &NamedJson) -> Result<Named, String> {
+    Ok(Named {
+        node: hex(&json.node)?.to_string(),
+        head: json.head,
+        closed: json.closed,
+        branch: json.branch.lossy(),
+        bookmarks: json.bookmarks.iter().map(HgText::lossy).collect(),
+        tags: json.tags.iter().map(HgText::lossy).collect(),
+    })
+}
+
+/// A 40-hex node.
 fn hex(node: &str) -> Result<&str, String> {
     if node.len() == 40 && node.bytes().all(|b| b.is_ascii_hexdigit()) {
         Ok(node)
     } else {
-        Err(format!("{} is not a changeset id", crate::text::shown(node)))
+        Err(format!("{} is not a changeset id", shown(node)))
     }
 }
 
-/// `hg log -T json(...)` output for the new changesets, as hg prints it.
-pub fn parse_changesets(out: &[u8]) -> Result<Vec<Logged>, String> {
-    serde_json::from_slice::<Vec<Logged>>(out).map_err(|e| format!("cannot read hg log output: {e}"))
+fn id(node: &str) -> Result<ObjectId, String> {
+    ObjectId::from_hex(hex(node)?.to_ascii_lowercase().as_bytes()).map_err(|e| e.to_string())
 }
 
-/// One line of `NAMED_TEMPLATE`: `<node> <h|-> <c|-> <branch json> <bookmarks json> <tags json>`.
-pub fn parse_named(line: &str) -> Result<Named, String> {
-    let bad = || format!("unexpected hg output: {}", crate::text::shown(line));
-    let mut fields = line.splitn(4, ' ');
-    let (Some(node), Some(head), Some(closed), Some(rest)) =
-        (fields.next(), fields.next(), fields.next(), fields.next())
-    else {
-        return Err(bad());
-    };
-    let mut values = serde_json::Deserializer::from_str(rest).into_iter::<serde_json::Value>();
-    let mut next = || values.next().and_then(|v| v.ok()).ok_or_else(bad);
-    let (branch, bookmarks, tags) = (next()?, next()?, next()?);
-    let strings = |v: serde_json::Value| -> Vec<String> { serde_json::from_value(v).unwrap_or_default() };
-    Ok(Named {
-        node: hex(node)?.to_string(),
-        head: head == "h",
-        closed: closed == "c",
-        branch: branch.as_str().ok_or_else(bad)?.to_string(),
-        bookmarks: strings(bookmarks),
-        tags: strings(tags),
-    })
-}
-
-fn commit(logged: &Logged, big: &HashMap<(String, String), u64>) -> Commit {
-    let id = |node: &str| ObjectId::from_hex(node.as_bytes()).unwrap_or_else(|_| ObjectId::null(gix::hash::Kind::Sha1));
-    let person = person(&logged.user, logged.date);
-    let files_of = |paths: &[String], kind: FileKind| -> Vec<FileChange> {
-        paths
-            .iter()
-            .map(|path| {
-                let size = big.get(&(logged.node.clone(), path.clone())).copied().unwrap_or(0);
-                let blob = (kind != FileKind::Removed).then(|| Blob { id: id(&logged.node), size, preexisting: false });
-                FileChange { path: path.clone().into_bytes(), kind, blob }
-            })
-            .collect()
-    };
-    let mut files = files_of(&logged.file_adds, FileKind::Added);
-    files.extend(files_of(&logged.file_mods, FileKind::Modified));
-    files.extend(files_of(&logged.file_dels, FileKind::Removed));
-    Commit {
-        id: id(&logged.node),
-        tree: logged.manifest.as_deref().map_or_else(|| id(""), id),
-        parents: logged.parents.iter().map(|p| id(p)).filter(|p| !p.is_null()).collect(),
+fn commit(changeset: &ChangesetJson) -> Result<Commit, String> {
+    let this = id(&changeset.node)?;
+    let person = person(&changeset.user.lossy(), changeset.date);
+    let mut files = Vec::with_capacity(changeset.files.len());
+    for file in &changeset.files {
+        let kind = match file.kind.as_str() {
+            "added" => FileKind::Added,
+            "modified" => FileKind::Modified,
+            "removed" => FileKind::Removed,
+            other => return Err(format!("unknown file change {}", shown(other))),
+        };
+        // hg has no blob ids: the changeset stands in, with the file's size.
+        let blob = (kind != FileKind::Removed).then_some(Blob { id: this, size: file.size, added: file.adds });
+        files.push(FileChange { path: file.path.bytes(), kind, blob });
+    }
+    let parents: Result<Vec<ObjectId>, String> = changeset.parents.iter().map(|p| id(p)).collect();
+    Ok(Commit {
+        id: this,
+        tree: changeset
+            .manifest
+            .as_deref()
+            .map(id)
+            .transpose()?
+            .unwrap_or_else(|| ObjectId::null(gix::hash::Kind::Sha1)),
+        parents: parents?.into_iter().filter(|p| !p.is_null()).collect(),
         author: person.clone(),
         committer: person,
-        message: logged.desc.clone(),
+        message: changeset.desc.lossy(),
         signed: false,
         files,
-    }
+        distinct: true,
+        refused_entries: Vec::new(),
+    })
 }
 
 /// hg's `user` (`Name <email>`, or anything) and `date` (offset west of UTC).
@@ -254,17 +249,73 @@ fn person(user: &str, (seconds, west): (f64, i64)) -> Person {
 mod tests {
     use super::*;
 
+    fn node(c: char) -> String {
+        c.to_string().repeat(40)
+    }
+
+    fn document(before: &str, after: &str, brought: &str, ancestors: &str) -> Document {
+        let text = format!(
+            r#"{{"schema": "pushgate.hg-push/1", "txn_id": "t", "root": "/r", "before": {before}, "after": {after},
+                "brought": {brought}, "ancestors": {ancestors}, "added": 1,
+                "changesets": [{{"node": "{b}", "branch": "default", "parents": ["{a}"], "user": "Al <al@x.org>",
+                    "date": [10.0, -3600], "desc": "fix: it", "manifest": "{c}",
+                    "files": [{{"path": "deploy/x", "kind": "added", "size": 3, "adds": true}},
+                              {{"path": {{"b64": "/w=="}}, "kind": "removed", "size": 0, "adds": false}}]}}]}}"#,
+            a = node('a'),
+            b = node('b'),
+            c = node('c'),
+        );
+        parse_document(text.as_bytes()).unwrap()
+    }
+
+    fn head(n: char, branch: &str, bookmarks: &str) -> String {
+        format!(
+            r#"{{"node": "{}", "head": true, "closed": false, "branch": "{branch}", "bookmarks": {bookmarks}, "tags": []}}"#,
+            node(n)
+        )
+    }
+
     #[test]
-    fn named_lines_parse_with_hostile_names() {
-        let node = "a".repeat(40);
-        let line = format!(r#"{node} h - "my branch \"x\"" ["bm 1"] ["v1.0","tip"]"#);
-        let named = parse_named(&line).unwrap();
-        assert!(named.head && !named.closed);
-        assert_eq!(named.branch, "my branch \"x\"");
-        assert_eq!(named.bookmarks, ["bm 1"]);
-        assert_eq!(named.tags, ["v1.0", "tip"]);
-        assert!(parse_named("garbage").is_err());
-        assert!(parse_named(&format!("{} h - \"b\" [] []", "z".repeat(40))).is_err());
+    fn a_branch_moving_forward_brings_its_changesets() {
+        let doc = document(
+            &format!("[{}]", head('a', "default", "[]")),
+            &format!("[{}]", head('b', "default", "[]")),
+            &format!(r#"{{"refs/heads/default": ["{}"]}}"#, node('b')),
+            &format!(r#"[["{}", "{}"]]"#, node('a'), node('b')),
+        );
+        let push = read_push(&doc).unwrap();
+        let [change] = &push.changes[..] else { panic!("one change") };
+        assert_eq!((change.update.name.as_str(), change.action), ("refs/heads/default", Action::Update));
+        let commit = &change.commits[0];
+        assert_eq!((commit.author.email.as_str(), commit.author.offset), ("al@x.org", 3600));
+        assert_eq!(commit.files[0].path, b"deploy/x");
+        assert_eq!(commit.files[1].path, [0xff]);
+        assert!(change.head.is_some());
+    }
+
+    #[test]
+    fn a_new_tip_that_does_not_descend_is_a_force_and_bad_names_refuse() {
+        let doc = document(
+            &format!("[{}]", head('a', "default", "[]")),
+            &format!("[{}]", head('b', "default", "[]")),
+            &format!(r#"{{"refs/heads/default": ["{}"]}}"#, node('b')),
+            "[]",
+        );
+        assert_eq!(read_push(&doc).unwrap().changes[0].action, Action::Force);
+        let bad = document(
+            "[]",
+            &format!("[{}]", head('b', "x/../default", "[]")),
+            &format!(r#"{{"refs/heads/x/../default": ["{}"]}}"#, node('b')),
+            "[]",
+        );
+        assert!(read_push(&bad).unwrap_err().contains("not a valid ref name"), "{:?}", read_push(&bad));
+    }
+
+    #[test]
+    fn what_the_hook_left_out_is_an_error_not_a_pass() {
+        let doc = document("[]", &format!("[{}]", head('b', "default", "[]")), "{}", "[]");
+        assert!(read_push(&doc).unwrap_err().contains("did not say what"));
+        assert!(parse_document(br#"{"schema": "other"}"#).is_err());
     }
 
     #[test]
@@ -275,11 +326,5 @@ mod tests {
         );
         assert_eq!(person("al@x.org", (0.0, 0)).email, "al@x.org");
         assert_eq!(person("al", (0.0, 0)).name, "al");
-    }
-
-    #[test]
-    fn revset_input_must_be_hex() {
-        assert!(hex(&"0".repeat(40)).is_ok());
-        assert!(hex("0) or all() or (0").is_err());
     }
 }

@@ -4,8 +4,7 @@
 
 use crate::push::{Action, RefUpdate};
 use gix::ObjectId;
-use serde::Deserialize;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// A changeset that names something: a branch head, a bookmark or a tag.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -18,14 +17,6 @@ pub struct Named {
     pub branch: String,
     pub bookmarks: Vec<String>,
     pub tags: Vec<String>,
-}
-
-/// A new changeset's place in the graph.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-pub struct Changeset {
-    pub node: String,
-    pub branch: String,
-    pub parents: Vec<String>,
 }
 
 /// Branch heads, bookmarks and tags at one moment.
@@ -84,19 +75,21 @@ pub fn moved(old: &Snapshot, new: &Snapshot) -> Vec<Moved> {
         let any_tip = |snapshot: &Snapshot| snapshot.all_heads.get(name).and_then(|h| h.last()).cloned();
         let (action, before_id, after_id) = match (before, after) {
             (None, _) if !old.all_heads.contains_key(name) => {
-                (Action::Create, None, tip(after).or_else(|| any_tip(new)))
+                (Some(Action::Create), None, tip(after).or_else(|| any_tip(new)))
             }
-            // Closed before and still (or again) closed: changesets on a closed branch.
-            (None, None) => (Action::Update, any_tip(old), any_tip(new)),
-            (None, Some(_)) => (Action::Update, any_tip(old), tip(after)),
-            (Some(_), None) => (Action::Delete, tip(before), None),
+            (Some(_), None) => (Some(Action::Delete), tip(before), None),
             // A push that adds a head to a branch is a force, like a non-fast-forward.
             (Some(b), Some(a)) if a.iter().any(|h| !b.contains(h)) && a.len() > b.len() => {
-                (Action::Force, tip(before), tip(after))
+                (Some(Action::Force), tip(before), tip(after))
             }
-            (Some(_), Some(_)) => (Action::Update, tip(before), tip(after)),
+            // Otherwise the tip moved (or changesets landed on a closed branch): ancestry
+            // decides, also when the old head was closed by the same push.
+            (Some(_), Some(_)) => (None, tip(before), tip(after)),
+            (None, Some(_)) => (None, any_tip(old), tip(after)),
+            (None, None) => (None, any_tip(old), any_tip(new)),
         };
-        out.push(Moved { update: update(&format!("refs/heads/{name}"), before_id, after_id), action: Some(action) });
+        let action = action.or((before_id == after_id).then_some(Action::Update));
+        out.push(Moved { update: update(&format!("refs/heads/{name}"), before_id, after_id), action });
     }
     for (kind, old_map, new_map) in [("bookmarks", &old.bookmarks, &new.bookmarks), ("tags", &old.tags, &new.tags)] {
         let names: BTreeSet<&String> = old_map.keys().chain(new_map.keys()).collect();
@@ -122,29 +115,6 @@ fn update(name: &str, before: Option<String>, after: Option<String>) -> RefUpdat
             .unwrap_or_else(|| ObjectId::null(gix::hash::Kind::Sha1))
     };
     RefUpdate { old: id(before), new: id(after), name: name.to_string() }
-}
-
-/// The new changesets (in revision order, with parents) that a change brings: for a branch,
-/// those on the branch; for a bookmark or tag, those its new target reaches.
-pub fn new_changesets_of<'a>(change: &RefUpdate, new: &'a [Changeset]) -> Vec<&'a Changeset> {
-    if change.new.is_null() {
-        return Vec::new();
-    }
-    if let Some(branch) = change.name.strip_prefix("refs/heads/") {
-        return new.iter().filter(|cs| cs.branch == branch).collect();
-    }
-    let by_node: HashMap<&str, &Changeset> = new.iter().map(|cs| (cs.node.as_str(), cs)).collect();
-    let mut reached = HashSet::new();
-    let tip = change.new.to_string();
-    let mut stack = vec![tip.as_str()];
-    while let Some(node) = stack.pop() {
-        if let Some(cs) = by_node.get(node)
-            && reached.insert(node)
-        {
-            stack.extend(cs.parents.iter().map(String::as_str));
-        }
-    }
-    new.iter().filter(|cs| reached.contains(cs.node.as_str())).collect()
 }
 
 #[cfg(test)]
@@ -192,8 +162,14 @@ mod tests {
                 ("refs/heads/stable".to_string(), Some(Action::Delete)),
             ]
         );
-        let forward = actions(&[cs('a', "default", &[], &[], false)], &[cs('c', "default", &[], &[], false)]);
-        assert_eq!(forward, [("refs/heads/default".to_string(), Some(Action::Update))]);
+        // A moved tip is left to ancestry, also when the push closes the old head.
+        let moved_tip = actions(&[cs('a', "default", &[], &[], false)], &[cs('c', "default", &[], &[], false)]);
+        assert_eq!(moved_tip, [("refs/heads/default".to_string(), None)]);
+        let closing_the_old = actions(
+            &[cs('a', "default", &[], &[], false)],
+            &[cs('a', "default", &[], &[], true), cs('c', "default", &[], &[], false)],
+        );
+        assert_eq!(closing_the_old, [("refs/heads/default".to_string(), None)]);
     }
 
     #[test]
@@ -205,7 +181,7 @@ mod tests {
         let mut closed_again = cs('c', "evil", &[], &[], true);
         closed_again.head = true;
         let more = actions(&[open.clone(), closed], &[open, closed_again]);
-        assert_eq!(more, [("refs/heads/evil".to_string(), Some(Action::Update))]);
+        assert_eq!(more, [("refs/heads/evil".to_string(), None)]);
     }
 
     #[test]
@@ -227,21 +203,5 @@ mod tests {
         assert!(moved.contains(&("refs/bookmarks/new".to_string(), Some(Action::Create))));
         assert!(moved.contains(&("refs/tags/v2".to_string(), Some(Action::Create))));
         assert!(!moved.iter().any(|(n, _)| n == "refs/tags/tip" || n == "refs/tags/v1"));
-    }
-
-    #[test]
-    fn a_bookmark_brings_what_its_target_reaches() {
-        let changeset =
-            |n, branch: &str, parents: Vec<String>| Changeset { node: node(n), branch: branch.into(), parents };
-        let new = vec![
-            changeset('a', "default", vec![node('0')]),
-            changeset('b', "default", vec![node('a')]),
-            changeset('c', "other", vec![]),
-        ];
-        let change = update("refs/bookmarks/bm", None, Some(node('b')));
-        let nodes: Vec<&str> = new_changesets_of(&change, &new).iter().map(|c| c.node.as_str()).collect();
-        assert_eq!(nodes, [node('a'), node('b')]);
-        let branch = update("refs/heads/other", None, Some(node('c')));
-        assert_eq!(new_changesets_of(&branch, &new).len(), 1);
     }
 }

@@ -6,16 +6,20 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// Set for chained hooks to the pid of the pushgate that runs them.
-const CHAINED: &str = "PUSHGATE_CHAINED_BY";
-
 /// Whether this process is pushgate run as a chained hook by pushgate itself (the old hook
 /// was a link to pushgate): it must do nothing, or each would run the next forever. Only a
-/// direct child counts, so nothing a chained hook starts (a push to a mirror) is exempt.
+/// direct child counts, so nothing a chained hook starts (a push to a mirror) is exempt,
+/// and the test is the parent process's binary, which no client can set (an environment
+/// variable could be forged through sshd's `AcceptEnv`).
 pub fn run_by_ourselves(env: &crate::env::Env) -> bool {
+    use std::os::unix::fs::MetadataExt;
     // SAFETY: getppid has no preconditions.
     let parent = unsafe { libc::getppid() };
-    env.var(CHAINED).is_some_and(|pid| pid == parent.to_string())
+    let Ok(ours) = env.exe().and_then(|exe| std::fs::metadata(exe).map_err(|e| e.to_string())) else {
+        return false;
+    };
+    std::fs::metadata(format!("/proc/{parent}/exe"))
+        .is_ok_and(|theirs| (theirs.dev(), theirs.ino()) == (ours.dev(), ours.ino()))
 }
 
 /// The executables in `<hooks_dir>/<name>.d/`, sorted by name.
@@ -39,7 +43,6 @@ pub fn run(hooks: &[PathBuf], args: &[&str], stdin: &[u8]) -> Result<(), String>
         let shown = hook.display();
         let mut child = Command::new(hook)
             .args(args)
-            .env(CHAINED, std::process::id().to_string())
             .stdin(Stdio::piped())
             .spawn()
             .map_err(|e| format!("cannot run chained hook {shown}: {e}"))?;

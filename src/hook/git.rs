@@ -1,12 +1,13 @@
 //! The Git hooks: `pre-receive` (the whole push), `update` (one ref, `install --per-ref`)
 //! and `post-receive` (record the event, start delivery).
 
-use super::{Hook, chain, reject, say, whole_push};
+use super::record::{self, Confirmed, Recorded};
+use super::{Decision, Hook, chain, reject, say, whole_push};
 use crate::config::{self, Config, REPO_FILE};
 use crate::env::Env;
 use crate::gate::{self, Request};
 use crate::git::{GitRepo, Quarantine};
-use crate::identity;
+use crate::identity::Via;
 use crate::outcome::Outcome;
 use crate::push::{self, RefUpdate, Vcs};
 use std::io::{Read, Write};
@@ -61,15 +62,16 @@ pub fn pre_receive(hook: &Hook, per_ref: bool, stdin: &mut dyn Read, err: &mut d
         return run_chain(&site, "pre-receive", &[], &input, err);
     }
     if per_ref {
-        return match whole_push::record(&site.git_dir, &input) {
-            Ok(()) => run_chain(&site, "pre-receive", &[], &input, err),
-            Err(e) => reject(err, e.as_str()),
+        if let Err(e) = whole_push::record(&site.git_dir, &input) {
+            return reject(err, e.as_str());
+        }
+        return match pushed_pack(hook, &site, &updates, err) {
+            Outcome::Success => run_chain(&site, "pre-receive", &[], &input, err),
+            Outcome::Rejected => Outcome::Rejected,
         };
     }
-    match gate(hook, &site, &updates, &updates, "pre-receive", err) {
-        Outcome::Success => run_chain(&site, "pre-receive", &[], &input, err),
-        Outcome::Rejected => Outcome::Rejected,
-    }
+    let chain = |err: &mut dyn Write| run_chain(&site, "pre-receive", &[], &input, err);
+    gate(hook, &site, &updates, &updates, Gate::PreReceive, err, &chain)
 }
 
 /// `update <ref> <old> <new>`: decide one ref of the push (`install --per-ref`).
@@ -88,81 +90,85 @@ pub fn update(hook: &Hook, name: &str, old: &str, new: &str, err: &mut dyn Write
     // Refs this push updated before this one have moved already: the recorded push says
     // what they were, so their old commits stay hidden and the new ones count as new.
     let whole = whole_push::recorded(&site.git_dir).unwrap_or_else(|| vec![update.clone()]);
-    match gate(hook, &site, &[update], &whole, "update", err) {
-        Outcome::Success => run_chain(&site, "update", &[name, old, new], &[], err),
-        Outcome::Rejected => Outcome::Rejected,
-    }
+    let chain = |err: &mut dyn Write| run_chain(&site, "update", &[name, old, new], &[], err);
+    gate(hook, &site, &[update], &whole, Gate::Update, err, &chain)
 }
 
-/// `post-receive`: record the push for the `post` extensions (spool + detached deliverer),
-/// then run the hooks pushgate replaced. Failing to spool is said loudly and exits 1: git
-/// shows it, and the push itself has landed.
+/// `post-receive`: confirm the push's record with the refs that moved (the gate recorded
+/// it: nothing is read again), wake or start a deliverer, then run the hooks pushgate
+/// replaced. The event cannot be lost here: a record left unconfirmed is finished by a
+/// deliverer.
 pub fn post_receive(hook: &Hook, stdin: &mut dyn Read, err: &mut dyn Write) -> Outcome {
     if chain::run_by_ourselves(hook.env) {
         return Outcome::Success;
     }
     let mut input = Vec::new();
     if let Err(e) = stdin.read_to_end(&mut input) {
-        say(err, &[format!("pushgate: ERROR: cannot read the hook input ({e}): the push event is NOT recorded")]);
-        return Outcome::Rejected;
+        say(
+            err,
+            &[format!("pushgate: warning: cannot read the hook input ({e}); the push's event waits for a deliverer")],
+        );
     }
     let site = match Site::from_env(hook.env, hook.chain_dir) {
         Ok(site) => site,
         Err(e) => {
-            say(err, &[format!("pushgate: ERROR: {e}: the push event is NOT recorded")]);
-            return Outcome::Rejected;
+            say(err, &[format!("pushgate: warning: {e}; the push's event waits for a deliverer")]);
+            return Outcome::Success;
         }
     };
-    let mut outcome = Outcome::Success;
     match push::parse_updates(&input) {
-        Ok(updates) if updates.is_empty() => {}
         Ok(updates) => {
-            let landed = super::record::Landed { git_dir: &site.git_dir, input: &input, updates: &updates };
-            match super::record::record(hook, &landed) {
-                Ok(super::record::Recorded::NotNeeded) | Ok(super::record::Recorded::Spooled { warning: None }) => {}
-                Ok(super::record::Recorded::Spooled { warning: Some(warning) }) => {
-                    say(
-                        err,
-                        &[format!(
-                            "pushgate: warning: {warning}; the push event is spooled and waits for a valid configuration"
-                        )],
-                    );
-                }
-                Err(e) => {
-                    say(
-                        err,
-                        &[format!("pushgate: ERROR: {e}: the push event is NOT recorded; tell the server's admin")],
-                    );
-                    outcome = Outcome::Rejected;
-                }
+            let landed: Vec<&str> = updates.iter().map(|u| u.name.as_str()).collect();
+            if let Confirmed::Left(e) = record::confirm(hook, &site.git_dir, Vcs::Git, Some(&landed)) {
+                say(
+                    err,
+                    &[format!(
+                        "pushgate: warning: cannot confirm the push's event now ({e}); it is recorded and a deliverer \
+                         will send it"
+                    )],
+                );
             }
         }
-        Err(e) => {
-            say(err, &[format!("pushgate: ERROR: malformed hook input ({e}): the push event is NOT recorded")]);
-            outcome = Outcome::Rejected;
-        }
+        Err(e) => say(
+            err,
+            &[format!("pushgate: warning: malformed hook input ({e}); the push's event waits for a deliverer")],
+        ),
     }
     if let Err(e) = chain::run(&chain::chained_hooks(&site.hooks_dir, "post-receive"), &[], &input) {
         say(err, &[format!("pushgate: {e}")]);
     }
     whole_push::forget(&site.git_dir);
-    outcome
+    Outcome::Success
 }
 
-/// Decide `updates` (of the whole push `whole`), tell the pusher, record the decision.
+/// Which hook is the gate.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Gate {
+    PreReceive,
+    /// `install --per-ref`: one ref of the push.
+    Update,
+}
+
+/// Decide `updates` (of the whole push `whole`), tell the pusher, audit the decision; when
+/// accepted, run the chained hooks, then record the push for the `post` extensions.
 fn gate(
     hook: &Hook,
     site: &Site,
     updates: &[RefUpdate],
     whole: &[RefUpdate],
-    name: &str,
+    which: Gate,
     err: &mut dyn Write,
+    chain: &dyn Fn(&mut dyn Write) -> Outcome,
 ) -> Outcome {
+    let name = match which {
+        Gate::PreReceive => "pre-receive",
+        Gate::Update => "update",
+    };
     let config = match Config::load(hook.config_path, Some(&site.git_dir.join(REPO_FILE))) {
         Ok(config) => config,
         Err(e) => return reject(err, &e.one_line()),
     };
-    let user = match identity::resolve(&config.identity_env, hook.env) {
+    let user = match config.user(hook.env) {
         Ok(user) => user,
         Err(e) => return reject(err, &e.to_string()),
     };
@@ -174,9 +180,58 @@ fn gate(
         Err(e) => return reject(err, &e),
     };
     say(err, &verdict.report(&user));
-    if let Err(e) = super::audit(config.audit_file.as_deref(), name, &user, &repo, &push, &verdict) {
+    if let Err(e) = super::audit(
+        config.audit_file.as_deref(),
+        &Decision { hook: name, user: &user, via: Via::of(hook.env), repo: &repo },
+        &push,
+        &verdict,
+    ) {
         return reject(err, &e);
     }
+    if !verdict.accepted() || chain(err) == Outcome::Rejected {
+        return Outcome::Rejected;
+    }
+    let recorded = match which {
+        Gate::PreReceive => record::record_push(&request, &push, &site.git_dir),
+        Gate::Update => record::record_change(&request, &push, &site.git_dir),
+    };
+    recorded_or_rejected(recorded, err)
+}
+
+/// What the pusher is told of recording: nothing when it worked; a rejection when the spool
+/// cannot take the record (`on_full = "reject"`); a loud warning when the push lands
+/// anyway (`on_full = "accept"`).
+pub(super) fn recorded_or_rejected(recorded: Result<Recorded, String>, err: &mut dyn Write) -> Outcome {
+    match recorded {
+        Ok(Recorded::NotNeeded | Recorded::Recorded) => Outcome::Success,
+        Ok(Recorded::Unrecorded(why)) => {
+            say(err, &[format!("pushgate: WARNING: {why}: the push lands, but its event is NOT recorded")]);
+            Outcome::Success
+        }
+        Err(why) => reject(err, &format!("{why}; refused so that its event is not lost ([spool] on_full)")),
+    }
+}
+
+/// `install --per-ref`: the update hooks judge each ref, but only pre-receive sees the
+/// pushed pack; its blobs that no commit writes are judged by `[limits]` here.
+fn pushed_pack(hook: &Hook, site: &Site, updates: &[RefUpdate], err: &mut dyn Write) -> Outcome {
+    let config = match Config::load(hook.config_path, Some(&site.git_dir.join(REPO_FILE))) {
+        Ok(config) => config,
+        Err(e) => return reject(err, &e.one_line()),
+    };
+    let Some(limit) = config.max_blob_size.as_ref().map(|s| s.bytes) else { return Outcome::Success };
+    let want = crate::git::Want { files: true, pack_limit: Some(limit), ..Default::default() };
+    let read = GitRepo::open(&site.git_dir, &site.quarantine)
+        .and_then(|git| git.read_push(updates, updates, None, want))
+        .map_err(|e| e.to_string());
+    let push = match read {
+        Ok(push) => push,
+        Err(e) => return reject(err, &e),
+    };
+    let mut verdict = crate::policy::Verdict::default();
+    crate::policy::judge_pushed_blobs(&config, &push, &mut verdict);
+    let user = config.user(hook.env).unwrap_or_default();
+    say(err, &verdict.report(&user));
     if verdict.accepted() { Outcome::Success } else { Outcome::Rejected }
 }
 

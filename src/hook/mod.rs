@@ -43,15 +43,17 @@ pub fn reject(err: &mut dyn Write, reason: &str) -> Outcome {
     Outcome::Rejected
 }
 
+/// Who decided what, for the audit log.
+pub struct Decision<'a> {
+    pub hook: &'a str,
+    pub user: &'a str,
+    pub via: crate::identity::Via,
+    pub repo: &'a str,
+}
+
 /// Append the decision to the `[audit] file`, when one is configured.
-pub fn audit(
-    audit_file: Option<&Path>,
-    hook: &str,
-    user: &str,
-    repo: &str,
-    push: &Push,
-    verdict: &Verdict,
-) -> Result<(), String> {
+pub fn audit(audit_file: Option<&Path>, decision: &Decision, push: &Push, verdict: &Verdict) -> Result<(), String> {
+    let Decision { hook, user, via, repo } = *decision;
     let Some(file) = audit_file else {
         return Ok(());
     };
@@ -59,6 +61,7 @@ pub fn audit(
         time: crate::time::now_rfc3339(),
         hook,
         user,
+        via: via.as_str(),
         repo,
         updates: push
             .changes

@@ -1,143 +1,24 @@
-//! Recording a push that landed (post-receive): a journal first, durably, before anything
-//! that depends on configuration can fail; then the event; then a detached deliverer, so
-//! the pusher never waits on an endpoint. Also: recording a fetch, and rebuilding the event
-//! of a post-receive that died after its journal.
+//! The outbox, from the hooks' side. The gate (pre-receive, the update hook under
+//! `--per-ref`, hg's pretxnclose) records what it accepted, with what it read, before it
+//! lets the push land; the hook after the push (post-receive, txnclose) confirms the record
+//! with the refs that moved and wakes or starts a deliverer, reading nothing again. A
+//! pointer in the repository (`pushgate/record-<pid>`) tells the second hook which record
+//! is its push's; a record never confirmed is resolved by a deliverer ([`landed`]).
 
 use super::Hook;
 use crate::config::extension::{About, Phase, wanting};
-use crate::config::{self, Config};
+use crate::config::{Config, OnFull};
 use crate::env::Env;
 use crate::event::{self, PullEvent, PushEvent};
-use crate::git::{GitRepo, Quarantine, Want};
-use crate::identity::{self, Via};
-use crate::push::{self, RefUpdate, Vcs};
-use crate::spool::{Journal, Spool};
+use crate::gate::Request;
+use crate::git::{GitRepo, Quarantine};
+use crate::identity::Via;
+use crate::push::{Push, Vcs};
+use crate::spool::{Record, Spool, Writer};
+use serde::{Deserialize, Serialize};
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-
-/// What post-receive knows about the push before reading the repository.
-pub struct Landed<'a> {
-    pub git_dir: &'a Path,
-    pub input: &'a [u8],
-    pub updates: &'a [RefUpdate],
-}
-
-/// What recording said, for the pusher.
-pub enum Recorded {
-    /// No `post` extension is interested: nothing to spool.
-    NotNeeded,
-    /// Spooled; `warning` when the configuration is broken (the event waits for a fix).
-    Spooled { warning: Option<String> },
-}
-
-/// Spool the push's event. An error means the event may be lost: the caller says so loudly.
-pub fn record(hook: &Hook, landed: &Landed) -> Result<Recorded, String> {
-    let config_path = hook.config_path;
-    let repo_file = landed.git_dir.join(config::REPO_FILE);
-    // The common case, no extension at all, costs a read instead of a full validation: the
-    // pusher waits for post-receive. Anything unreadable takes the careful path below.
-    let repo_mentions = repo_file.exists() && config::lenient::may_define_extensions(&repo_file);
-    if !config::lenient::may_define_extensions(config_path) && !repo_mentions {
-        return Ok(Recorded::NotNeeded);
-    }
-    let loaded = Config::load(config_path, Some(&repo_file));
-    if let Ok(config) = &loaded {
-        let repo = config::repo_name(landed.git_dir, config.repos_root.as_deref());
-        let refs: Vec<&str> = landed.updates.iter().map(|u| u.name.as_str()).collect();
-        if !wants_pushes(config, &repo, &refs) {
-            return Ok(Recorded::NotNeeded);
-        }
-    }
-    let spool_dir = match &loaded {
-        Ok(config) => config.spool.dir.clone(),
-        Err(_) => config::lenient::spool_dir(config_path),
-    };
-    let config = loaded.as_ref().ok();
-    let spool = Spool::open(&spool_dir).map_err(|e| format!("cannot open the spool: {e}"))?;
-    let identity_env: Vec<String> = match config {
-        Some(config) => config.identity_env.clone(),
-        None => config::DEFAULT_IDENTITY_ENV.iter().map(|s| s.to_string()).collect(),
-    };
-    let repo = config::repo_name(landed.git_dir, config.and_then(|c| c.repos_root.as_deref()));
-    // The refs now, for a deliverer that has to finish this work later; the journal is
-    // written even when the repository cannot be read.
-    let git = GitRepo::open(landed.git_dir, &Quarantine::default()).map_err(|e| e.to_string());
-    let refs = git.as_ref().ok().and_then(|g| g.refs().ok());
-    let journal = Journal {
-        sequence: 0,
-        time: crate::time::now_rfc3339(),
-        git_dir: landed.git_dir.to_path_buf(),
-        repo: repo.clone(),
-        user: identity::resolve(&identity_env, hook.env).unwrap_or_default(),
-        via: Via::of(hook.env),
-        push_options: event::push_options(hook.env),
-        updates: String::from_utf8_lossy(landed.input).into_owned(),
-        refs: refs.map(|r| r.into_iter().map(|(name, id)| (name, id.to_string())).collect()),
-    };
-    let (number, held, journal) = {
-        let lock = spool.lock().map_err(|e| format!("cannot lock the spool: {e}"))?;
-        let (number, sequence) = spool.allocate(&lock, &repo).map_err(|e| format!("cannot write the spool: {e}"))?;
-        let journal = Journal { sequence, ..journal };
-        let held = spool.write_journal(number, &journal).map_err(|e| format!("cannot write the spool: {e}"))?;
-        (number, held, journal)
-    };
-    // From here on a crash leaves the journal, from which a deliverer rebuilds the event.
-    crate::crashpoint::here("post-receive:after-journal");
-    let event = post_event(config, &git?, &journal, landed.updates)?;
-    spool.write_event(number, &event).map_err(|e| format!("cannot write the spool: {e}"))?;
-    drop(held);
-    crate::crashpoint::here("post-receive:after-event");
-    spawn_deliverer(hook.env, config_path);
-    Ok(Recorded::Spooled { warning: loaded.err().map(|e| format!("configuration error: {}", e.0[0])) })
-}
-
-/// The `post` event of a push, read from the repository as it is now. With a broken
-/// configuration, defaults stand in (no groups, default `max_commits`).
-fn post_event(
-    config: Option<&Config>,
-    git: &GitRepo,
-    journal: &Journal,
-    updates: &[RefUpdate],
-) -> Result<PushEvent, String> {
-    let refs: Option<Vec<(String, gix::ObjectId)>> = journal.refs.as_ref().map(|refs| {
-        refs.iter()
-            .filter_map(|(name, id)| Some((name.clone(), gix::ObjectId::from_hex(id.as_bytes()).ok()?)))
-            .collect()
-    });
-    let want = Want { files: true, blob_sizes: None, heads: true, aliases: false };
-    let push = git.read_push(updates, updates, refs.as_deref(), want).map_err(|e| e.to_string())?;
-    let context = event::Context {
-        // From the journal, so an event rebuilt after a crash keeps its id (and its jobs
-        // their delivery ids).
-        id: crate::ids::name_based_id(&format!("{}\0{}\0{}", journal.repo, journal.sequence, journal.time)),
-        time: journal.time.clone(),
-        phase: Phase::Post,
-        vcs: Vcs::Git,
-        repository: event::Repository {
-            name: journal.repo.clone(),
-            path: journal.git_dir.to_string_lossy().into_owned(),
-            default_branch: push.default_branch.clone(),
-        },
-        user: event::User {
-            name: journal.user.clone(),
-            groups: config.map(|c| c.groups.of(&journal.user)).unwrap_or_default(),
-            via: journal.via,
-        },
-        push_options: journal.push_options.clone(),
-        max_commits: config.map_or(config::DEFAULT_MAX_COMMITS, |c| c.max_commits),
-    };
-    let mut event = event::build(&push, context);
-    event.sequence = Some(journal.sequence);
-    Ok(event)
-}
-
-/// The deliverer's way to finish the work of a post-receive that died after its journal.
-pub fn rebuild(config: &Config, journal: &Journal) -> Result<PushEvent, String> {
-    let updates = push::parse_updates(journal.updates.as_bytes()).map_err(|e| e.to_string())?;
-    let git = GitRepo::open(&journal.git_dir, &Quarantine::default()).map_err(|e| e.to_string())?;
-    post_event(Some(config), &git, journal, &updates)
-}
 
 /// Whether a `post` extension wants to hear about a push of `refs` to `repo`.
 pub fn wants_pushes(config: &Config, repo: &str, refs: &[&str]) -> bool {
@@ -149,6 +30,186 @@ pub fn wants_pulls(config: &Config, repo: &str) -> bool {
     wanting(&config.extensions, Phase::Post, About::Pull { repo }).next().is_some()
 }
 
+/// What recording an accepted push came to, for the pusher.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Recorded {
+    /// No `post` extension wants it.
+    NotNeeded,
+    Recorded,
+    /// The spool could not take it and `on_full = "accept"`: it lands unrecorded.
+    Unrecorded(String),
+}
+
+/// The pointer from a repository to its current push's record.
+#[derive(Debug, Serialize, Deserialize)]
+struct Pointer {
+    spool: PathBuf,
+    number: u64,
+    writer: Writer,
+}
+
+/// Where a push's pointer lives: in the repository (`.git` dir, or hg's `.hg`), named by
+/// the process serving the push.
+fn pointer_path(dir: &Path, vcs: Vcs, pid: u32) -> PathBuf {
+    let base = match vcs {
+        Vcs::Git => dir.join("pushgate"),
+        Vcs::Hg => dir.join(".hg").join("pushgate"),
+    };
+    base.join(format!("record-{pid}"))
+}
+
+/// Record `push` as the gate accepted it, when a `post` extension wants it. `Err` is a
+/// reason to reject the push (`on_full = "reject"`).
+pub fn record_push(request: &Request, push: &Push, dir: &Path) -> Result<Recorded, String> {
+    let config = request.config;
+    let refs: Vec<&str> = push.changes.iter().map(|c| c.update.name.as_str()).collect();
+    if !wants_pushes(config, request.repo, &refs) {
+        return Ok(Recorded::NotNeeded);
+    }
+    let event = request.event(push, Phase::Post);
+    match write_record(&config.spool.dir, request.vcs, dir, event) {
+        Ok(()) => Ok(Recorded::Recorded),
+        Err(e) if config.spool.on_full == OnFull::Accept => Ok(Recorded::Unrecorded(e)),
+        Err(e) => Err(e),
+    }
+}
+
+/// `install --per-ref`: add one accepted change to its push's record (made by the first).
+pub fn record_change(request: &Request, push: &Push, dir: &Path) -> Result<Recorded, String> {
+    let config = request.config;
+    let refs: Vec<&str> = push.changes.iter().map(|c| c.update.name.as_str()).collect();
+    if !wants_pushes(config, request.repo, &refs) {
+        return Ok(Recorded::NotNeeded);
+    }
+    let writer = Writer::parent().ok_or("cannot tell which process serves the push")?;
+    let event = request.event(push, Phase::Post);
+    let earlier = std::fs::read(pointer_path(dir, request.vcs, writer.pid))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Pointer>(&b).ok())
+        .filter(|p| p.writer == writer);
+    let result = match earlier {
+        Some(pointer) => (|| {
+            let spool = Spool::open(&pointer.spool).map_err(|e| spool_problem(&pointer.spool, &e))?;
+            let path = spool.record_path(pointer.number, writer.pid);
+            let mut record = spool.read_record(&path).map_err(|e| format!("cannot read the push's record: {e}"))?;
+            record.event.changes.extend(event.changes);
+            spool.write_record(&record).map_err(|e| spool_problem(&pointer.spool, &e))
+        })(),
+        None => write_record(&config.spool.dir, request.vcs, dir, event),
+    };
+    match result {
+        Ok(()) => Ok(Recorded::Recorded),
+        Err(e) if config.spool.on_full == OnFull::Accept => Ok(Recorded::Unrecorded(e)),
+        Err(e) => Err(e),
+    }
+}
+
+fn write_record(spool_dir: &Path, vcs: Vcs, dir: &Path, event: PushEvent) -> Result<(), String> {
+    let writer = Writer::parent().ok_or("cannot tell which process serves the push")?;
+    let spool = Spool::open(spool_dir).map_err(|e| spool_problem(spool_dir, &e))?;
+    let number = {
+        let lock = spool.lock().map_err(|e| spool_problem(spool_dir, &e))?;
+        spool.next_number(&lock).map_err(|e| spool_problem(spool_dir, &e))?
+    };
+    let record = Record { number, writer, vcs, dir: dir.to_path_buf(), event };
+    spool.write_record(&record).map_err(|e| spool_problem(spool_dir, &e))?;
+    crate::crashpoint::here("gate:after-record");
+    // The pointer only saves the confirming hook a search: it need not survive a crash
+    // (a deliverer resolves the record then).
+    let pointer = Pointer { spool: spool_dir.to_path_buf(), number, writer };
+    let path = pointer_path(dir, vcs, writer.pid);
+    let written = path
+        .parent()
+        .map_or(Ok(()), crate::spool::file::create_private_dir)
+        .and_then(|()| crate::spool::file::write_private(&path, &serde_json::to_vec(&pointer).unwrap_or_default()));
+    written.map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Why the spool cannot take a record, in words an admin can act on: the owner of a spool
+/// the hooks cannot write is named.
+fn spool_problem(dir: &Path, e: &std::io::Error) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(dir).ok().map(|m| m.uid());
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    match (e.kind(), owner) {
+        (std::io::ErrorKind::PermissionDenied, Some(uid)) if uid != me => format!(
+            "the spool {} belongs to uid {uid}, and the hooks run as uid {me}: give it to the hooks' user \
+             (chown -R)",
+            dir.display()
+        ),
+        (std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded, _) => {
+            format!("the spool {} is full ({e}): free some space", dir.display())
+        }
+        _ => format!("the spool {} cannot take the push ({e})", dir.display()),
+    }
+}
+
+/// What confirming came to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Confirmed {
+    /// The gate recorded nothing for this push.
+    NothingRecorded,
+    Confirmed,
+    /// The record stays; a deliverer resolves it once the push is served.
+    Left(String),
+}
+
+/// post-receive / txnclose: confirm this push's record with the refs that moved (`None`:
+/// all of them, a committed hg transaction), then wake or start a deliverer.
+pub fn confirm(hook: &Hook, dir: &Path, vcs: Vcs, landed: Option<&[&str]>) -> Confirmed {
+    let Some(writer) = Writer::parent() else { return Confirmed::NothingRecorded };
+    let path = pointer_path(dir, vcs, writer.pid);
+    let Some(pointer) = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Pointer>(&b).ok())
+        .filter(|p| p.writer == writer)
+    else {
+        return Confirmed::NothingRecorded;
+    };
+    let _ = std::fs::remove_file(&path);
+    crate::crashpoint::here("post:before-confirm");
+    let confirmed = Spool::open(&pointer.spool).and_then(|spool| {
+        let record = spool.read_record(&spool.record_path(pointer.number, writer.pid))?;
+        let all: Vec<&str> = record.event.changes.iter().map(|c| c.name.as_str()).collect();
+        spool.confirm(&record, landed.unwrap_or(&all))?;
+        Ok(spool)
+    });
+    match confirmed {
+        Ok(spool) => {
+            crate::crashpoint::here("post:after-confirm");
+            wake(hook.env, hook.config_path, &spool);
+            Confirmed::Confirmed
+        }
+        Err(e) => Confirmed::Left(e.to_string()),
+    }
+}
+
+/// For a deliverer: which changes of a record whose writer died landed, from the refs as
+/// they are now (git), or the repository's changesets and bookmarks (hg).
+pub fn landed(record: &Record) -> Result<Vec<bool>, String> {
+    if !record.dir.exists() {
+        return Ok(vec![false; record.event.changes.len()]);
+    }
+    match record.vcs {
+        Vcs::Git => {
+            let git = GitRepo::open(&record.dir, &Quarantine::default()).map_err(|e| e.to_string())?;
+            let refs = git.refs().map_err(|e| e.to_string())?;
+            let now = |name: &str| refs.direct.iter().find(|(n, _)| n == name).map(|(_, id)| id.to_string());
+            Ok(record
+                .event
+                .changes
+                .iter()
+                .map(|c| match now(&c.name) {
+                    Some(id) => id == c.after,
+                    None => c.after.bytes().all(|b| b == b'0'),
+                })
+                .collect())
+        }
+        Vcs::Hg => crate::hg::landed(&record.dir, &record.event.changes),
+    }
+}
+
 /// A fetch, as a pull event records it.
 pub struct Fetch<'a> {
     pub vcs: Vcs,
@@ -158,9 +219,9 @@ pub struct Fetch<'a> {
     pub via: Via,
 }
 
-/// Spool a `pushgate.pull/1` event for a fetch and start a deliverer.
+/// Spool a `pushgate.pull/1` event for a fetch and wake or start a deliverer.
 pub fn record_pull(config_path: &Path, config: &Config, env: &Env, fetch: &Fetch) -> std::io::Result<()> {
-    let mut pull = PullEvent {
+    let pull = PullEvent {
         schema: event::PULL_SCHEMA.into(),
         id: crate::ids::new_id(),
         sequence: None,
@@ -174,14 +235,29 @@ pub fn record_pull(config_path: &Path, config: &Config, env: &Env, fetch: &Fetch
         user: event::User { name: fetch.user.into(), groups: config.groups.of(fetch.user), via: fetch.via },
     };
     let spool = Spool::open(&config.spool.dir)?;
-    {
+    let number = {
         let lock = spool.lock()?;
-        let (number, sequence) = spool.allocate(&lock, fetch.repo)?;
-        pull.sequence = Some(sequence);
-        spool.write_event(number, &pull)?;
-    }
-    spawn_deliverer(env, config_path);
+        spool.next_number(&lock)?
+    };
+    spool.write_event(number, &pull)?;
+    wake(env, config_path, &spool);
     Ok(())
+}
+
+/// A running `deliver --watch` sees new events by itself (it watches `incoming/`); else a
+/// detached `pushgate deliver --once` is started.
+fn wake(env: &Env, config_path: &Path, spool: &Spool) {
+    if !spool.watched() {
+        spawn_deliverer(env, config_path);
+    }
+}
+
+/// Whether a process is git or hg serving a push (and so ends soon): not, say, a test that
+/// runs a hook by hand.
+fn serves_pushes(writer: &Writer) -> bool {
+    let comm = std::fs::read_to_string(format!("/proc/{}/comm", writer.pid)).unwrap_or_default();
+    let comm = comm.trim_end();
+    comm == "git" || comm.starts_with("git-") || comm == "hg" || comm.starts_with("python")
 }
 
 /// Start `pushgate deliver --once` detached: its own session, fds 0-2 on /dev/null and no
@@ -189,17 +265,18 @@ pub fn record_pull(config_path: &Path, config: &Config, env: &Env, fetch: &Fetch
 pub fn spawn_deliverer(env: &Env, config_path: &Path) {
     let Ok(exe) = env.exe() else { return };
     let mut command = Command::new(exe);
-    command
-        .arg("--config")
-        .arg(config_path)
-        .args(["deliver", "--once"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    command.arg("--config").arg(config_path).args(["deliver", "--once"]);
+    // It waits for the process serving the push to finish, at a lower priority: the push
+    // the pusher waits for never shares the CPU with its own delivery.
+    if let Some(writer) = Writer::parent().filter(serves_pushes) {
+        command.arg("--after").arg(writer.pid.to_string());
+    }
+    command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         command.pre_exec(|| {
             libc::setsid();
+            libc::setpriority(libc::PRIO_PROCESS, 0, 10);
             // Close-on-exec rather than closed now: std's own pipe that reports a failed
             // exec must stay open until the exec, or spawn returns before the deliverer
             // exists.

@@ -20,10 +20,14 @@ fn path(git_dir: &Path) -> PathBuf {
 
 pub fn record(git_dir: &Path, input: &[u8]) -> Result<(), String> {
     let dir = dir(git_dir);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot record the push in {}: {e}", dir.display()))?;
+    crate::spool::file::create_private_dir(&dir)
+        .map_err(|e| format!("cannot record the push in {}: {e}", dir.display()))?;
     remove_stale(&dir);
     let path = path(git_dir);
-    std::fs::write(&path, input).map_err(|e| format!("cannot record the push in {}: {e}", path.display()))
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("push");
+    crate::spool::write_durably(&dir, name, input, false)
+        .map(|_| ())
+        .map_err(|e| format!("cannot record the push in {}: {e}", path.display()))
 }
 
 /// The recorded push, if pre-receive recorded one for this receive-pack.

@@ -157,12 +157,14 @@ mode = "warn"
             committer: person,
             message: message.into(),
             signed: false,
+            distinct: true,
+            refused_entries: vec![],
             files: files
                 .iter()
                 .map(|(p, size)| FileChange {
                     path: p.as_bytes().to_vec(),
                     kind: FileKind::Added,
-                    blob: Some(Blob { id, size: *size, preexisting: false }),
+                    blob: Some(Blob { id, size: *size, added: true }),
                 })
                 .collect(),
         }

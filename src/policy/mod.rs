@@ -23,12 +23,14 @@ impl Verdict {
         self.rejections.is_empty()
     }
 
-    /// The lines shown to the pusher, each prefixed `pushgate: `.
+    /// The lines shown to the pusher, each prefixed `pushgate: `, each one line whatever
+    /// the ref names and paths in it hold.
     pub fn report(&self, user: &str) -> Vec<String> {
-        let mut lines: Vec<String> = self.warnings.iter().map(|w| format!("pushgate: warning: {w}")).collect();
+        let line = |text: &str| text::one_line(text, None);
+        let mut lines: Vec<String> = self.warnings.iter().map(|w| format!("pushgate: warning: {}", line(w))).collect();
         if !self.accepted() {
             lines.push(format!("pushgate: push rejected for {user}"));
-            lines.extend(self.rejections.iter().map(|r| format!("pushgate: {r}")));
+            lines.extend(self.rejections.iter().map(|r| format!("pushgate: {}", line(r))));
         }
         lines
     }
@@ -53,15 +55,28 @@ pub struct Decision<'c> {
 
 /// The ref pass: rules without `paths`, first match decides, no match denies.
 pub fn decide_ref<'c>(config: &'c Config, subject: Subject, ref_name: &str, op: Op) -> Decision<'c> {
-    decide(config, subject, ref_name, op, None)
+    decide(config, subject, Some(ref_name), op, None)
+}
+
+/// Whether `user` may read (clone, fetch) the repository: the first rule over every ref
+/// that names `read` decides; none: denied.
+pub fn decide_read<'c>(config: &'c Config, subject: Subject) -> Decision<'c> {
+    decide(config, subject, None, Op::Read, None)
 }
 
 /// The path pass for one path: path rules, first match decides, no match allows.
 pub fn decide_path<'c>(config: &'c Config, subject: Subject, ref_name: &str, op: Op, path: &[u8]) -> Decision<'c> {
-    decide(config, subject, ref_name, op, Some(path))
+    decide(config, subject, Some(ref_name), op, Some(path))
 }
 
-fn decide<'c>(config: &'c Config, subject: Subject, ref_name: &str, op: Op, path: Option<&[u8]>) -> Decision<'c> {
+/// The first matching rule of a pass; `ref_name` `None`: the repository as a whole.
+fn decide<'c>(
+    config: &'c Config,
+    subject: Subject,
+    ref_name: Option<&str>,
+    op: Op,
+    path: Option<&[u8]>,
+) -> Decision<'c> {
     let mut warnings = Vec::new();
     for rule in &config.rules {
         let in_pass = match (path, &rule.paths) {
@@ -70,6 +85,11 @@ fn decide<'c>(config: &'c Config, subject: Subject, ref_name: &str, op: Op, path
             _ => false,
         };
         if !in_pass || !rule_applies(config, rule, subject, ref_name) {
+            continue;
+        }
+        // `read` is about a whole repository: only a rule over every ref grants or denies it
+        // (a rule for `refs/heads/main` with `allow = ["all"]` does not open the repository).
+        if op == Op::Read && !rule.scope.covers_every_ref() {
             continue;
         }
         let allowed = if rule.allow.contains(&op) {
@@ -90,8 +110,8 @@ fn decide<'c>(config: &'c Config, subject: Subject, ref_name: &str, op: Op, path
     Decision { allowed: path.is_some(), rule: None, warnings }
 }
 
-fn rule_applies(config: &Config, rule: &Rule, subject: Subject, ref_name: &str) -> bool {
-    applies(config, rule, subject) && rule.scope.covers_ref(ref_name)
+fn rule_applies(config: &Config, rule: &Rule, subject: Subject, ref_name: Option<&str>) -> bool {
+    applies(config, rule, subject) && ref_name.is_none_or(|name| rule.scope.covers_ref(name))
 }
 
 /// Whether `rule` is about this repository and this user (whatever its refs).
@@ -124,7 +144,23 @@ pub fn judge(config: &Config, subject: Subject, push: &Push) -> Verdict {
             judge_change(config, subject, name, change, &mut verdict);
         }
     }
+    judge_pushed_blobs(config, push, &mut verdict);
     verdict
+}
+
+/// `[limits] max_blob_size` over the blobs of the pushed pack that no commit of the push
+/// writes (those are judged with their ref's limits).
+pub fn judge_pushed_blobs(config: &Config, push: &Push, verdict: &mut Verdict) {
+    let Some(limit) = &config.max_blob_size else { return };
+    let over: Vec<&(gix::ObjectId, u64)> = push.pushed_blobs.iter().filter(|(_, size)| *size > limit.bytes).collect();
+    for (id, size) in over.iter().take(MAX_LINES_PER_KIND) {
+        let (short, size) = (id.to_hex_with_len(7), human_size(*size));
+        verdict.rejections.push(format!("pushed pack: blob {short} ({size}) exceeds max_blob_size {limit}"));
+    }
+    if over.len() > MAX_LINES_PER_KIND {
+        let more = over.len() - MAX_LINES_PER_KIND;
+        verdict.rejections.push(format!("pushed pack: … and {more} more blobs over max_blob_size"));
+    }
 }
 
 /// Decide one update of the ref `name`, adding its reasons to `verdict`.
@@ -143,6 +179,7 @@ pub fn judge_change(config: &Config, subject: Subject, name: &str, change: &Chan
     if change.action == Action::Delete && change.commits.is_empty() {
         return;
     }
+    judge_tree_entries(name, change, verdict);
     if let Some(kind) = change.non_commit
         && inspects_contents(config)
     {
@@ -153,6 +190,26 @@ pub fn judge_change(config: &Config, subject: Subject, name: &str, change: &Chan
     judge_paths(config, subject, name, change, verdict);
     judge_blob_sizes(config, subject, name, change, verdict);
     check::judge(config, subject, name, change, verdict);
+}
+
+/// Tree entries git's fsck refuses reject the push, whatever the rules: they slip past path
+/// rules (`./deploy/x` is not `deploy/**`) and make the ref unclonable.
+fn judge_tree_entries(name: &str, change: &Change, verdict: &mut Verdict) {
+    let refused = change.commits.iter().flat_map(|c| c.refused_entries.iter().map(move |p| (c.id, p)));
+    let mut count = 0;
+    for (id, path) in refused {
+        count += 1;
+        if count <= MAX_LINES_PER_KIND {
+            verdict.rejections.push(format!(
+                "{name}: {} writes the tree entry {}, which git refuses (`.`, `..`, `.git`, empty or with `/`)",
+                id.to_hex_with_len(7),
+                text::shown_bytes(path)
+            ));
+        }
+    }
+    if count > MAX_LINES_PER_KIND {
+        verdict.rejections.push(format!("{name}: … and {} more refused tree entries", count - MAX_LINES_PER_KIND));
+    }
 }
 
 /// Whether anything judges what a push contains (paths, sizes, files): then a ref to a bare
@@ -215,7 +272,7 @@ fn oversized_lines(name: &str, change: &Change, limit: &crate::config::Size, lab
     let mut over = 0;
     for commit in &change.commits {
         for file in &commit.files {
-            let Some(blob) = file.blob.as_ref().filter(|b| !b.preexisting) else { continue };
+            let Some(blob) = file.blob.as_ref().filter(|b| b.added) else { continue };
             if blob.size <= limit.bytes || !seen.insert((&file.path, blob.id)) {
                 continue;
             }
@@ -292,7 +349,7 @@ allow = ["all"]
             .map(|(path, size)| FileChange {
                 path: path.to_vec(),
                 kind: FileKind::Added,
-                blob: Some(Blob { id: id(*size as u8), size: *size, preexisting: false }),
+                blob: Some(Blob { id: id(*size as u8), size: *size, added: true }),
             })
             .collect();
         let commit = Commit {
@@ -303,6 +360,8 @@ allow = ["all"]
             committer: Default::default(),
             message: String::new(),
             signed: false,
+            distinct: true,
+            refused_entries: vec![],
             files,
         };
         Change {
@@ -316,7 +375,7 @@ allow = ["all"]
     }
 
     fn verdict(user: &str, changes: Vec<Change>) -> Verdict {
-        let push = Push { changes, default_branch: None };
+        let push = Push { changes, default_branch: None, pushed_blobs: vec![] };
         judge(&config(), Subject { user, repo: Some("app") }, &push)
     }
 

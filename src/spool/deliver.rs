@@ -8,27 +8,33 @@ use super::job::{Job, Shelf};
 use super::log::{Attempt, AttemptOutcome};
 use super::settle::{Settlement, settle};
 use super::waker::Waker;
-use super::{Journal, Spool, lock_file};
+use super::{Record, Spool, lock_file};
 use crate::config::Config;
 use crate::config::extension::{Extension, Phase};
 use crate::env::Env;
-use crate::event::PushEvent;
 use crate::extension::{self, Call, GithubHeaders};
+use std::collections::HashMap;
 use std::io;
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// What a deliverer needs besides the spool and the configuration.
 pub struct Deliverer<'a> {
     pub spool: &'a Spool,
     pub config: &'a Config,
-    /// Rebuild the event of a push whose post-receive died before writing it.
-    pub rebuild: &'a (dyn Fn(&Journal) -> Result<PushEvent, String> + Sync),
+    /// Which changes of a record whose writer died landed (the refs as they are now).
+    pub landed: &'a (dyn Fn(&Record) -> Result<Vec<bool>, String> + Sync),
     /// Where `secret_env` values come from.
     pub env: &'a Env,
     /// The configuration as a repository sees it (global + its `pushgate.toml`): where
     /// connectors defined by a repository come from.
     pub repo_config: &'a (dyn Fn(&Path) -> Option<Config> + Sync),
+    /// One line per attempt and per state change, for a service's journal.
+    pub tell: &'a (dyn Fn(&str) + Sync),
+    /// When jobs whose file could not be rewritten are next due (a full disk must not make
+    /// a failed job due again at once).
+    pub not_before: Mutex<HashMap<String, u64>>,
 }
 
 /// The longest a `--watch` deliverer sleeps without looking at the queues.
@@ -42,14 +48,29 @@ impl Deliverer<'_> {
         self.spool.clean_log(self.config.spool.keep_log)
     }
 
-    /// Deliver until killed, sleeping until the next due retry or new work.
-    pub fn watch(&self) -> io::Result<()> {
+    /// Deliver until `stop` says so, sleeping until the next due retry or new work. Errors
+    /// (a full or failing disk) are said and waited out, never a reason to stop.
+    pub fn watch(&self, stop: &dyn Fn() -> bool) -> io::Result<()> {
+        let _watching = self.spool.lock_watch()?;
         let waker = Waker::new(&self.spool.dir().join("incoming"));
-        loop {
-            self.run_once()?;
+        let mut failing = false;
+        while !stop() {
+            match self.run_once() {
+                Ok(()) => failing = false,
+                Err(e) if !failing => {
+                    self.say(&format!("error: {e} (retrying)"));
+                    failing = true;
+                }
+                Err(_) => {}
+            }
             let sleep = self.next_due().map_or(MAX_SLEEP, |due| due.min(MAX_SLEEP));
-            waker.wait(sleep);
+            waker.wait(if failing { sleep.max(Duration::from_secs(1)) } else { sleep });
         }
+        Ok(())
+    }
+
+    pub(super) fn say(&self, line: &str) {
+        (self.tell)(line);
     }
 
     /// The connectors to work: the global `post` extensions, then those that a repository's
@@ -60,8 +81,7 @@ impl Deliverer<'_> {
             if connectors.iter().any(|c| c.connector == name) {
                 continue;
             }
-            let head = self.spool.jobs(&name, Shelf::Queue).ok().and_then(|jobs| jobs.into_iter().next());
-            let defined = head.and_then(|job| (self.repo_config)(&job.git_dir));
+            let defined = self.head(&name).and_then(|job| (self.repo_config)(&job.git_dir));
             if let Some(ext) = defined.as_ref().and_then(|config| posts(config).find(|e| e.connector == name)) {
                 connectors.push(ext.clone());
             }
@@ -81,9 +101,10 @@ impl Deliverer<'_> {
 
     fn deliver_connector(&self, ext: &Extension) {
         let Ok(lock_path) = self.spool.connector_lock_path(&ext.connector) else { return };
+        let connection = extension::Connection::new(ext);
         loop {
             let Ok(Some(lock)) = lock_file(&lock_path, false) else { return };
-            while self.deliver_head(ext) {}
+            self.deliver_queue(ext, &connection);
             drop(lock);
             // A deliverer that found our lock taken left its jobs to us: look once more.
             if !self.head_is_due(ext) {
@@ -92,24 +113,78 @@ impl Deliverer<'_> {
         }
     }
 
-    /// The oldest job of a connector that is not disabled.
+    /// Deliver the connector's due jobs in order, listing the queue once per batch (new
+    /// jobs sort after the listed ones: a listing per job made delivery slow down with the
+    /// backlog).
+    fn deliver_queue(&self, ext: &Extension, connection: &extension::Connection) {
+        loop {
+            if self.spool.disabled_reason(&ext.connector).is_some() {
+                return;
+            }
+            let Ok(names) = self.spool.job_names(&ext.connector, Shelf::Queue) else { return };
+            if names.is_empty() {
+                return;
+            }
+            for name in names {
+                match self.deliver_job(ext, connection, &name) {
+                    Step::Next => {}
+                    Step::Skip => continue,
+                    Step::Stop => return,
+                }
+            }
+        }
+    }
+
+    /// The oldest job of a connector that is not disabled. A job file that cannot be read
+    /// is set aside, so it never wedges its connector.
     fn head(&self, connector: &str) -> Option<Job> {
         if self.spool.disabled_reason(connector).is_some() {
             return None;
         }
-        let name = self.spool.job_names(connector, Shelf::Queue).ok()?.into_iter().next()?;
-        self.spool.read_job(connector, Shelf::Queue, &name).ok()
+        loop {
+            let name = self.spool.job_names(connector, Shelf::Queue).ok()?.into_iter().next()?;
+            match self.spool.read_job(connector, Shelf::Queue, &name) {
+                Ok(job) => return Some(job),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    let path = self.spool.connector_dir(connector).join("queue").join(&name);
+                    if self.spool.set_aside(&path).is_err() {
+                        return None;
+                    }
+                    self.say(&format!("{connector}: set aside {name}: {e}"));
+                }
+            }
+        }
+    }
+
+    /// When a job is next due: its file says, unless rewriting the file failed.
+    fn due_at(&self, job: &Job) -> u64 {
+        let remembered = self.not_before.lock().ok().and_then(|m| m.get(&job.id()).copied()).unwrap_or(0);
+        job.next_attempt.max(remembered)
     }
 
     fn head_is_due(&self, ext: &Extension) -> bool {
-        self.head(&ext.connector).is_some_and(|job| job.next_attempt <= now_ms())
+        self.head(&ext.connector).is_some_and(|job| self.due_at(&job) <= now_ms())
     }
 
-    /// Try the oldest job if it is due; whether the connector may go on to the next.
-    fn deliver_head(&self, ext: &Extension) -> bool {
-        let Some(mut job) = self.head(&ext.connector).filter(|job| job.next_attempt <= now_ms()) else {
-            return false;
+    /// Try the job `name` (the oldest left) if it is due; what the connector does next.
+    fn deliver_job(&self, ext: &Extension, connection: &extension::Connection, name: &str) -> Step {
+        let mut job = match self.spool.read_job(&ext.connector, Shelf::Queue, name) {
+            Ok(job) => job,
+            // Dropped or delivered by someone else since the listing.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Step::Skip,
+            Err(e) => {
+                let path = self.spool.connector_dir(&ext.connector).join("queue").join(name);
+                if self.spool.set_aside(&path).is_err() {
+                    return Step::Stop;
+                }
+                self.say(&format!("{}: set aside {name}: {e}", ext.connector));
+                return Step::Skip;
+            }
         };
+        if self.due_at(&job) > now_ms() {
+            return Step::Stop;
+        }
         let body = serde_json::to_vec(&job.body).unwrap_or_default();
         let call = Call {
             body: &body,
@@ -124,13 +199,13 @@ impl Deliverer<'_> {
         };
         let started = Instant::now();
         crate::crashpoint::here("deliver:before-send");
-        let reply = extension::call(ext, &call, self.env);
+        let reply = connection.call(&call, self.env);
         crate::crashpoint::here("deliver:after-send");
         let duration_ms = started.elapsed().as_millis() as u64;
         job.attempts += 1;
         let settlement = settle(reply, job.attempts, &self.config.spool.retry, now_ms(), crate::ids::random_unit());
         let (outcome, status, error, go_on) = self.apply(ext, &mut job, settlement);
-        let _ = self.spool.log_attempt(&Attempt {
+        let attempt = Attempt {
             time: crate::time::now_rfc3339(),
             connector: ext.connector.clone(),
             job: job.id(),
@@ -141,8 +216,12 @@ impl Deliverer<'_> {
             status,
             duration_ms,
             error,
-        });
-        go_on
+            repo: Some(job.repo.clone()),
+            sequence: job.sequence,
+        };
+        self.say(&attempt.line());
+        let _ = self.spool.log_attempt(&attempt);
+        if go_on { Step::Next } else { Step::Stop }
     }
 
     /// Carry out a settlement on the job's files: `(outcome, status, error, whether the
@@ -153,6 +232,12 @@ impl Deliverer<'_> {
         job: &mut Job,
         settlement: Settlement,
     ) -> (AttemptOutcome, Option<String>, Option<String>, bool) {
+        let _held = self.spool.lock_jobs(&ext.connector);
+        if !self.spool.has_job(&ext.connector, Shelf::Queue, job.number, job.change) {
+            // Dropped (`queue drop`) while it was being delivered: it stays dropped.
+            let error = Some("the job was dropped during the attempt".to_string());
+            return (AttemptOutcome::Dropped, None, error, true);
+        }
         match settlement {
             Settlement::Delivered => {
                 let ok = self.spool.remove_job(job, Shelf::Queue).is_ok();
@@ -172,7 +257,12 @@ impl Deliverer<'_> {
             Settlement::Retry { at_ms, status, error } => {
                 job.last_error = Some(error.clone());
                 job.next_attempt = at_ms;
-                let _ = self.spool.put_job(job, Shelf::Queue);
+                let mut remembered = self.not_before.lock().unwrap_or_else(|p| p.into_inner());
+                match self.spool.put_job(job, Shelf::Queue) {
+                    Ok(()) => remembered.remove(&job.id()),
+                    // The file still says "due": waiting is remembered here instead.
+                    Err(_) => remembered.insert(job.id(), at_ms),
+                };
                 (AttemptOutcome::Retry, status, Some(error), false)
             }
         }
@@ -184,9 +274,19 @@ impl Deliverer<'_> {
         self.post_connectors()
             .iter()
             .filter_map(|e| self.head(&e.connector))
-            .map(|job| Duration::from_millis(job.next_attempt.saturating_sub(now)))
+            .map(|job| Duration::from_millis(self.due_at(&job).saturating_sub(now)))
             .min()
     }
+}
+
+/// What a connector does after a job.
+enum Step {
+    /// Go on with the next job.
+    Next,
+    /// This one is gone (or set aside): go on.
+    Skip,
+    /// Wait: a backlog, a disabled connector, or a disk that cannot be written.
+    Stop,
 }
 
 /// The enabled `post` extensions of a configuration: its connectors.

@@ -4,13 +4,48 @@
 
 use std::fs::File;
 use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
+
+/// Files private to the user the hooks run as: events carry commit messages and paths.
+pub const FILE_MODE: u32 = 0o600;
+pub const DIR_MODE: u32 = 0o700;
+
+/// Create `dir` and its missing parents, private (`0700`).
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    std::fs::DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir).map_err(|e| at(dir, e))
+}
+
+/// Open `path` for appending, created private (`0600`) when missing.
+pub fn open_private_append(path: &Path) -> io::Result<File> {
+    std::fs::OpenOptions::new().create(true).append(true).mode(FILE_MODE).open(path).map_err(|e| at(path, e))
+}
+
+/// Write `bytes` to `path` in place (not durably), the file private (`0600`) even when
+/// it already was there with other modes.
+pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(FILE_MODE)
+        .open(path)
+        .map_err(|e| at(path, e))?;
+    file.set_permissions(std::fs::Permissions::from_mode(FILE_MODE)).map_err(|e| at(path, e))?;
+    file.write_all(bytes).map_err(|e| at(path, e))
+}
 
 /// Open `path` (creating it) and lock it exclusively: waiting when `wait`, else `None` when
 /// another process holds it.
 pub fn lock_file(path: &Path, wait: bool) -> io::Result<Option<File>> {
-    let file =
-        std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).map_err(|e| at(path, e))?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(FILE_MODE)
+        .open(path)
+        .map_err(|e| at(path, e))?;
     take_lock(file, path, wait)
 }
 
@@ -36,6 +71,21 @@ fn take_lock(file: File, path: &Path, wait: bool) -> io::Result<Option<File>> {
     }
 }
 
+/// Remove the temporary files in `dir` whose writer died before renaming them into place
+/// (`.<name>.<pid>.tmp`, see [`write_durably`]).
+pub fn remove_dead_writers_leftovers(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(rest) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) else { continue };
+        let pid = rest.rsplit('.').next().and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|pid| super::Writer::of(pid).is_none()) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// Write `name` in `dir` so that after a crash it is either absent or complete: a
 /// temporary file, fsync, rename, fsync of the directory. With `keep_locked`, the file is
 /// locked before it appears and returned still locked.
@@ -43,7 +93,8 @@ pub fn write_durably(dir: &Path, name: &str, bytes: &[u8], keep_locked: bool) ->
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let target = dir.join(name);
     let result = (|| {
-        let mut file = File::create(&tmp)?;
+        let mut file =
+            std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(FILE_MODE).open(&tmp)?;
         if keep_locked {
             file.lock()?;
         }

@@ -68,9 +68,10 @@ fn file_name(number: u64, change: usize) -> String {
 /// `<connector>.<number>.<change>` split back into its parts.
 pub fn parse_id(id: &str) -> Option<(String, u64, usize)> {
     let mut parts = id.rsplitn(3, '.');
-    let change = parts.next()?.parse().ok()?;
-    let number = parts.next()?.parse().ok()?;
-    let connector = parts.next().filter(|c| !c.is_empty())?;
+    let digits = |text: &str| !text.is_empty() && text.len() <= 20 && text.bytes().all(|b| b.is_ascii_digit());
+    let change = parts.next().filter(|t| digits(t))?.parse().ok()?;
+    let number = parts.next().filter(|t| digits(t))?.parse().ok()?;
+    let connector = parts.next().filter(|c| crate::config::extension::valid_connector(c))?;
     Some((connector.to_string(), number, change))
 }
 
@@ -109,7 +110,7 @@ impl Spool {
     /// Write (or rewrite) a job durably.
     pub fn put_job(&self, job: &Job, shelf: Shelf) -> io::Result<()> {
         let dir = self.shelf_dir(&job.connector, shelf);
-        std::fs::create_dir_all(&dir).map_err(|e| at(&dir, e))?;
+        super::file::create_private_dir(&dir)?;
         let bytes = serde_json::to_vec(job).map_err(io::Error::other)?;
         write_durably(&dir, &job.file_name(), &bytes, false).map(|_| ())
     }
@@ -137,13 +138,28 @@ impl Spool {
             .find_map(|shelf| self.read_job(&connector, shelf, &file_name(number, change)).ok().map(|job| (job, shelf)))
     }
 
+    /// What a connector's queue looks like now, reading two jobs at most.
+    pub fn summary(&self, connector: &str) -> io::Result<Summary> {
+        let pending = self.job_names(connector, Shelf::Queue)?;
+        let dead = self.job_names(connector, Shelf::Dead)?;
+        let head = pending.first().and_then(|n| self.read_job(connector, Shelf::Queue, n).ok());
+        let last_dead = dead.last().and_then(|n| self.read_job(connector, Shelf::Dead, n).ok());
+        Ok(Summary {
+            pending: pending.len(),
+            dead: dead.len(),
+            disabled: self.disabled_reason(connector),
+            head,
+            last_dead,
+        })
+    }
+
     pub fn disabled_reason(&self, connector: &str) -> Option<String> {
         std::fs::read_to_string(self.connector_dir(connector).join("disabled")).ok()
     }
 
     pub fn disable(&self, connector: &str, reason: &str) -> io::Result<()> {
         let dir = self.connector_dir(connector);
-        std::fs::create_dir_all(&dir).map_err(|e| at(&dir, e))?;
+        super::file::create_private_dir(&dir)?;
         write_durably(&dir, "disabled", reason.as_bytes(), false).map(|_| ())
     }
 
@@ -154,10 +170,49 @@ impl Spool {
         Ok(was)
     }
 
+    /// The lock on a connector's job files, held for a moment by whoever changes them (the
+    /// deliverer settling an attempt, `queue drop`, `queue retry`), so that a job dropped
+    /// during a slow attempt stays dropped.
+    pub fn lock_jobs(&self, connector: &str) -> io::Result<super::Lock> {
+        let dir = self.connector_dir(connector);
+        super::file::create_private_dir(&dir)?;
+        let file = super::lock_file(&dir.join("jobs.lock"), true)?;
+        Ok(super::Lock::new(file.expect("a blocking lock is taken")))
+    }
+
     pub fn connector_lock_path(&self, connector: &str) -> io::Result<PathBuf> {
         let dir = self.connector_dir(connector);
-        std::fs::create_dir_all(&dir).map_err(|e| at(&dir, e))?;
+        super::file::create_private_dir(&dir)?;
         Ok(dir.join("lock"))
+    }
+}
+
+/// A connector's queue at a glance (`queue status`, `metrics`, `doctor`).
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub pending: usize,
+    pub dead: usize,
+    /// Why it is disabled (a 410), if it is.
+    pub disabled: Option<String>,
+    /// The oldest job waiting.
+    pub head: Option<Job>,
+    /// The newest dead letter.
+    pub last_dead: Option<Job>,
+}
+
+impl Summary {
+    /// The last error a person should see: the waiting head's, else the newest dead one's.
+    pub fn last_error(&self) -> Option<&str> {
+        self.head
+            .as_ref()
+            .and_then(|j| j.last_error.as_deref())
+            .or(self.last_dead.as_ref().and_then(|j| j.last_error.as_deref()))
+    }
+
+    /// How long the oldest waiting job has waited, in seconds.
+    pub fn oldest_pending_age(&self, now: i64) -> Option<i64> {
+        let created = crate::time::unix_seconds(&self.head.as_ref()?.created)?;
+        Some((now - created).max(0))
     }
 }
 
@@ -175,6 +230,8 @@ mod tests {
         assert_eq!(parse_id("ci.hooks.42.3"), Some(("ci.hooks".to_string(), 42, 3)));
         assert_eq!(parse_id("42.3"), None);
         assert_eq!(parse_id("ci.x.3"), None);
+        assert_eq!(parse_id("../../x.1.2"), None);
+        assert_eq!(parse_id("ci.+1.2"), None);
     }
 
     #[test]

@@ -18,6 +18,35 @@ pub struct Attempt {
     pub status: Option<String>,
     pub duration_ms: u64,
     pub error: Option<String>,
+    /// The event's repository and sequence (rebuilding lost sequences reads them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<u64>,
+}
+
+impl Attempt {
+    /// The attempt as a service journal line:
+    /// `time level connector event delivery outcome duration [status] [error]`.
+    pub fn line(&self) -> String {
+        let level = match self.outcome {
+            AttemptOutcome::Delivered | AttemptOutcome::Dropped => "info",
+            AttemptOutcome::Retry => "warn",
+            AttemptOutcome::Dead | AttemptOutcome::Disabled => "error",
+        };
+        let show = |text: &str| crate::text::one_line(text, None);
+        let status = self.status.as_deref().map(|s| format!(" {}", show(s))).unwrap_or_default();
+        let error = self.error.as_deref().map(|e| format!(" {}", show(e))).unwrap_or_default();
+        format!(
+            "{} {level} {} {} {} {} {}ms{status}{error}",
+            self.time,
+            show(&self.connector),
+            show(&self.event_id),
+            show(&self.delivery_id),
+            self.outcome.as_str(),
+            self.duration_ms
+        )
+    }
 }
 
 /// What an attempt came to.
@@ -31,6 +60,8 @@ pub enum AttemptOutcome {
     Dead,
     /// HTTP 410: dead, and the connector disabled.
     Disabled,
+    /// `queue drop` removed the job while it was being delivered.
+    Dropped,
 }
 
 impl AttemptOutcome {
@@ -40,6 +71,7 @@ impl AttemptOutcome {
             AttemptOutcome::Retry => "retry",
             AttemptOutcome::Dead => "dead",
             AttemptOutcome::Disabled => "disabled",
+            AttemptOutcome::Dropped => "dropped",
         }
     }
 }
@@ -48,11 +80,17 @@ impl Spool {
     pub fn log_attempt(&self, attempt: &Attempt) -> io::Result<()> {
         let day = attempt.time.get(..10).unwrap_or("unknown");
         let path = self.dir().join("log").join(format!("{day}.jsonl"));
-        let mut line = serde_json::to_vec(attempt).map_err(io::Error::other)?;
+        let mut line = crate::text::json(attempt).into_bytes();
         line.push(b'\n');
-        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| at(&path, e))?;
+        let mut file = super::file::open_private_append(&path)?;
         file.lock().map_err(|e| at(&path, e))?;
-        file.write_all(&line).map_err(|e| at(&path, e))
+        // Whole lines only: a write cut short (a full disk) is taken back.
+        let length = file.metadata().map_err(|e| at(&path, e))?.len();
+        if let Err(e) = file.write_all(&line) {
+            let _ = file.set_len(length);
+            return Err(at(&path, e));
+        }
+        Ok(())
     }
 
     /// Every attempt still kept, oldest first.
@@ -80,11 +118,13 @@ impl Spool {
 
     fn log_files(&self) -> io::Result<Vec<String>> {
         let dir = self.dir().join("log");
-        let mut names: Vec<String> = std::fs::read_dir(&dir)
-            .map_err(|e| at(&dir, e))?
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .filter(|n| n.ends_with(".jsonl"))
-            .collect();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(at(&dir, e)),
+        };
+        let mut names: Vec<String> =
+            entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| n.ends_with(".jsonl")).collect();
         names.sort();
         Ok(names)
     }
@@ -106,6 +146,8 @@ mod tests {
             status: Some("HTTP 200".into()),
             duration_ms: 3,
             error: None,
+            repo: None,
+            sequence: None,
         }
     }
 

@@ -1,11 +1,7 @@
 //! The admin commands: `explain` says which rule decides and where it is written;
 //! `simulate` dry-runs pre-receive against a repository without changing it.
 
-#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr, clippy::undocumented_unsafe_blocks)]
-
-mod common;
-
-use common::{TestServer, ZERO, updates};
+use crate::harness::{TestServer, ZERO, updates};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -248,9 +244,11 @@ fn simulate_shows_the_rejection_and_changes_nothing() {
 
     run.assert_code(1).assert_no_panic();
     let lines = run.stdout_lines();
-    assert_eq!(lines[0], "refs/heads/main: force (0 new commits)");
+    // The rewritten commit is on another ref already; it is still new to main.
+    assert_eq!(lines[0], "refs/heads/main: force (1 new commits)");
+    assert!(lines[1].starts_with(&format!("  {} \"Rewritten\"", &s.rewrite[..7])), "{run}");
     assert_eq!(
-        lines[1..],
+        lines[2..],
         [
             "pushgate: push rejected for bob",
             "pushgate: refs/heads/main: force denied (rule 2: main is protected)",
@@ -274,13 +272,15 @@ fn simulate_runs_the_path_pass_on_new_commits() {
 
     run.assert_code(1);
     let lines = run.stdout_lines();
-    assert_eq!(lines[0], "refs/heads/feature: create (1 new commits)");
+    // A create brings what the default branch does not have: the rewrite and the new commit.
+    assert_eq!(lines[0], "refs/heads/feature: create (2 new commits)");
+    assert!(lines[1].starts_with(&format!("  {} \"Rewritten\"", &s.rewrite[..7])), "{run}");
     assert!(
-        lines[1]
+        lines[2]
             .starts_with(&format!("  {} \"Change deploy/x\" (Test Author <author@example.org>)", &s.unreferenced[..7]))
     );
     assert_eq!(
-        lines[2..],
+        lines[3..],
         [
             "pushgate: push rejected for bob",
             "pushgate: refs/heads/feature: deploy/x: create denied (rule 4: deploy/ is owned by the maintainers)",
@@ -305,10 +305,9 @@ fn simulate_accepts_an_allowed_update_without_applying_it() {
         .run();
 
     run.assert_code(0);
-    assert_eq!(
-        run.stdout_lines(),
-        ["refs/heads/main: force (0 new commits)", "pushgate: simulate: the push would be accepted"]
-    );
+    let lines = run.stdout_lines();
+    assert_eq!(lines[0], "refs/heads/main: force (1 new commits)");
+    assert_eq!(lines[2..], ["pushgate: simulate: the push would be accepted"]);
     assert_eq!(snapshot(&s.server.repo), before, "simulate changed the repository");
     assert_eq!(s.server.ref_target("refs/heads/main"), Some(s.main));
 }
@@ -329,7 +328,7 @@ fn simulate_json_is_valid_json() {
     assert_eq!(out["accepted"], false);
     assert_eq!(out["user"], "bob");
     assert_eq!(out["repo"], "server");
-    assert_eq!(out["changes"], serde_json::json!([{"ref": "refs/heads/main", "action": "force", "commits": 0}]));
+    assert_eq!(out["changes"], serde_json::json!([{"ref": "refs/heads/main", "action": "force", "commits": 1}]));
     assert_eq!(out["rejections"], serde_json::json!(["refs/heads/main: force denied (rule 2: main is protected)"]));
 }
 

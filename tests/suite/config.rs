@@ -2,11 +2,7 @@
 //! missing configuration makes pushes fail closed; a repository's own pushgate.toml comes
 //! before the global rules.
 
-#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr, clippy::undocumented_unsafe_blocks)]
-
-mod common;
-
-use common::TestServer;
+use crate::harness::{Run, TestServer};
 
 const VALID: &str = r#"
 [groups]
@@ -28,14 +24,14 @@ allow = ["write"]
 "#;
 
 /// `pushgate check` on `text`: its exit code and stderr lines.
-fn check(text: &str) -> (TestServer, common::Run) {
+fn check(text: &str) -> (TestServer, Run) {
     let server = TestServer::new().config(text);
     let run = server.pushgate(&["check"]).run();
     (server, run)
 }
 
 /// The error lines `pushgate check` printed, with the config path replaced by `CONFIG`.
-fn errors(server: &TestServer, run: &common::Run) -> Vec<String> {
+fn errors(server: &TestServer, run: &Run) -> Vec<String> {
     run.assert_code(2).assert_no_panic();
     let lines: Vec<String> =
         run.stderr_lines().iter().map(|l| l.replace(&server.config_path().display().to_string(), "CONFIG")).collect();
@@ -204,7 +200,7 @@ fn check_with_repo_validates_the_repository_file() {
     );
 }
 
-fn pushed_with_config(text: Option<&str>) -> (TestServer, common::Run) {
+fn pushed_with_config(text: Option<&str>) -> (TestServer, Run) {
     let server = TestServer::new();
     let server = match text {
         Some(text) => server.config(text),

@@ -2,17 +2,12 @@
 //! which authenticates users with Basic auth and sets `REMOTE_USER`, as nginx or Apache
 //! would. pushgate's hooks decide, and the event says `"via": "http"`.
 
-#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr, clippy::undocumented_unsafe_blocks)]
-
-mod common;
-mod remote;
-
+use crate::harness::{Sandbox, assert_valid_event, changes};
 use base64::Engine;
-use remote::{Site, changes, pushgate_lines};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -22,9 +17,7 @@ const PASSWORD: &str = "pw";
 /// What a CGI request needs from the site.
 #[derive(Clone)]
 struct Cgi {
-    project_root: PathBuf,
-    config: PathBuf,
-    home: PathBuf,
+    site: Sandbox,
     /// How many request bodies came chunked.
     chunked: Arc<AtomicUsize>,
 }
@@ -39,17 +32,12 @@ struct WebServer {
 }
 
 impl WebServer {
-    fn start(site: &Site) -> WebServer {
+    fn start(site: &Sandbox) -> WebServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let stop = Arc::new(AtomicBool::new(false));
         let chunked = Arc::new(AtomicUsize::new(0));
-        let cgi = Cgi {
-            project_root: site.repos.clone(),
-            config: site.config.clone(),
-            home: site.root.join("home"),
-            chunked: chunked.clone(),
-        };
+        let cgi = Cgi { site: site.clone(), chunked: chunked.clone() };
         let stopped = stop.clone();
         let thread = std::thread::spawn(move || {
             for stream in listener.incoming() {
@@ -195,16 +183,9 @@ struct Response {
 /// Run `git http-backend` for `request` as `user`.
 fn run_cgi(request: &Request, user: &str, cgi: &Cgi) -> std::io::Result<Response> {
     let (path, query) = request.target.split_once('?').unwrap_or((&request.target, ""));
-    let mut command = Command::new("git");
+    let mut command = cgi.site.std_command("git");
     command
         .arg("http-backend")
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", &cgi.home)
-        .env("LC_ALL", "C")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("PUSHGATE_CONFIG", &cgi.config)
         .env("GATEWAY_INTERFACE", "CGI/1.1")
         .env("SERVER_PROTOCOL", "HTTP/1.1")
         .env("REQUEST_METHOD", &request.method)
@@ -212,7 +193,7 @@ fn run_cgi(request: &Request, user: &str, cgi: &Cgi) -> std::io::Result<Response
         .env("QUERY_STRING", query)
         .env("CONTENT_TYPE", request.header("Content-Type").unwrap_or(""))
         .env("CONTENT_LENGTH", request.body.len().to_string())
-        .env("GIT_PROJECT_ROOT", &cgi.project_root)
+        .env("GIT_PROJECT_ROOT", &cgi.site.repos)
         .env("GIT_HTTP_EXPORT_ALL", "1")
         .env("REMOTE_USER", user)
         .env("REMOTE_ADDR", "127.0.0.1")
@@ -223,9 +204,6 @@ fn run_cgi(request: &Request, user: &str, cgi: &Cgi) -> std::io::Result<Response
         if ["Content-Encoding", "Git-Protocol", "Accept"].iter().any(|h| name.eq_ignore_ascii_case(h)) {
             command.env(format!("HTTP_{}", name.to_ascii_uppercase().replace('-', "_")), value);
         }
-    }
-    if let Some(variable) = std::env::var_os("LLVM_PROFILE_FILE") {
-        command.env("LLVM_PROFILE_FILE", variable);
     }
     let mut child = command.spawn()?;
     let mut stdin = child.stdin.take().unwrap();
@@ -258,14 +236,14 @@ fn parse_cgi(output: &[u8]) -> Response {
     Response { status, headers, body: body.to_vec() }
 }
 
-fn rev(site: &Site, repo: &Path, name: &str) -> Option<String> {
+fn rev(site: &Sandbox, repo: &Path, name: &str) -> Option<String> {
     let run = site.git(repo, &["rev-parse", "--verify", "--quiet", name]).run();
     (run.code == Some(0)).then(|| run.stdout.trim().to_string())
 }
 
 #[test]
 fn pushes_over_http_are_decided_for_the_web_servers_user() {
-    let site = Site::new();
+    let site = Sandbox::new();
     let rules = r#"
 [[rule]]
 refs = ["refs/**"]
@@ -277,7 +255,7 @@ refs = ["refs/heads/bob/**"]
 users = ["bob"]
 allow = ["all"]
 "#;
-    site.config(&format!("{rules}\n{}", site.recorder("events", "")));
+    site.configure(&format!("{rules}\n{}", site.recorder("events", "")));
     let repo = site.git_repo("app.git");
     let work = site.git_work("work");
     let web = WebServer::start(&site);
@@ -299,7 +277,7 @@ allow = ["all"]
     let run = push("bob:pw", &["main"]);
     run.assert_rejected();
     assert_eq!(
-        pushgate_lines(&run.stderr),
+        run.all_pushgate_lines(),
         ["pushgate: push rejected for bob", "pushgate: refs/heads/main: update denied (no rule allows it)"],
         "{run}"
     );
@@ -313,7 +291,7 @@ allow = ["all"]
 
     let events = site.events("events");
     assert_eq!(events.len(), 1, "only the accepted push is an event: {events:#?}");
-    remote::assert_valid_event(&events[0]);
+    assert_valid_event(&events[0]);
     assert_eq!(events[0]["user"]["name"], "alice");
     assert_eq!(events[0]["user"]["via"], "http");
     assert_eq!(changes(&events[0]), [("refs/heads/main".to_string(), "create".to_string())]);
@@ -322,8 +300,8 @@ allow = ["all"]
 
 #[test]
 fn big_pushes_over_http_arrive_in_chunks_and_are_decided_too() {
-    let site = Site::new();
-    site.config("[limits]\nmax_blob_size = \"1 MiB\"\n\n[[rule]]\nrefs = [\"refs/**\"]\nusers = [\"alice\"]\nallow = [\"all\"]\n");
+    let site = Sandbox::new();
+    site.configure("[limits]\nmax_blob_size = \"1 MiB\"\n\n[[rule]]\nrefs = [\"refs/**\"]\nusers = [\"alice\"]\nallow = [\"all\"]\n");
     let repo = site.git_repo("app.git");
     let work = site.git_work("work");
     let web = WebServer::start(&site);
@@ -344,7 +322,7 @@ fn big_pushes_over_http_arrive_in_chunks_and_are_decided_too() {
         site.git(&work, &["-c", "http.postBuffer=65536", "push", &web.url(Some("alice:pw"), "app.git"), "main"]).run();
     run.assert_rejected();
     assert_eq!(
-        pushgate_lines(&run.stderr),
+        run.all_pushgate_lines(),
         [
             "pushgate: push rejected for alice".to_string(),
             format!("pushgate: refs/heads/main: big.bin (3.0 MiB) in {short} exceeds max_blob_size 1 MiB"),

@@ -9,18 +9,13 @@
 //! and dies just before sending, so the test's own `deliver --once` or `--watch` does the
 //! sending.
 
-#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr, clippy::undocumented_unsafe_blocks)]
-
-mod common;
-mod support;
-
-use common::{Run, TestServer, ZERO, updates};
+use crate::harness::{
+    ALLOW_ALL, Answer, Receiver, Request, Run, TestServer, WAIT, Work, ZERO, assert_valid, connector_status,
+    deliver_once, event_schema, files_under, json_of, log, poll, post_http, quoted, spool_dir, spool_table,
+    standard_signature, summary, unix_now, updates,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::mpsc;
-use support::{
-    ALLOW_ALL, Answer, Background, Receiver, Request, assert_valid, connector_status, deliver_once, event_schema,
-    files_under, json_of, log, poll, post_http, quoted, spool_dir, spool_table, summary, wait_for_detached_deliverers,
-};
 
 const RETRY: [&str; 3] = ["50ms", "50ms", "50ms"];
 
@@ -93,7 +88,7 @@ fn counts(server: &TestServer, connector: &str) -> (u64, u64, bool) {
 fn a_watching_deliverer_retries_through_503s_and_keeps_push_order() {
     let receiver = Receiver::scripted([Answer::status(503), Answer::status(503)], Answer::ok());
     let server = server(&post_http("ci", &receiver.url("/hook"), ""));
-    let mut watch = Background::start(&server.sandbox, &["deliver", "--watch"]);
+    let mut watch = server.pushgate(&["deliver", "--watch"]).background();
 
     let tips: Vec<String> = (1..=3).map(|n| push_next(&server, n, &[NO_DETACHED_SEND])).collect();
 
@@ -132,7 +127,7 @@ fn git_push_returns_while_the_endpoint_still_hangs() {
     std::thread::scope(|scope| {
         scope.spawn(|| done.send(server.push_as("alice", &["origin", "HEAD:refs/heads/main"])).unwrap());
         let held = receiver.next();
-        let pushed = pushed.recv_timeout(support::WAIT);
+        let pushed = pushed.recv_timeout(WAIT);
         // Released before judging: a push that waits on the endpoint must fail the test,
         // not hang it.
         receiver.release();
@@ -162,7 +157,7 @@ fn a_transient_failure_backlogs_its_connector_only() {
     let delivered = good.take(2);
     assert_eq!(sequences(&delivered), [1, 2]);
     assert_eq!(delivered.iter().map(after).collect::<Vec<_>>(), tips);
-    wait_for_detached_deliverers(&server.sandbox);
+    server.sandbox.wait_for_detached_deliverers();
     let tried = failing.drain();
     assert_eq!(sequences(&tried), [1], "the second event waits behind the first");
     assert_eq!(counts(&server, "good"), (0, 0, false));
@@ -177,7 +172,7 @@ fn running_out_of_retries_makes_a_dead_letter_and_the_connector_goes_on() {
     let receiver = Receiver::scripted([503, 503, 503, 503].map(Answer::status), Answer::ok());
     let server = server(&post_http("ci", &receiver.url("/hook"), "secret_env = \"CI_SECRET\""));
     let secret = ("CI_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
-    let _watch = Background::start_with_env(&server.sandbox, &["deliver", "--watch"], &[secret]);
+    let _watch = server.pushgate(&["deliver", "--watch"]).env(secret.0, secret.1).background();
 
     let tips: Vec<String> = (1..=2).map(|n| push_next(&server, n, &[NO_DETACHED_SEND])).collect();
 
@@ -186,7 +181,7 @@ fn running_out_of_retries_makes_a_dead_letter_and_the_connector_goes_on() {
     assert_eq!(after(&requests[4]), tips[1]);
     for request in &requests {
         let (id, timestamp) = (request.header("webhook-id"), request.header("webhook-timestamp"));
-        let expected = support::standard_signature(secret.1, id, timestamp, &request.body);
+        let expected = standard_signature(secret.1, id, timestamp, &request.body);
         assert_eq!(request.header("webhook-signature"), expected, "each attempt is signed for its own time");
     }
     let dead = poll("the dead letter", || {
@@ -216,11 +211,11 @@ fn retry_after_is_honoured() {
 
     push_next(&server, 1, &[]);
     receiver.next();
-    wait_for_detached_deliverers(&server.sandbox);
+    server.sandbox.wait_for_detached_deliverers();
 
     let job = only_job(&server, false);
     let shown = json_of(&server, &["queue", "show", job["id"].as_str().unwrap()]);
-    let now_ms = support::unix_now() * 1000;
+    let now_ms = unix_now() * 1000;
     let wait_ms = shown["next_attempt"].as_u64().unwrap().saturating_sub(now_ms);
     assert!(wait_ms > 3_500_000, "the next attempt is {wait_ms}ms away, not Retry-After's hour: {shown:#}");
     deliver_once(&server);
@@ -236,7 +231,7 @@ fn a_refusal_is_a_dead_letter_that_queue_retry_brings_back() {
     let receiver = Receiver::scripted([Answer::status(400).body("bad payload\n")], Answer::ok());
     let server = server(&post_http("ci", &receiver.url("/hook"), ""));
     let tips: Vec<String> = (1..=2).map(|n| push_next(&server, n, &[NO_DETACHED_SEND])).collect();
-    wait_for_detached_deliverers(&server.sandbox);
+    server.sandbox.wait_for_detached_deliverers();
 
     deliver_once(&server);
 
@@ -271,7 +266,7 @@ fn queue_drop_removes_a_waiting_job() {
     let receiver = Receiver::ok();
     let server = server(&post_http("ci", &receiver.url("/hook"), ""));
     push_next(&server, 1, &[NO_DETACHED_SEND]);
-    wait_for_detached_deliverers(&server.sandbox);
+    server.sandbox.wait_for_detached_deliverers();
     let job = only_job(&server, false);
     let id = job["id"].as_str().unwrap().to_string();
     assert_eq!(job["attempts"], 0);
@@ -292,14 +287,14 @@ fn a_410_disables_the_connector_until_queue_enable() {
     let receiver = Receiver::scripted([Answer::status(410)], Answer::ok());
     let server = server(&post_http("ci", &receiver.url("/hook"), ""));
     push_next(&server, 1, &[NO_DETACHED_SEND]);
-    wait_for_detached_deliverers(&server.sandbox);
+    server.sandbox.wait_for_detached_deliverers();
     deliver_once(&server);
     assert_eq!(receiver.next().sequence(), 1);
     assert_eq!(counts(&server, "ci"), (0, 1, true));
 
     // Later events wait, whoever delivers.
     let second = push_next(&server, 2, &[]);
-    wait_for_detached_deliverers(&server.sandbox);
+    server.sandbox.wait_for_detached_deliverers();
     deliver_once(&server);
     receiver.assert_no_more();
     let status = connector_status(&server, "ci");
@@ -330,13 +325,13 @@ fn a_post_script_gets_the_event_and_a_failing_one_is_dead_lettered() {
         "\n[[extension]]\nname = \"copy\"\ntype = \"script\"\nphase = \"post\"\ncommand = [\"/bin/sh\", \"-c\", {}, \"sh\", {}]\n\
          \n[[extension]]\nname = \"broken\"\ntype = \"script\"\nphase = \"post\"\ncommand = [\"/bin/sh\", \"-c\", \"echo nope >&2; exit 3\"]\n",
         quoted(script),
-        quoted(out.to_string_lossy())
+        quoted(&out)
     );
     let config = format!("{}{ALLOW_ALL}{tables}", spool_table(&server, &RETRY));
     let server = server.config(&config).install(&[]);
 
     let tip = push_next(&server, 1, &[]);
-    wait_for_detached_deliverers(&server.sandbox);
+    server.sandbox.wait_for_detached_deliverers();
 
     let bodies: Vec<_> = files_under(&out).into_iter().filter(|p| p.extension().is_some_and(|e| e == "json")).collect();
     assert_eq!(bodies.len(), 1, "{bodies:?}");
@@ -366,7 +361,7 @@ fn twenty_concurrent_pushes_are_all_delivered_once_in_sequence() {
     const PUSHES: usize = 20;
     let receiver = Receiver::ok();
     let server = server(&post_http("ci", &receiver.url("/hook"), ""));
-    let clones: Vec<common::Work> = (0..PUSHES).map(|i| server.clone_as(&format!("clone{i}"))).collect();
+    let clones: Vec<Work> = (0..PUSHES).map(|i| server.clone_as(&format!("clone{i}"))).collect();
     let tips: Vec<String> =
         clones.iter().enumerate().map(|(i, w)| w.commit(&[(&format!("c{i}.txt"), "x\n")])).collect();
     let start = std::sync::Barrier::new(PUSHES);
@@ -390,7 +385,7 @@ fn twenty_concurrent_pushes_are_all_delivered_once_in_sequence() {
         run.assert_accepted().assert_no_panic();
     }
     let mut requests = receiver.take(PUSHES);
-    wait_for_detached_deliverers(&server.sandbox);
+    server.sandbox.wait_for_detached_deliverers();
     requests.extend(receiver.drain());
     let mut seen = BTreeSet::new();
     let unique: Vec<&Request> = requests.iter().filter(|r| seen.insert(r.delivery())).collect();
@@ -423,7 +418,7 @@ fn crash_at(point: &str) -> BTreeMap<String, Vec<Request>> {
         .run();
     pushed.assert_accepted();
     assert_eq!(server.ref_target("refs/heads/main").as_deref(), Some(first.as_str()), "the push landed\n{pushed}");
-    wait_for_detached_deliverers(&server.sandbox);
+    server.sandbox.wait_for_detached_deliverers();
     deliver_once(&server);
     let mut received = receiver.drain();
     for connector in ["/a", "/b"] {
@@ -431,7 +426,7 @@ fn crash_at(point: &str) -> BTreeMap<String, Vec<Request>> {
         assert!(told, "{connector} has the first event once a later `deliver --once` ran: {received:#?}");
     }
     let second = push_next(&server, 2, &[]);
-    wait_for_detached_deliverers(&server.sandbox);
+    server.sandbox.wait_for_detached_deliverers();
     received.extend(receiver.drain());
 
     let mut by_connector: BTreeMap<String, Vec<Request>> = BTreeMap::new();
@@ -468,15 +463,39 @@ fn assert_delivered_once(by_connector: &BTreeMap<String, Vec<Request>>) {
 }
 
 #[test]
-fn a_post_receive_killed_after_its_journal_loses_nothing() {
-    let received = crash_at("post-receive:after-journal");
+fn a_post_receive_killed_before_confirming_loses_nothing() {
+    let received = crash_at("post:before-confirm");
     assert_delivered_once(&received);
 }
 
 #[test]
-fn a_post_receive_killed_after_its_event_loses_nothing() {
-    let received = crash_at("post-receive:after-event");
+fn a_post_receive_killed_after_confirming_loses_nothing() {
+    let received = crash_at("post:after-confirm");
     assert_delivered_once(&received);
+}
+
+#[test]
+fn a_gate_killed_after_recording_leaves_no_event_of_a_push_that_did_not_land() {
+    let receiver = Receiver::ok();
+    let server = server(&post_http("ci", &receiver.url("/hook"), ""));
+    let work = server.work();
+    work.commit(&[("one.txt", "1\n")]);
+    let pushed = work
+        .push(&["origin", "HEAD:refs/heads/main"])
+        .env("PUSHGATE_USER", "alice")
+        .env("PUSHGATE_CRASH_AT", "gate:after-record")
+        .run();
+    pushed.assert_rejected();
+    assert_eq!(server.ref_target("refs/heads/main"), None);
+    deliver_once(&server);
+
+    let second = push_next(&server, 1, &[]);
+    server.sandbox.wait_for_detached_deliverers();
+    let requests = receiver.take(1);
+    assert_eq!(sequences(&requests), [1], "the push that did not land has no event, and no gap");
+    assert_eq!(after(&requests[0]), second);
+    receiver.assert_no_more();
+    assert!(files_under(&spool_dir(&server).join("incoming")).is_empty());
 }
 
 #[test]
@@ -508,8 +527,8 @@ fn deliverers_racing_post_receive_log_no_phantom_dead_letters() {
     const PUSHES: usize = 10;
     let receiver = Receiver::ok();
     let server = server(&post_http("ci", &receiver.url("/hook"), ""));
-    let _watch = Background::start(&server.sandbox, &["deliver", "--watch"]);
-    let clones: Vec<common::Work> = (0..CLONES).map(|i| server.clone_as(&format!("clone{i}"))).collect();
+    let _watch = server.pushgate(&["deliver", "--watch"]).background();
+    let clones: Vec<Work> = (0..CLONES).map(|i| server.clone_as(&format!("clone{i}"))).collect();
 
     std::thread::scope(|scope| {
         for (i, work) in clones.iter().enumerate() {
@@ -524,7 +543,7 @@ fn deliverers_racing_post_receive_log_no_phantom_dead_letters() {
 
     let delivered: BTreeSet<String> = receiver.take(CLONES * PUSHES).iter().map(Request::delivery).collect();
     assert_eq!(delivered.len(), CLONES * PUSHES, "every event is delivered");
-    wait_for_detached_deliverers(&server.sandbox);
+    server.sandbox.wait_for_detached_deliverers();
     let attempts = poll("every delivery in the log", || {
         let attempts = log(&server);
         (attempts.iter().filter(|a| a["outcome"] == "delivered").count() == CLONES * PUSHES).then_some(attempts)
@@ -545,13 +564,13 @@ fn a_recovered_event_lists_the_commits_its_push_brought() {
     let first = work.commit(&[("one.txt", "1\n")]);
     work.push(&["origin", "HEAD:refs/heads/main"])
         .env("PUSHGATE_USER", "alice")
-        .env("PUSHGATE_CRASH_AT", "post-receive:after-journal")
+        .env("PUSHGATE_CRASH_AT", "post:before-confirm")
         .run()
         .assert_accepted();
 
     // The usual next step: tag what was just pushed. Its deliverer finishes the first push.
     server.push_as("alice", &["origin", "HEAD:refs/tags/v1"]).assert_accepted();
-    wait_for_detached_deliverers(&server.sandbox);
+    server.sandbox.wait_for_detached_deliverers();
 
     let requests = receiver.take(2);
     assert_eq!(sequences(&requests), [1, 2]);
@@ -569,34 +588,52 @@ fn a_recovered_event_lists_the_commits_its_push_brought() {
 /// A server whose `[spool] dir` lies under a regular file (mkdir fails with ENOTDIR, which
 /// running as root does not get around), with `tables`.
 fn server_with_blocked_spool(tables: &str) -> (TestServer, std::path::PathBuf) {
+    server_with_blocked_spool_and(tables, "")
+}
+
+/// As [`server_with_blocked_spool`], with more `[spool]` keys.
+fn server_with_blocked_spool_and(tables: &str, spool_keys: &str) -> (TestServer, std::path::PathBuf) {
     let server = TestServer::new();
     let blocker = server.root().join("blocker");
     std::fs::write(&blocker, "a file, not a directory\n").unwrap();
     let spool = blocker.join("spool");
-    let config = format!("[spool]\ndir = {}\n{ALLOW_ALL}{tables}", quoted(spool.to_string_lossy()));
+    let config = format!("[spool]\ndir = {}\n{spool_keys}\n{ALLOW_ALL}{tables}", quoted(&spool));
     (server.config(&config).install(&[]), spool)
 }
 
 #[test]
-fn a_spool_that_cannot_be_written_is_said_loudly_and_the_push_still_lands() {
+fn a_spool_that_cannot_take_the_record_rejects_the_push_saying_why() {
     let receiver = Receiver::ok();
     let (server, spool) = server_with_blocked_spool(&post_http("ci", &receiver.url("/hook"), ""));
+    server.work().commit(&[("README.md", "# app\n")]);
+
+    let pushed = server.push_as("alice", &["origin", "HEAD:refs/heads/main"]);
+
+    pushed.assert_rejected().assert_no_panic();
+    assert_eq!(server.ref_target("refs/heads/main"), None, "the push did not land");
+    let lines = pushed.pushgate_lines();
+    assert_eq!(lines.len(), 1, "{pushed}");
+    assert!(lines[0].starts_with("pushgate: push rejected: the spool "), "{pushed}");
+    assert!(lines[0].contains(&spool.to_string_lossy().into_owned()), "{pushed}");
+    assert!(lines[0].ends_with("refused so that its event is not lost ([spool] on_full)"), "{pushed}");
+    receiver.assert_no_more();
+}
+
+#[test]
+fn with_on_full_accept_the_push_lands_and_says_its_event_is_not_recorded() {
+    let receiver = Receiver::ok();
+    let (server, _) =
+        server_with_blocked_spool_and(&post_http("ci", &receiver.url("/hook"), ""), "on_full = \"accept\"");
     let tip = server.work().commit(&[("README.md", "# app\n")]);
 
     let pushed = server.push_as("alice", &["origin", "HEAD:refs/heads/main"]);
 
     pushed.assert_accepted().assert_no_panic();
-    assert_eq!(server.ref_target("refs/heads/main"), Some(tip.clone()), "the push landed");
+    assert_eq!(server.ref_target("refs/heads/main"), Some(tip), "the push landed");
     let lines = pushed.pushgate_lines();
     assert_eq!(lines.len(), 1, "{pushed}");
-    assert!(lines[0].starts_with("pushgate: ERROR: cannot open the spool: "), "{pushed}");
-    assert!(lines[0].contains(&spool.to_string_lossy().into_owned()), "{pushed}");
-    assert!(lines[0].ends_with("the push event is NOT recorded; tell the server's admin"), "{pushed}");
-
-    let by_hand = server.hook("alice", &["post-receive"]).stdin(updates(&[(ZERO, &tip, "refs/heads/again")])).run();
-
-    by_hand.assert_code(1).assert_no_panic();
-    assert_eq!(by_hand.stderr.lines().collect::<Vec<_>>(), [lines[0].as_str()]);
+    assert!(lines[0].starts_with("pushgate: WARNING: the spool "), "{pushed}");
+    assert!(lines[0].ends_with("the push lands, but its event is NOT recorded"), "{pushed}");
     receiver.assert_no_more();
 }
 
@@ -636,24 +673,24 @@ enabled = false
 }
 
 #[test]
-fn an_event_spooled_under_a_broken_configuration_is_delivered_once_it_is_fixed() {
+fn an_event_recorded_before_the_configuration_broke_is_delivered_once_it_is_fixed() {
     let receiver = Receiver::ok();
     let server = server(&post_http("ci", &receiver.url("/hook"), ""));
     let tip = server.work().commit(&[("README.md", "# app\n")]);
     server.push_as("alice", &["origin", "HEAD:refs/heads/main"]).assert_accepted();
     receiver.next();
-    wait_for_detached_deliverers(&server.sandbox);
+    server.sandbox.wait_for_detached_deliverers();
     let good = std::fs::read_to_string(server.config_path()).unwrap();
-    std::fs::write(server.config_path(), format!("{good}\nunknown_key = 1\n")).unwrap();
 
-    let run = server.hook("alice", &["post-receive"]).stdin(updates(&[(ZERO, &tip, "refs/heads/copy")])).run();
+    // The gate records the push; the configuration breaks before post-receive runs.
+    let input = updates(&[(ZERO, &tip, "refs/heads/copy")]);
+    server.hook("alice", &["pre-receive"]).stdin(input.clone()).run().assert_code(0);
+    std::fs::write(server.config_path(), format!("{good}\nunknown_key = 1\n")).unwrap();
+    let run = server.hook("alice", &["post-receive"]).stdin(input).run();
 
     run.assert_code(0).assert_no_panic();
-    let said: Vec<&str> = run.stderr.lines().collect();
-    assert_eq!(said.len(), 1, "{run}");
-    assert!(said[0].starts_with("pushgate: warning: configuration error: "), "{run}");
-    assert!(said[0].ends_with("; the push event is spooled and waits for a valid configuration"), "{run}");
-    wait_for_detached_deliverers(&server.sandbox);
+    assert_eq!(run.stderr, "", "{run}");
+    server.sandbox.wait_for_detached_deliverers();
     receiver.assert_no_more();
 
     std::fs::write(server.config_path(), good).unwrap();
@@ -688,7 +725,7 @@ impl Drop for SmallDisk {
 }
 
 #[test]
-fn a_full_spool_disk_is_said_loudly_and_the_push_still_lands() {
+fn a_full_spool_disk_rejects_the_push_saying_so() {
     let receiver = Receiver::ok();
     let server = TestServer::new();
     let Some(disk) = SmallDisk::mount(&server.root().join("small-disk"), "64k") else {
@@ -702,22 +739,20 @@ fn a_full_spool_disk_is_said_loudly_and_the_push_still_lands() {
     let block = vec![0u8; 4096];
     while std::io::Write::write_all(&mut filler, &block).is_ok() {}
     drop(filler);
-    let config = format!(
-        "[spool]\ndir = {}\n{ALLOW_ALL}{}",
-        quoted(spool.to_string_lossy()),
-        post_http("ci", &receiver.url("/hook"), "")
-    );
+    let config =
+        format!("[spool]\ndir = {}\n{ALLOW_ALL}{}", quoted(&spool), post_http("ci", &receiver.url("/hook"), ""));
     let server = server.config(&config).install(&[]);
     let tip = server.work().commit(&[("README.md", "# app\n")]);
 
     let pushed = server.push_as("alice", &["origin", "HEAD:refs/heads/main"]);
 
-    pushed.assert_accepted().assert_no_panic();
-    assert_eq!(server.ref_target("refs/heads/main"), Some(tip), "the push landed");
+    pushed.assert_rejected().assert_no_panic();
+    assert_ne!(server.ref_target("refs/heads/main"), Some(tip), "the push did not land");
     let lines = pushed.pushgate_lines();
     assert_eq!(lines.len(), 1, "{pushed}");
-    assert!(lines[0].starts_with("pushgate: ERROR: cannot write the spool: "), "{pushed}");
-    assert!(lines[0].ends_with("the push event is NOT recorded; tell the server's admin"), "{pushed}");
+    assert!(lines[0].starts_with("pushgate: push rejected: the spool "), "{pushed}");
+    assert!(lines[0].contains("is full"), "{pushed}");
+    assert!(lines[0].ends_with("refused so that its event is not lost ([spool] on_full)"), "{pushed}");
     drop(disk);
 }
 
@@ -725,7 +760,7 @@ fn a_full_spool_disk_is_said_loudly_and_the_push_still_lands() {
 fn connectors_two_repositories_define_under_one_name_keep_their_own_queues() {
     let shared = tempfile::tempdir().unwrap();
     let spool = shared.path().join("spool");
-    let config = format!("[spool]\ndir = {}\n{ALLOW_ALL}", quoted(spool.to_string_lossy()));
+    let config = format!("[spool]\ndir = {}\n{ALLOW_ALL}", quoted(&spool));
     let servers: Vec<(TestServer, std::path::PathBuf)> = ["a", "b"]
         .iter()
         .map(|name| {
@@ -749,7 +784,7 @@ fn connectors_two_repositories_define_under_one_name_keep_their_own_queues() {
             .assert_accepted();
     }
     for (server, _) in &servers {
-        wait_for_detached_deliverers(&server.sandbox);
+        server.sandbox.wait_for_detached_deliverers();
     }
     servers[0].0.pushgate(&["deliver", "--once"]).ok();
 

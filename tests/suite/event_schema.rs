@@ -5,17 +5,11 @@
 //! push-event schema, with format validation on. The schema is strict enough for that to
 //! mean something.
 
-#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr, clippy::undocumented_unsafe_blocks)]
-
-mod common;
-mod support;
-
-use common::TestServer;
-use std::collections::BTreeMap;
-use support::{
-    ALLOW_ALL, Receiver, assert_valid, event_schema, files_under, github_schema, post_http, quoted, spool_table,
-    wait_for_detached_deliverers,
+use crate::harness::{
+    ALLOW_ALL, Receiver, TestServer, assert_valid, event_schema, files_under, github_schema, post_http, quoted,
+    spool_table,
 };
+use std::collections::BTreeMap;
 
 /// A server whose every push is copied to `<root>/pre/<event id>.json` by a `pre` script and
 /// sent to `events` (pushgate format) and `github` (github format).
@@ -28,7 +22,7 @@ fn server(format: &str, events: &Receiver, github: &Receiver) -> TestServer {
          \n[[extension]]\nname = \"copy\"\ntype = \"script\"\nphase = \"pre\"\n\
          command = [\"/bin/sh\", \"-c\", \"cat > \\\"$1/$PUSHGATE_EVENT_ID.json\\\"\", \"sh\", {}]\n{}{}",
         spool_table(&server, &["50ms"]),
-        quoted(pre.to_string_lossy()),
+        quoted(&pre),
         post_http("events", &events.url("/events"), ""),
         post_http("github", &github.url("/github"), "format = \"github\""),
     );
@@ -104,7 +98,7 @@ fn every_kind_validates(format: &str, id_length: usize) {
     for request in github.take(changes) {
         assert_valid(&github_schema, &request.json());
     }
-    wait_for_detached_deliverers(&server.sandbox);
+    server.sandbox.wait_for_detached_deliverers();
     events.assert_no_more();
     github.assert_no_more();
 }
@@ -151,5 +145,5 @@ fn the_event_schema_refuses_what_is_not_an_event() {
     let mut copy = payload.clone();
     copy["repository"]["html_url"] = "not a uri".into();
     assert!(!github_schema.is_valid(&copy), "GitHub's schema checks formats too");
-    wait_for_detached_deliverers(&server.sandbox);
+    server.sandbox.wait_for_detached_deliverers();
 }

@@ -1,11 +1,7 @@
 //! The gate itself: real pushes through the installed pre-receive hook, decided by the ref
 //! pass, the path pass and the size limit; the hooks run by hand on bad input.
 
-#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr, clippy::undocumented_unsafe_blocks)]
-
-mod common;
-
-use common::{TestServer, ZERO, updates};
+use crate::harness::{TestServer, ZERO, updates};
 
 /// Maintainers do anything on main, everyone else only creates and fast-forwards it; only
 /// maintainers touch deploy/; any branch or tag is open otherwise.
@@ -511,7 +507,7 @@ fn many_denied_paths_are_summed_up() {
 fn a_fork_sharing_objects_through_alternates_is_read_in_full() {
     let server = server();
     let upstream = server.root().join("upstream.git");
-    server.sandbox.git(server.root()).args(["init", "--quiet", "--bare"]).args([&upstream]).ok();
+    server.sandbox.git(server.root(), &["init", "--quiet", "--bare"]).arg(&upstream).ok();
     let base = server.work().commit(&[("README.md", "# app\n"), ("deploy/prod.yml", "replicas: 1\n")]);
     server.work().push_as("alice", &[upstream.to_str().unwrap(), "HEAD:refs/heads/main"]).assert_accepted();
     // The fork (server.git) borrows upstream's objects, like a hosting service's forks.

@@ -1,11 +1,7 @@
 //! Who is pushing: the first non-empty variable of `[identity] env`; no identity or an
 //! invalid name rejects the push.
 
-#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr, clippy::undocumented_unsafe_blocks)]
-
-mod common;
-
-use common::TestServer;
+use crate::harness::TestServer;
 
 const OPEN_TO_ALICE: &str = r#"
 [[rule]]

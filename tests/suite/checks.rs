@@ -1,11 +1,7 @@
 //! Push checks (`[[check]]`) through real pushes: each check, enforce and warn, exempt
 //! users, and what `explain` and `simulate` say about them.
 
-#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr, clippy::undocumented_unsafe_blocks)]
-
-mod common;
-
-use common::{TestServer, Work, ZERO};
+use crate::harness::{TestServer, Work, ZERO};
 
 const BASE: &str = r#"
 [groups]

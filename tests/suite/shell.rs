@@ -2,13 +2,7 @@
 //! through a stand-in `ssh` that runs the forced command as sshd would, the refusals, the
 //! identity that only the key decides, pull events, and one run through a real sshd.
 
-#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr, clippy::undocumented_unsafe_blocks)]
-
-mod common;
-mod remote;
-
-use common::Run;
-use remote::{Cmd, Site, pushgate_lines, quoted, shell_quoted};
+use crate::harness::{Invocation, PUSHGATE, Run, Sandbox, WAIT, quoted, shell_quoted};
 use std::path::{Path, PathBuf};
 
 /// alice may do anything, bob may read.
@@ -25,13 +19,13 @@ allow = ["read"]
 "#;
 
 /// `git <args>` in `dir` through the stand-in ssh, with `user`'s key.
-fn git_over_ssh(site: &Site, dir: &Path, user: &str, args: &[&str]) -> Cmd {
+fn git_over_ssh(site: &Sandbox, dir: &Path, user: &str, args: &[&str]) -> Invocation {
     site.git(dir, args).env("GIT_SSH_COMMAND", site.ssh()).env("GIT_SSH_VARIANT", "simple").env("SSH_AS", user)
 }
 
 /// `pushgate shell <user>` run by hand, as sshd runs it for a client that asked for
 /// `command` (`None`: an interactive login).
-fn shell(site: &Site, user: &str, command: Option<&str>) -> Run {
+fn shell(site: &Sandbox, user: &str, command: Option<&str>) -> Run {
     let cmd = site.pushgate(&["shell", user]);
     match command {
         Some(command) => cmd.env("SSH_ORIGINAL_COMMAND", command),
@@ -51,15 +45,15 @@ fn assert_refused(run: &Run, reason: &str) {
 }
 
 /// The id `name` has in repository `repo`, if it exists.
-fn rev(site: &Site, repo: &Path, name: &str) -> Option<String> {
+fn rev(site: &Sandbox, repo: &Path, name: &str) -> Option<String> {
     let run = site.git(repo, &["rev-parse", "--verify", "--quiet", name]).run();
     (run.code == Some(0)).then(|| run.stdout.trim().to_string())
 }
 
 #[test]
 fn clone_and_push_through_the_shell_follow_read_and_write_rules() {
-    let site = Site::new();
-    site.config(READ_AND_WRITE);
+    let site = Sandbox::new();
+    site.configure(READ_AND_WRITE);
     let repo = site.git_repo("team/app.git");
     let work = site.git_work("work");
     let url = "ssh://host/team/app.git";
@@ -77,19 +71,19 @@ fn clone_and_push_through_the_shell_follow_read_and_write_rules() {
     site.git(&bobs, &["commit", "--quiet", "--allow-empty", "-m", "Bob's"]).ok();
     let run = git_over_ssh(&site, &bobs, "bob", &["push", "origin", "main"]).run();
     assert_eq!(run.code, Some(128), "{run}");
-    assert_eq!(pushgate_lines(&run.stderr), ["pushgate: bob may not push to team/app"], "{run}");
+    assert_eq!(run.all_pushgate_lines(), ["pushgate: bob may not push to team/app"], "{run}");
     assert_eq!(rev(&site, &repo, "main"), main);
 
     let run = git_over_ssh(&site, &site.root, "eve", &["clone", url, "eves"]).run();
     assert_eq!(run.code, Some(128), "{run}");
-    assert_eq!(pushgate_lines(&run.stderr), ["pushgate: eve may not read team/app"], "{run}");
+    assert_eq!(run.all_pushgate_lines(), ["pushgate: eve may not read team/app"], "{run}");
     assert!(!site.root.join("eves").exists());
 }
 
 #[test]
 fn repository_names_resolve_under_repos_root() {
-    let site = Site::new();
-    site.config("[[rule]]\nrefs = [\"refs/**\"]\nusers = [\"alice\"]\nallow = [\"read\"]\n");
+    let site = Sandbox::new();
+    site.configure("[[rule]]\nrefs = [\"refs/**\"]\nusers = [\"alice\"]\nallow = [\"read\"]\n");
     let work = site.git_work("work");
     let first = rev(&site, &work, "main").unwrap();
     site.git(&site.root, &["clone", "--quiet", "--bare", "work"]).arg(site.repos.join("app.git")).ok();
@@ -113,8 +107,8 @@ fn repository_names_resolve_under_repos_root() {
 
 #[test]
 fn the_shell_refuses_with_one_line_and_a_non_zero_exit() {
-    let site = Site::new();
-    site.config(READ_AND_WRITE);
+    let site = Sandbox::new();
+    site.configure(READ_AND_WRITE);
     site.git(&site.root, &["init", "--quiet", "--bare"]).arg(site.repos.join("app.git")).ok();
     site.git(&site.root, &["init", "--quiet", "--bare", "outside.git"]).ok();
     std::os::unix::fs::symlink(site.root.join("outside.git"), site.repos.join("link.git")).unwrap();
@@ -152,8 +146,8 @@ fn the_shell_refuses_with_one_line_and_a_non_zero_exit() {
 
 #[test]
 fn identity_variables_from_the_client_do_not_change_who_the_user_is() {
-    let site = Site::new();
-    site.config(
+    let site = Sandbox::new();
+    site.configure(
         r#"
 [[rule]]
 refs = ["refs/**"]
@@ -168,12 +162,13 @@ allow = ["all"]
     );
     let repo = site.git_repo("app.git");
     let work = site.git_work("work");
-    let as_alice = |cmd: Cmd| cmd.env("PUSHGATE_USER", "alice").env("GL_USER", "alice").env("REMOTE_USER", "alice");
+    let as_alice =
+        |cmd: Invocation| cmd.env("PUSHGATE_USER", "alice").env("GL_USER", "alice").env("REMOTE_USER", "alice");
 
     let run = as_alice(git_over_ssh(&site, &work, "bob", &["push", "host:app.git", "main"])).run();
     assert_eq!(run.code, Some(1), "{run}");
     assert_eq!(
-        pushgate_lines(&run.stderr),
+        run.all_pushgate_lines(),
         ["pushgate: push rejected for bob", "pushgate: refs/heads/main: create denied (no rule allows it)"],
         "{run}"
     );
@@ -182,7 +177,7 @@ allow = ["all"]
 
     let run = as_alice(git_over_ssh(&site, &work, "eve", &["ls-remote", "host:app.git"])).run();
     assert_eq!(run.code, Some(128), "{run}");
-    assert_eq!(pushgate_lines(&run.stderr), ["pushgate: eve may not read app"], "{run}");
+    assert_eq!(run.all_pushgate_lines(), ["pushgate: eve may not read app"], "{run}");
 }
 
 /// `ssh-keygen` a new ed25519 key pair: the public key's line.
@@ -218,13 +213,13 @@ fn forced_command(line: &str) -> (String, &str) {
 
 #[test]
 fn keys_prints_one_forced_command_per_key() {
-    let site = Site::new();
+    let site = Sandbox::new();
     let keys = site.root.join("keys");
     std::fs::create_dir(&keys).unwrap();
     let alice = keygen(&keys, "alice");
     let bob = keygen(&keys, "bob");
     std::fs::write(keys.join("notes.txt"), "not a key\n").unwrap();
-    let exe = shell_quoted(std::fs::canonicalize(common::PUSHGATE).unwrap());
+    let exe = shell_quoted(std::fs::canonicalize(PUSHGATE).unwrap());
 
     let out = site.pushgate(&["keys"]).arg(&keys).ok();
     let restrictions = "no-port-forwarding,no-X11-forwarding,no-agent-forwarding,no-pty";
@@ -247,7 +242,7 @@ fn keys_prints_one_forced_command_per_key() {
 
 /// What the forced command of `keys --config <config>` does when sshd runs it with the
 /// user's shell for a client asking for `git-upload-pack 'app.git'`.
-fn run_forced_command(site: &Site, config: &Path) -> Run {
+fn run_forced_command(site: &Sandbox, config: &Path) -> Run {
     let keys = site.root.join("keys");
     std::fs::create_dir_all(&keys).unwrap();
     keygen(&keys, "alice");
@@ -262,7 +257,7 @@ fn run_forced_command(site: &Site, config: &Path) -> Run {
 
 #[test]
 fn the_forced_command_finds_a_config_whose_path_has_quotes_and_spaces() {
-    let site = Site::new();
+    let site = Sandbox::new();
     let config = site.root.join("it's \"the\" config.toml");
     std::fs::write(&config, format!("repos_root = {}\n{READ_AND_WRITE}", quoted(&site.repos))).unwrap();
     let run = run_forced_command(&site, &config);
@@ -271,7 +266,7 @@ fn the_forced_command_finds_a_config_whose_path_has_quotes_and_spaces() {
 
 #[test]
 fn the_forced_command_finds_a_config_whose_path_has_a_backslash() {
-    let site = Site::new();
+    let site = Sandbox::new();
     let config = site.root.join("back\\slash.toml");
     std::fs::write(&config, format!("repos_root = {}\n{READ_AND_WRITE}", quoted(&site.repos))).unwrap();
     let run = run_forced_command(&site, &config);
@@ -280,13 +275,13 @@ fn the_forced_command_finds_a_config_whose_path_has_a_backslash() {
 
 #[test]
 fn pull_events_reach_only_the_extensions_that_ask_for_them() {
-    let site = Site::new();
+    let site = Sandbox::new();
     let config = format!(
         "{READ_AND_WRITE}\n{}\n{}",
         site.recorder("pulls", "events = [\"push\", \"pull\"]"),
         site.recorder("pushes", "")
     );
-    site.config(&config);
+    site.configure(&config);
     site.git_work("work");
     site.git(&site.root, &["clone", "--quiet", "--bare", "work"]).arg(site.repos.join("team/app.git")).ok();
 
@@ -329,7 +324,7 @@ impl Drop for Sshd {
 
 impl Sshd {
     /// Started and listening, or what sshd said when it gave up.
-    fn start(site: &Site, binary: &Path, authorized_keys: &Path) -> Result<Sshd, String> {
+    fn start(site: &Sandbox, binary: &Path, authorized_keys: &Path) -> Result<Sshd, String> {
         let dir = site.root.join("sshd");
         std::fs::create_dir_all(&dir).unwrap();
         keygen(&dir, "host_key");
@@ -361,7 +356,7 @@ impl Sshd {
         let mut sshd = Sshd { child, port };
         let log = || std::fs::read_to_string(dir.join("log")).unwrap_or_default();
         // Nothing to wait on but the port opening: poll it against a deadline.
-        let deadline = std::time::Instant::now() + remote::WAIT;
+        let deadline = std::time::Instant::now() + WAIT;
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             if sshd.child.try_wait().unwrap().is_some() {
                 return Err(log());
@@ -379,8 +374,8 @@ fn a_real_sshd_with_keys_from_pushgate_serves_clone_and_push() {
         println!("note: no sshd on this machine (PATH, /usr/sbin): the real-sshd test is skipped");
         return;
     };
-    let site = Site::new();
-    site.config(READ_AND_WRITE);
+    let site = Sandbox::new();
+    site.configure(READ_AND_WRITE);
     let repo = site.git_repo("app.git");
     let work = site.git_work("work");
     let keys = site.root.join("keys");
@@ -421,7 +416,7 @@ fn a_real_sshd_with_keys_from_pushgate_serves_clone_and_push() {
     site.git(&bobs, &["commit", "--quiet", "--allow-empty", "-m", "Bob's"]).ok();
     let run = git(&bobs, "bob", &["push", "origin", "main"]).run();
     assert_eq!(run.code, Some(128), "{run}");
-    assert_eq!(pushgate_lines(&run.stderr), ["pushgate: bob may not push to app"], "{run}");
+    assert_eq!(run.all_pushgate_lines(), ["pushgate: bob may not push to app"], "{run}");
     let run = site.command("sh").args(["-c", &format!("{} {me}@127.0.0.1", ssh_as("alice"))]).run();
     assert_ne!(run.code, Some(0), "{run}");
     assert!(run.stderr.contains("pushgate: hi alice: interactive logins are not allowed"), "{run}");

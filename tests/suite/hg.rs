@@ -6,18 +6,9 @@
 //! each push says who pushes with `PUSHGATE_USER`. Every `hg` process costs a Python start:
 //! the server repositories are seeded by cloning, before the hooks are installed.
 
-#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr, clippy::undocumented_unsafe_blocks)]
-
-mod common;
-mod remote;
-
-use common::{Run, ZERO};
-use remote::{Cmd, Site, changes, pushgate_lines};
+use crate::harness::{ALLOW_ALL, Invocation, PUSHGATE, Run, Sandbox, ZERO, assert_valid_event, changes, shell_quoted};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-
-/// Everyone may do anything: the tests that are about mapping, not rules.
-const ALLOW_ALL: &str = "[[rule]]\nrefs = [\"refs/**\"]\nusers = [\"*\"]\nallow = [\"all\"]\n";
 
 /// `default` is protected: only maintainers may force it; `deploy/**` is theirs too.
 const PROTECTED: &str = r#"
@@ -58,7 +49,7 @@ deny = ["create", "update", "force"]
 /// A server repository `<repos_root>/app` with pushgate's hooks, and a client that pushes
 /// to it.
 struct Hg {
-    site: Site,
+    site: Sandbox,
     server: PathBuf,
     client: PathBuf,
 }
@@ -66,8 +57,8 @@ struct Hg {
 impl Hg {
     /// The server holds one changeset, "Start" (files `a` and `b`), which the client has too.
     fn new(config: &str) -> Hg {
-        let site = Site::new();
-        site.config(config);
+        let site = Sandbox::new();
+        site.configure(config);
         let client = site.root.join("client");
         site.hg(&site.root, &["init", "client"]).ok();
         write_files(&client, &[("a", "a\n"), ("b", "b\n")]);
@@ -80,8 +71,8 @@ impl Hg {
 
     /// An empty server (hooks installed) and an empty client.
     fn empty(config: &str) -> Hg {
-        let site = Site::new();
-        site.config(config);
+        let site = Sandbox::new();
+        site.configure(config);
         let server = site.repos.join("app");
         site.hg(&site.root, &["init", "client"]).ok();
         site.hg(&site.root, &["init"]).arg(&server).ok();
@@ -90,7 +81,7 @@ impl Hg {
     }
 
     /// `hg <args>` in the client.
-    fn hg(&self, args: &[&str]) -> Cmd {
+    fn hg(&self, args: &[&str]) -> Invocation {
         self.site.hg(&self.client, args)
     }
 
@@ -118,8 +109,8 @@ impl Hg {
         let _ = std::fs::remove_file(&log);
         let shim = format!(
             "#!/bin/sh\nprintf '%s\\n' \"$*\" >> {}\nexec {} \"$@\"\n",
-            remote::shell_quoted(&log),
-            remote::shell_quoted(&real)
+            shell_quoted(&log),
+            shell_quoted(&real)
         );
         std::fs::write(shims.join("hg"), shim).unwrap();
         std::fs::set_permissions(shims.join("hg"), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -155,7 +146,7 @@ fn write_files(dir: &Path, files: &[(&str, &str)]) {
 #[track_caller]
 fn assert_refused(hg: &Hg, run: &Run, before: &str, reasons: &[&str]) {
     assert_eq!(run.code, Some(255), "the push was expected to be rejected\n{run}");
-    assert_eq!(pushgate_lines(&run.stderr), reasons, "{run}");
+    assert_eq!(run.all_pushgate_lines(), reasons, "{run}");
     assert_eq!(hg.server_state(), before, "a rejected push changed the server\n{run}");
 }
 
@@ -165,8 +156,8 @@ fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
 
 #[test]
 fn install_hg_adds_one_marked_block_and_uninstall_removes_only_it() {
-    let site = Site::new();
-    site.config(ALLOW_ALL);
+    let site = Sandbox::new();
+    site.configure(ALLOW_ALL);
     let repo = site.repos.join("app");
     site.hg(&site.root, &["init"]).arg(&repo).ok();
     let hgrc = repo.join(".hg/hgrc");
@@ -181,8 +172,10 @@ fn install_hg_adds_one_marked_block_and_uninstall_removes_only_it() {
     assert_eq!(text.matches("# pushgate-hook: begin").count(), 1, "installing twice left two blocks:\n{text}");
     assert_eq!(text.matches("# pushgate-hook: end").count(), 1, "{text}");
 
-    let exe = std::fs::canonicalize(common::PUSHGATE).unwrap();
-    let seen = site.hg(&repo, &["config", "hooks", "paths"]).ok();
+    let exe = std::fs::canonicalize(PUSHGATE).unwrap();
+    let shim = repo.canonicalize().unwrap().join(".hg/pushgate_hg.py");
+    assert!(shim.is_file(), "the hg shim is installed beside the hgrc");
+    let seen = site.hg(&repo, &["config", "hooks", "paths", "pushgate"]).ok();
     let mut seen: Vec<&str> = seen.lines().collect();
     seen.sort();
     assert_eq!(
@@ -190,16 +183,18 @@ fn install_hg_adds_one_marked_block_and_uninstall_removes_only_it() {
         [
             "hooks.changegroup.notify=echo changed".to_string(),
             format!("hooks.outgoing.pushgate='{}' hg outgoing", exe.display()),
-            format!("hooks.prepushkey.pushgate='{}' hg prepushkey", exe.display()),
-            format!("hooks.pretxnclose.pushgate='{}' hg pretxnclose", exe.display()),
-            format!("hooks.txnclose.pushgate='{}' hg txnclose", exe.display()),
+            format!("hooks.prepushkey.pushgate=python:{}:prepushkey", shim.display()),
+            format!("hooks.pretxnclose.pushgate=python:{}:pretxnclose", shim.display()),
+            format!("hooks.txnclose.pushgate=python:{}:txnclose", shim.display()),
             "paths.default=/srv/elsewhere".to_string(),
+            format!("pushgate.binary={}", exe.display()),
         ]
     );
 
     let removed = site.pushgate(&["uninstall"]).arg(&repo).ok();
     assert!(removed.contains("uninstalled"), "{removed}");
     assert_eq!(std::fs::read_to_string(&hgrc).unwrap(), original);
+    assert!(!shim.exists(), "uninstall leaves the shim");
 
     let not_hg = site.root.join("plain");
     std::fs::create_dir(&not_hg).unwrap();
@@ -210,8 +205,8 @@ fn install_hg_adds_one_marked_block_and_uninstall_removes_only_it() {
 
 #[test]
 fn a_repository_without_an_hgrc_gets_one_that_hg_reads() {
-    let site = Site::new();
-    site.config(ALLOW_ALL);
+    let site = Sandbox::new();
+    site.configure(ALLOW_ALL);
     let repo = site.repos.join("fresh");
     site.hg(&site.root, &["init"]).arg(&repo).ok();
     site.pushgate(&["install", "--hg"]).arg(&repo).ok();
@@ -385,7 +380,7 @@ fn max_blob_size_rejects_a_new_big_file_not_one_already_there() {
     let big = "x".repeat(3 << 19);
     hg.commit(&[("big.bin", &big), ("big2.bin", &big), ("big3.bin", &big)], &[], "Big, before the limit");
     hg.push_as("alice", &[]).assert_accepted();
-    hg.site.config(&format!("[limits]\nmax_blob_size = \"1 MiB\"\n\n{ALLOW_ALL}"));
+    hg.site.configure(&format!("[limits]\nmax_blob_size = \"1 MiB\"\n\n{ALLOW_ALL}"));
     hg.commit(&[("a", "a2\n")], &[], "Small");
     let (run, calls) = hg.push_counting_hg("alice", &[]);
     run.assert_accepted();
@@ -421,32 +416,30 @@ fn pushes_fail_closed_without_an_identity_a_configuration_or_hg() {
     std::fs::write(&hg.site.config, "[[rule]]\nrefs = [\"main\"]\n").unwrap();
     let run = hg.push_as("alice", &[]);
     assert_eq!(run.code, Some(255), "{run}");
-    let lines = pushgate_lines(&run.stderr);
+    let lines = run.all_pushgate_lines();
     assert!(lines.len() == 1 && lines[0].starts_with("pushgate: push rejected: configuration error: "), "{run}");
 
-    hg.site.config(ALLOW_ALL);
-    let hg_path = hg.site.command("sh").args(["-c", "command -v hg"]).ok();
-    let run = hg
-        .site
-        .command(&hg_path)
-        .current_dir(&hg.client)
-        .args(["push"])
-        .arg(&hg.server)
-        .env("PUSHGATE_USER", "alice")
-        .env("PATH", "/nonexistent")
-        .run();
+    hg.site.configure(ALLOW_ALL);
+    let hgrc = hg.server.join(".hg/hgrc");
+    let text = std::fs::read_to_string(&hgrc).unwrap();
+    let exe = std::fs::canonicalize(PUSHGATE).unwrap();
+    std::fs::write(&hgrc, text.replace(&format!("binary = {}", exe.display()), "binary = /nonexistent/pushgate"))
+        .unwrap();
+    let run = hg.push_as("alice", &[]);
     assert_refused(
         &hg,
         &run,
         &before,
-        &["pushgate: push rejected: cannot run hg: No such file or directory (os error 2)"],
+        &[
+            "pushgate: push rejected: cannot run pushgate: [Errno 2] No such file or directory: b'/nonexistent/pushgate'",
+        ],
     );
 }
 
 #[test]
 fn a_push_of_two_branches_and_a_bookmark_is_one_decision_and_one_event() {
     let hg = Hg::new(ALLOW_ALL);
-    hg.site.config(&format!("{ALLOW_ALL}\n{}", hg.site.recorder("events", "")));
+    hg.site.configure(&format!("{ALLOW_ALL}\n{}", hg.site.recorder("events", "")));
     hg.commit(&[("a", "a2\n"), ("c", "c\n")], &["b"], "Rework\n\nA longer story.");
     hg.hg(&["bookmark", "-r", ".", "bm"]).ok();
     hg.hg(&["branch", "-q", "feature"]).ok();
@@ -465,7 +458,7 @@ fn a_push_of_two_branches_and_a_bookmark_is_one_decision_and_one_event() {
     let events = hg.site.events("events");
     assert_eq!(events.len(), 1, "one push, one event: {events:#?}");
     let event = &events[0];
-    remote::assert_valid_event(event);
+    assert_valid_event(event);
     assert_eq!(event["schema"], "pushgate.push/1");
     assert_eq!(event["vcs"], "hg");
     assert_eq!(event["phase"], "post");
@@ -503,8 +496,9 @@ fn a_push_of_two_branches_and_a_bookmark_is_one_decision_and_one_event() {
     let ids = |c: &serde_json::Value| {
         c["commits"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap().to_string()).collect::<Vec<_>>()
     };
-    assert_eq!(ids(&feature_change), [feature]);
-    assert_eq!(feature_change["commits"][0]["added"], serde_json::json!(["f"]));
+    // A create brings what the default branch did not have: rework too.
+    assert_eq!(ids(&feature_change), [rework.clone(), feature]);
+    assert_eq!(feature_change["commits"][1]["added"], serde_json::json!(["f"]));
     let bookmark = change("refs/bookmarks/bm");
     assert_eq!((bookmark["before"].as_str(), bookmark["after"].as_str()), (Some(ZERO), Some(rework.as_str())));
     assert_eq!(ids(&bookmark), [rework]);
@@ -513,7 +507,7 @@ fn a_push_of_two_branches_and_a_bookmark_is_one_decision_and_one_event() {
 #[test]
 fn a_thousand_changesets_land_and_their_event_lists_max_commits() {
     let hg = Hg::empty(ALLOW_ALL);
-    hg.site.config(&format!("{ALLOW_ALL}\n{}", hg.site.recorder("events", "")));
+    hg.site.configure(&format!("{ALLOW_ALL}\n{}", hg.site.recorder("events", "")));
     hg.hg(&["debugbuilddag", "+1000"]).ok();
     let (run, calls) = hg.push_counting_hg("alice", &[]);
     run.assert_accepted();
@@ -523,7 +517,7 @@ fn a_thousand_changesets_land_and_their_event_lists_max_commits() {
 
     let events = hg.site.events("events");
     assert_eq!(events.len(), 1, "{events:#?}");
-    remote::assert_valid_event(&events[0]);
+    assert_valid_event(&events[0]);
     assert_eq!(changes(&events[0]), pairs(&[("refs/heads/default", "create")]));
     let change = &events[0]["changes"][0];
     assert_eq!(change["commits_truncated"], true);
@@ -536,14 +530,14 @@ fn a_thousand_changesets_land_and_their_event_lists_max_commits() {
 }
 
 /// `hg` through the stand-in ssh, as `user` (the key sshd would have matched).
-fn over_ssh(hg: &Hg, user: &str, args: &[&str]) -> Cmd {
+fn over_ssh(hg: &Hg, user: &str, args: &[&str]) -> Invocation {
     hg.hg(args).arg("-e").arg(hg.site.ssh()).env("SSH_AS", user)
 }
 
 #[test]
 fn pushes_over_hg_serve_stdio_are_decided_for_the_shells_user() {
     let hg = Hg::new(PROTECTED);
-    hg.site.config(&format!("{PROTECTED}\n{}", hg.site.recorder("events", "")));
+    hg.site.configure(&format!("{PROTECTED}\n{}", hg.site.recorder("events", "")));
     let url = "ssh://host/app";
     hg.commit(&[("a", "a2\n")], &[], "Over ssh");
     over_ssh(&hg, "alice", &["push", url]).run().assert_accepted();
@@ -593,7 +587,7 @@ fn pushes_over_hg_serve_stdio_are_decided_for_the_shells_user() {
 fn hg_pulls_through_the_shell_are_pull_events() {
     let hg = Hg::new(PROTECTED);
     let pulls = hg.site.recorder("pulls", "events = [\"push\", \"pull\"]");
-    hg.site.config(&format!("{PROTECTED}\n{pulls}"));
+    hg.site.configure(&format!("{PROTECTED}\n{pulls}"));
     over_ssh(&hg, "bob", &["clone", "-q", "-U", "ssh://host/app"]).arg(hg.site.root.join("bobs")).ok();
 
     let events = hg.site.events("pulls");

@@ -2,11 +2,7 @@
 //! with any bytes are matched and shown on one line, ten thousand refs in one push, and
 //! garbage on the hooks' stdin.
 
-#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr, clippy::undocumented_unsafe_blocks)]
-
-mod common;
-
-use common::{TestServer, ZERO, updates};
+use crate::harness::{TestServer, ZERO, updates};
 
 const RULES: &str = r#"
 [[rule]]
@@ -87,7 +83,7 @@ fn shell_syntax_in_ref_names_reaches_the_audit_log_as_data() {
 fn a_repository_path_with_shell_syntax_is_data() {
     let server = TestServer::new().config(RULES);
     let repo = server.root().join("it's a \"$(touch pwned)\" `touch pwned`: repo.git");
-    server.sandbox.git(server.root()).args(["init", "--quiet", "--bare"]).args([&repo]).ok();
+    server.sandbox.git(server.root(), &["init", "--quiet", "--bare"]).arg(&repo).ok();
     server.pushgate(&["install"]).args([&repo]).ok();
     let repo_arg = repo.to_str().unwrap();
     server.work().commit(&[("README.md", "# app\n")]);
