@@ -1,12 +1,13 @@
 //! The spool's files, arbitrary bytes read as each of them: an event (push or pull), a job,
-//! a journal, and (as UTF-8) a job id as `pushgate queue` takes it. What parses must write
-//! back and read again.
+//! a record (what the gate accepted), a delivery log line, and (as UTF-8) a job id as
+//! `pushgate queue` takes it. What parses must write back and read again.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use pushgate::event::Spooled;
-use pushgate::spool::Journal;
+use pushgate::spool::Record;
 use pushgate::spool::job::{Job, parse_id};
+use pushgate::spool::log::Attempt;
 
 fuzz_target!(|data: &[u8]| {
     match Spooled::from_json(data) {
@@ -35,8 +36,13 @@ fuzz_target!(|data: &[u8]| {
         let again = format!("{connector}.{number}.{change}");
         assert_eq!(parse_id(&again), Some((connector, number, change)));
     }
-    if let Ok(journal) = serde_json::from_slice::<Journal>(data) {
-        let bytes = serde_json::to_vec(&journal).expect("a journal serializes");
-        serde_json::from_slice::<Journal>(&bytes).expect("a written journal reads back");
+    if let Ok(record) = serde_json::from_slice::<Record>(data) {
+        let bytes = serde_json::to_vec(&record).expect("a record serializes");
+        serde_json::from_slice::<Record>(&bytes).expect("a written record reads back");
+    }
+    if let Ok(attempt) = serde_json::from_slice::<Attempt>(data) {
+        let _ = attempt.line();
+        let bytes = serde_json::to_vec(&attempt).expect("an attempt serializes");
+        serde_json::from_slice::<Attempt>(&bytes).expect("a written attempt reads back");
     }
 });
