@@ -78,6 +78,9 @@ pub fn moved(old: &Snapshot, new: &Snapshot) -> Vec<Moved> {
                 (Some(Action::Create), None, tip(after).or_else(|| any_tip(new)))
             }
             (Some(_), None) => (Some(Action::Delete), tip(before), None),
+            // A branch left with no head at all (its only, closed, heads gone from view, as
+            // obsolescence markers hide them) is deleted too, not forced to the null id.
+            (None, None) if !new.all_heads.contains_key(name) => (Some(Action::Delete), any_tip(old), None),
             // A push that adds a head to a branch is a force, like a non-fast-forward.
             (Some(b), Some(a)) if a.iter().any(|h| !b.contains(h)) && a.len() > b.len() => {
                 (Some(Action::Force), tip(before), tip(after))
@@ -182,6 +185,18 @@ mod tests {
         closed_again.head = true;
         let more = actions(&[open.clone(), closed], &[open, closed_again]);
         assert_eq!(more, [("refs/heads/evil".to_string(), None)]);
+    }
+
+    #[test]
+    fn a_closed_branch_whose_heads_all_go_is_a_delete() {
+        // Found by fuzz/fuzz_targets/hg_named.rs: this was a force to the null id.
+        let old = Snapshot::from_named(&[cs('a', "old", &[], &[], true), cs('b', "default", &[], &[], false)]);
+        let new = Snapshot::from_named(&[cs('b', "default", &[], &[], false)]);
+        let gone = moved(&old, &new);
+        let [change] = &gone[..] else { panic!("one change: {gone:?}") };
+        assert_eq!((change.update.name.as_str(), change.action), ("refs/heads/old", Some(Action::Delete)));
+        assert_eq!(change.update.old.to_string(), node('a'));
+        assert!(change.update.new.is_null());
     }
 
     #[test]
