@@ -17,7 +17,7 @@ use std::path::Path;
 
 /// `pushgate deliver [--once|--watch]`: fan out what is incoming and deliver what is due;
 /// `--watch` keeps at it (one line per attempt and state change on stderr) until SIGTERM.
-pub fn deliver(config_path: &Path, watch: bool, env: &Env, stop: &dyn Fn() -> bool) -> Result<Outcome, Error> {
+pub fn deliver(config_path: &Path, watch: bool, env: &Env, stop: &(dyn Fn() -> bool + Sync)) -> Result<Outcome, Error> {
     let config = Config::load(config_path, None)?;
     let spool = Spool::open(&config.spool.dir).map_err(|e| Error::new(format!("cannot open the spool: {e}")))?;
     let repo_config = |git_dir: &Path| {
@@ -45,6 +45,7 @@ pub fn deliver(config_path: &Path, watch: bool, env: &Env, stop: &dyn Fn() -> bo
         tell: &tell,
         not_before: Default::default(),
         outbox: outbox.as_ref(),
+        stop,
     };
     let result = if watch { deliverer.watch(stop) } else { deliverer.run_once() };
     result.map_err(|e| Error::new(format!("deliver: {e}")))?;

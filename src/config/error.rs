@@ -62,6 +62,8 @@ impl std::error::Error for ConfigErrors {}
 pub struct Source<'a> {
     pub path: &'a Path,
     pub text: &'a str,
+    /// A repository's own file (not the global one, whatever its name).
+    pub repository: bool,
 }
 
 impl Source<'_> {
@@ -86,7 +88,7 @@ mod tests {
 
     #[test]
     fn positions_count_lines_and_characters() {
-        let source = Source { path: Path::new("c.toml"), text: "a = 1\nbé = 2\n" };
+        let source = Source { path: Path::new("c.toml"), text: "a = 1\nbé = 2\n", repository: false };
         assert_eq!(source.position(0), (1, 1));
         assert_eq!(source.position(10), (2, 4));
         assert_eq!(source.position(999), (3, 1));

@@ -237,7 +237,7 @@ impl Validator {
         }
         let Events { push: push_events, pull: pull_events, repository: repository_events } =
             self.extension_events(at, ext);
-        let in_repository_file = at.path.file_name().is_some_and(|n| n == super::REPO_FILE);
+        let in_repository_file = at.repository;
         if repository_events && in_repository_file {
             let span = ext.events.as_ref().map_or(whole.clone(), |e| e.span());
             self.fail(
@@ -332,7 +332,7 @@ impl Validator {
             }
         };
         if phase == Phase::Periodic {
-            if at.path.file_name().is_some_and(|n| n == super::REPO_FILE) {
+            if at.repository {
                 self.fail(
                     at,
                     ext.phase.span(),

@@ -201,7 +201,7 @@ fn walk(value: &mut Spanned<DeValue>, shape: &Shape, at: &Source, found: &mut Fo
 }
 
 fn unknown(key: &str, fields: &[(&str, Shape)], at: &Source) -> String {
-    let is_repo_file = at.path.file_name().is_some_and(|n| n == REPO_FILE);
+    let is_repo_file = at.repository;
     if is_repo_file && raw::GLOBAL_ONLY_KEYS.contains(&key) {
         return format!("`{key}` may only be set in the global configuration, not in a repository's {REPO_FILE}");
     }

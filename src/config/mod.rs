@@ -235,13 +235,13 @@ impl Config {
 
     /// Validate configuration text; `repo` is a repository file's path and text.
     pub fn parse(global: &Path, global_text: &str, repo: Option<(&Path, &str)>) -> Result<Config, ConfigErrors> {
-        let global_read = deserialize::<raw::GlobalFile>(global, global_text, &keys::GLOBAL);
-        let repo_read = repo.map(|(path, text)| deserialize::<raw::RepoFile>(path, text, &keys::REPOSITORY));
+        let global_read = deserialize::<raw::GlobalFile>(global, global_text, &keys::GLOBAL, false);
+        let repo_read = repo.map(|(path, text)| deserialize::<raw::RepoFile>(path, text, &keys::REPOSITORY, true));
         let mut v = Validator { errors: Vec::new() };
         // Tables that lost a key do not also complain that they miss it.
         let mut tainted: Vec<(PathBuf, usize, usize)> = Vec::new();
         let mut taint = |path: &Path, text: &str, found: &keys::Found| {
-            let at = Source { path, text };
+            let at = Source { path, text, repository: false };
             tainted.extend(found.tainted.iter().map(|s| {
                 let (line, col) = at.position(*s);
                 (path.to_path_buf(), line, col)
@@ -274,7 +274,7 @@ impl Config {
             None => None,
         };
 
-        let global_at = Source { path: global, text: global_text };
+        let global_at = Source { path: global, text: global_text, repository: false };
         let groups = v.groups(&global_at, &global_raw.groups);
         let users = v.users(&global_at, &global_raw.users);
         let mut config = Config {
@@ -296,7 +296,7 @@ impl Config {
             max_commits: v.max_commits(&global_at, global_raw.max_commits.as_ref()),
             spool: v.spool(&global_at, global_raw.spool.as_ref()),
         };
-        let repo_at = repo.map(|(path, text)| Source { path, text });
+        let repo_at = repo.map(|(path, text)| Source { path, text, repository: true });
         let repo_raw = repo_raw.as_ref();
         for (at, rule) in repo_first(repo_at, repo_raw.map(|r| &r.rule[..]), global_at, &global_raw.rule) {
             if let Some(rule) = v.rule(&at, rule, config.rules.len() + 1, &config.groups) {
@@ -385,8 +385,9 @@ fn deserialize<T: serde::de::DeserializeOwned>(
     path: &Path,
     text: &str,
     shape: &keys::Shape,
+    repository: bool,
 ) -> Result<(T, keys::Found), ConfigErrors> {
-    let source = Source { path, text };
+    let source = Source { path, text, repository };
     let positioned =
         |e: &toml::de::Error| source.error(e.span().unwrap_or(0..0), suggest::explain_toml_error(e.message(), path));
     let (mut table, syntax) = toml::de::DeTable::parse_recoverable(text);

@@ -300,3 +300,13 @@ fn the_user_placeholder_is_for_rules_and_checks_repos_and_refs() {
     );
     assert!(e.contains("`{user}` stands for the user in rules and checks, not in an extension's scope"), "{e}");
 }
+
+#[test]
+fn a_global_file_named_like_a_repositorys_is_still_the_global_one() {
+    let text = "[[extension]]\nname = \"ci\"\ntype = \"http\"\nphase = \"post\"\nurl = \"http://h/\"\n";
+    let config = Config::parse(Path::new("/etc/pushgate/pushgate.toml"), text, None).unwrap();
+    assert_eq!(config.extensions[0].connector, "ci", "fleet members share the connector by its name");
+    let repo =
+        Config::parse(Path::new("config.toml"), "", Some((Path::new("/srv/a.git/pushgate.toml"), text))).unwrap();
+    assert!(repo.extensions[0].connector.starts_with("ci~"), "{}", repo.extensions[0].connector);
+}

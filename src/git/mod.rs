@@ -85,7 +85,12 @@ impl GitRepo {
         let iter = platform.all().map_err(|e| fail("cannot read refs", e))?;
         let mut refs = Refs::default();
         for reference in iter {
-            let reference = reference.map_err(|e| fail("cannot read a ref", e))?;
+            let reference = match reference {
+                Ok(reference) => reference,
+                // Deleted by another push between the listing and the read: it is not there.
+                Err(e) if vanished(&e) => continue,
+                Err(e) => return Err(fail("cannot read a ref", e)),
+            };
             let name = reference.name().as_bstr().to_str_lossy().into_owned();
             match reference.target() {
                 gix::refs::TargetRef::Object(id) => refs.direct.push((name, id.to_owned())),
@@ -194,4 +199,16 @@ fn person(signature: Option<gix::actor::SignatureRef<'_>>) -> Person {
         time: time.seconds,
         offset: time.offset,
     }
+}
+
+/// Whether an error comes from a file that is no longer there.
+fn vanished(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(error) = cause {
+        if error.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound) {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }

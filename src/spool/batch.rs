@@ -35,7 +35,7 @@ impl Deliverer<'_> {
     /// Deliver a batch connector's due batches, oldest first.
     pub(super) fn deliver_batches(&self, ext: &Extension, connection: &extension::Connection, config: Batch) {
         loop {
-            if self.spool.disabled_reason(&ext.connector).is_some() {
+            if self.spool.disabled_reason(&ext.connector).is_some() || (self.stop)() {
                 return;
             }
             let queue = match self.batch_candidates(ext, config.max) {

@@ -41,7 +41,12 @@ pub struct Deliverer<'a> {
     /// The fleet's outbox, with `[spool] backend = "postgres"`: local jobs are relayed
     /// there and delivered from there.
     pub outbox: Option<&'a super::pg::Outbox>,
+    /// Set by SIGTERM: finish the attempt under way, start no other.
+    pub stop: &'a (dyn Fn() -> bool + Sync),
 }
+
+/// How often a sleeping `--watch` deliverer looks whether it was told to stop.
+const STOP_CHECK: Duration = Duration::from_millis(250);
 
 /// The longest a `--watch` deliverer sleeps without looking at the queues.
 const MAX_SLEEP: Duration = Duration::from_secs(5);
@@ -95,7 +100,15 @@ impl Deliverer<'_> {
                 }
                 let periodic = self.run_periodic().unwrap_or(MAX_SLEEP);
                 let sleep = self.sleep().min(periodic);
-                waker.wait(if failing { sleep.max(Duration::from_secs(1)) } else { sleep });
+                let sleep = if failing { sleep.max(Duration::from_secs(1)) } else { sleep };
+                // In slices: SIGTERM may land on another thread, leaving this poll asleep.
+                let until = Instant::now() + sleep;
+                while !stop() {
+                    let left = until.saturating_duration_since(Instant::now());
+                    if left.is_zero() || waker.wait_woken(left.min(STOP_CHECK)) {
+                        break;
+                    }
+                }
             }
             stopping.store(true, std::sync::atomic::Ordering::Relaxed);
         });
@@ -177,6 +190,9 @@ impl Deliverer<'_> {
                 return;
             }
             for name in names {
+                if (self.stop)() {
+                    return;
+                }
                 match self.deliver_job(ext, connection, &name) {
                     Step::Next => {}
                     Step::Skip => continue,

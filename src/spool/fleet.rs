@@ -105,7 +105,7 @@ impl Deliverer<'_> {
                 return Ok(true);
             }
             for mut job in jobs {
-                if job.next_attempt > now_ms() {
+                if job.next_attempt > now_ms() || (self.stop)() {
                     return Ok(true);
                 }
                 // Renew before an attempt that could outlast what is left of the lease.
@@ -172,8 +172,13 @@ impl Deliverer<'_> {
         self.fleet_connectors(outbox)
             .iter()
             .filter(|e| outbox.disabled(&e.connector).is_none())
-            .filter_map(|e| outbox.waiting(&e.connector, 1).ok()?.into_iter().next())
-            .map(|job: Job| Duration::from_millis(job.next_attempt.saturating_sub(now)))
+            .filter_map(|e| {
+                let job: Job = outbox.waiting(&e.connector, 1).ok()?.into_iter().next()?;
+                let due = Duration::from_millis(job.next_attempt.saturating_sub(now));
+                // Another worker's: look again when its lease would end (a NOTIFY or its
+                // release comes first when it is alive).
+                Some(outbox.held_elsewhere(&e.connector).map_or(due, |left| due.max(left)))
+            })
             .min()
     }
 }

@@ -113,7 +113,16 @@ impl Outbox {
         let mut config: postgres::Config = url
             .parse()
             .map_err(|_| io::Error::other(format!("{} is not a PostgreSQL connection string", url_source(pg))))?;
-        config.connect_timeout(CONNECT_TIMEOUT).application_name("pushgate");
+        // A worker stopped inside a transaction holds its connector's row lock, which the
+        // next worker's SKIP LOCKED would skip for as long as the session lived: the server
+        // ends a session idle in a transaction for a lease, and keepalives find a dead peer.
+        let lease_ms = pg.lease.as_millis().min(i32::MAX as u128);
+        config
+            .connect_timeout(CONNECT_TIMEOUT)
+            .application_name("pushgate")
+            .options(&format!("-c idle_in_transaction_session_timeout={lease_ms}"))
+            .keepalives(true)
+            .keepalives_idle(pg.lease.max(Duration::from_secs(1)));
         let over_tcp = config.get_hosts().iter().any(|h| matches!(h, Host::Tcp(_)));
         let tls = match (over_tcp, config.get_ssl_mode()) {
             (false, _) | (true, SslMode::Disable) => None,
@@ -364,10 +373,11 @@ impl Outbox {
             }
             backoff = Duration::from_millis(100);
             ring.ring();
-            let mut notifications = client.notifications();
-            let mut heard = notifications.timeout_iter(Duration::from_millis(500));
             loop {
-                match heard.next() {
+                // A fresh wait each time: one iterator's timeout does not start again after
+                // it expired (it would spin, hearing nothing).
+                let heard = client.notifications().timeout_iter(Duration::from_millis(500)).next();
+                match heard {
                     Ok(Some(_)) => ring.ring(),
                     Ok(None) if stop.load(Ordering::Relaxed) => return,
                     Ok(None) => {}
@@ -414,6 +424,22 @@ impl Outbox {
             client.query_opt("SELECT disabled FROM pushgate.connectors WHERE name = $1", &[&connector])
         })?;
         Ok(row.and_then(|r| r.get(0)))
+    }
+
+    /// How long until another worker's lease on `connector` ends (`None`: nobody else
+    /// holds it).
+    pub fn held_elsewhere(&self, connector: &str) -> Option<Duration> {
+        let holder = &self.holder;
+        let row = self
+            .with(|client| {
+                client.query_opt(
+                    "SELECT (extract(epoch FROM expires - clock_timestamp()) * 1000)::bigint FROM pushgate.connectors
+                     WHERE name = $1 AND holder IS NOT NULL AND holder <> $2 AND expires > clock_timestamp()",
+                    &[&connector, holder],
+                )
+            })
+            .ok()??;
+        Some(Duration::from_millis(row.get::<_, Option<i64>>(0).unwrap_or(0).max(0) as u64))
     }
 
     /// Whether a connector is disabled (a 410), and why.

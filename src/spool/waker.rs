@@ -60,6 +60,11 @@ impl Waker {
     }
 
     pub fn wait(&self, timeout: Duration) {
+        self.wait_woken(timeout);
+    }
+
+    /// Wait as [`Waker::wait`]; whether something woke it before its time.
+    pub fn wait_woken(&self, timeout: Duration) -> bool {
         let fds: Vec<i32> = self.fd.into_iter().chain(self.bell).collect();
         if self.fd.is_none() {
             // No inotify: look at least every second.
@@ -68,7 +73,7 @@ impl Waker {
         self.poll(&fds, timeout)
     }
 
-    fn poll(&self, fds: &[i32], timeout: Duration) {
+    fn poll(&self, fds: &[i32], timeout: Duration) -> bool {
         let mut polls: Vec<libc::pollfd> =
             fds.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
         let millis = timeout.as_millis().min(i32::MAX as u128) as i32;
@@ -77,13 +82,14 @@ impl Waker {
         unsafe {
             if polls.is_empty() {
                 std::thread::sleep(timeout);
-                return;
+                return false;
             }
-            libc::poll(polls.as_mut_ptr(), polls.len() as libc::nfds_t, millis);
+            let ready = libc::poll(polls.as_mut_ptr(), polls.len() as libc::nfds_t, millis) > 0;
             let mut buf = [0u8; 4096];
             for fd in fds {
                 while libc::read(*fd, buf.as_mut_ptr().cast(), buf.len()) > 0 {}
             }
+            ready
         }
     }
 }
