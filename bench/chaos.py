@@ -19,6 +19,15 @@ quiesces (healthy receivers, deliverers until nothing is pending) and checks:
 - no event reports a ref update that did not land; every attempt the log says was
   delivered reached its receiver.
 
+With `--backend postgres` ([spool] backend = "postgres", SPEC section 11) the script also
+starts a PostgreSQL of its own (bench/pg.py): the hooks still record into the local spool,
+the deliverers relay it into the database's outbox and deliver from there, and three more
+`deliver --watch` workers (other machines: each its own configuration and spool, the same
+database and connectors) are SIGKILLed, SIGTERMed or SIGSTOPped past their lease at random
+and restarted, while the database is stopped (immediate: SIGQUIT, as `pg_ctl stop -m
+immediate`) and started again a few times. The same checks hold, plus: the outbox empty,
+one relayed row per (event, connector).
+
 It prints its counts and exits 1 on any violation (2: it could not run). Run as root: it
 mounts a private tmpfs for its scratch dir and a small one for the spool.
 
@@ -26,6 +35,7 @@ mounts a private tmpfs for its scratch dir and a small one for the spool.
     python3 bench/chaos.py --quick        # 60 pushes, >= 30 kills: the CI run (< 2 min)
     python3 bench/chaos.py                # 300 pushes, >= 100 kills
     python3 bench/chaos.py --pushes 1000 --pushers 6 --seed 7 --keep
+    python3 bench/chaos.py --quick --backend postgres
 
 Python 3.11, standard library only; touches only its scratch dir and 127.0.0.1.
 """
@@ -57,6 +67,7 @@ HTTP_CONNECTORS = ["web1", "web2"]
 SCRIPT_CONNECTOR = "rec"
 CONNECTORS = HTTP_CONNECTORS + [SCRIPT_CONNECTOR]
 KILLABLE = ["pre-receive", "post-receive", "deliver-once", "deliver-watch"]
+WORKERS_DIR = "workers"  # --backend postgres: the workers' configurations and spools
 
 
 def base_name(connector):
@@ -102,7 +113,7 @@ allow = ["all"]
 dir = "{spool}"
 retry = [{retry}]
 on_full = "reject"
-
+{backend}
 [[extension]]
 name = "web1"
 type = "http"
@@ -204,7 +215,10 @@ class Lab:
             self.mount(self.spoolfs, args.spool_size)
         self.spool = self.spoolfs / "spool"
         self.filler = self.spoolfs / "filler"
-        self.config = self.work / "pushgate.toml"
+        # --backend postgres: not named pushgate.toml, a repository's file name: pushgate names
+        # the connectors of a file so named `<name>~<hash of its directory>`, and the
+        # workers' (in other directories) would not be the server's.
+        self.config = self.work / ("config.toml" if args.backend == "postgres" else "pushgate.toml")
         self.healthy_flag = self.work / "script-healthy"
         self.script_log = self.work / "script.jsonl"
         self.watch_log = self.work / "watch.log"
@@ -228,6 +242,10 @@ class Lab:
         self.ports = {name: free_port() for name in HTTP_CONNECTORS}
         self.servers = {}
         self.landed_logs = {}
+        self.db = None            # --backend postgres: the PgServer
+        self.db_lock = threading.Lock()
+        self.db_epoch = 0         # +1 at every stop and every start of the database
+        self.worker_configs = []  # --backend postgres: (config, spool) of each worker
 
     def mount(self, path, size, image=None):
         argv = ["mount", "-o", "loop", image, str(path)] if image else \
@@ -252,9 +270,29 @@ class Lab:
         recorder = self.work / "recorder.py"
         recorder.write_text(RECORDER)
         argv = [sys.executable, "-S", str(recorder), str(self.script_log), str(self.healthy_flag)]
-        self.config.write_text(CONFIG.format(
-            spool=self.spool, retry=retry, port1=self.ports["web1"], port2=self.ports["web2"],
-            timeout=self.args.http_timeout, recorder=", ".join(json.dumps(a) for a in argv)))
+        backend = ""
+        if self.args.backend == "postgres":
+            from pg import PgServer
+            self.db = PgServer()
+            url_file = self.work / "db.url"
+            url_file.write_text(self.db.url + "\n")
+            backend = (f'backend = "postgres"\nurl_file = "{url_file}"\nlease = "{self.args.lease}"\n')
+
+        def config_text(spool):
+            return CONFIG.format(
+                spool=spool, retry=retry, port1=self.ports["web1"], port2=self.ports["web2"],
+                timeout=self.args.http_timeout, recorder=", ".join(json.dumps(a) for a in argv), backend=backend)
+
+        self.config.write_text(config_text(self.spool))
+        if self.db:
+            # The workers: other machines of the fleet (each its own spool and configuration,
+            # the same database and connectors).
+            for i in range(self.args.workers):
+                home = self.work / WORKERS_DIR / f"w{i}"
+                home.mkdir(parents=True)
+                config = home / "config.toml"
+                config.write_text(config_text(home / "spool"))
+                self.worker_configs.append((config, home / "spool"))
         check = self.pushgate("check")
         if check.returncode != 0:
             sys.exit(f"chaos: pushgate check failed:\n{check.stdout}{check.stderr}")
@@ -288,7 +326,14 @@ class Lab:
         self.git(self.work, "clone", "-q", str(self.server_dirs[repo]), str(dest))
         return dest
 
+    def db_state(self):
+        """(epoch, running) of the database, read together."""
+        with self.db_lock:
+            return self.db_epoch, bool(self.db and self.db.running)
+
     def cleanup(self):
+        if self.db:
+            self.db.cleanup()
         for path in reversed(self.mounts):
             for _ in range(20):
                 if subprocess.run(["umount", str(path)], capture_output=True).returncode == 0:
@@ -341,6 +386,8 @@ def kind_of(args):
         return name
     words = [a.decode(errors="replace") for a in args]
     if "deliver" in words:
+        if any(f"/{WORKERS_DIR}/" in w for w in words):
+            return "worker"
         return "deliver-watch" if "--watch" in words else "deliver-once"
     return None
 
@@ -435,7 +482,8 @@ class Killer(threading.Thread):
             return True
         self.known[pid] = (kind, st[1], now, args)
         self.seen.add(kind)
-        if kind != "deliver-watch" and self.rng.random() < self.probability(kind):  # the Watcher kills its own
+        # The Watcher and the Workers kill their own.
+        if kind not in ("deliver-watch", "worker") and self.rng.random() < self.probability(kind):
             try:
                 fd = os.pidfd_open(pid)
             except OSError:
@@ -586,6 +634,102 @@ class Watcher(threading.Thread):
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+class Worker(threading.Thread):
+    """--backend postgres: one worker of the fleet, another machine (its own configuration
+    and spool, the same database and connectors), running `deliver --watch`. Up for a random
+    while, then SIGKILLed (most times), SIGTERMed, or SIGSTOPped for longer than its lease and
+    continued (a stalled lease holder: another worker takes its connectors meanwhile, and what
+    it was doing must not be recorded when it wakes up); restarted after a random pause."""
+
+    def __init__(self, lab, index, rng, killer):
+        super().__init__(daemon=True)
+        self.lab, self.index, self.rng, self.killer = lab, index, rng, killer
+        self.config, self.spool = lab.worker_configs[index]
+        self.log = self.config.parent / "worker.log"
+        self.stop = threading.Event()
+        self.starts = self.terms = self.stops = self.exits = 0
+        self.proc = None
+
+    def run(self):
+        env = dict(self.lab.env, PUSHGATE_CONFIG=str(self.config))
+        lease = self.lab.args.lease_s
+        with open(self.log, "ab") as log:
+            while not self.stop.is_set():
+                if self.proc is None:
+                    self.proc = subprocess.Popen(
+                        [str(self.lab.binary), "--config", str(self.config), "deliver", "--watch"], env=env,
+                        stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+                    self.starts += 1
+                if self.stop.wait(self.rng.uniform(0.5, 5.0)):
+                    break
+                if self.proc.poll() is not None:
+                    self.exits += 1  # it stopped by itself (it should not)
+                    self.proc = None
+                    continue
+                r = self.rng.random()
+                if r < 0.2:
+                    self.proc.send_signal(signal.SIGSTOP)
+                    self.stops += 1
+                    self.killer.note("worker-sigstop", self.proc.pid)
+                    self.stop.wait(self.rng.uniform(lease + 0.5, lease + 2.5))
+                    self.proc.send_signal(signal.SIGCONT)
+                    continue  # it runs on (fenced off from what it held)
+                if r < 0.35:
+                    self.proc.send_signal(signal.SIGTERM)
+                    self.terms += 1
+                    try:
+                        self.proc.wait(timeout=20)
+                    except subprocess.TimeoutExpired:
+                        self.proc.kill()
+                        self.proc.wait()
+                else:
+                    self.proc.send_signal(signal.SIGKILL)
+                    self.killer.kills.add("worker")
+                    self.killer.note("worker", self.proc.pid)
+                    self.proc.wait()
+                self.proc = None
+                if self.stop.wait(self.rng.uniform(0.3, 3.0)):
+                    break
+        self.end()
+
+    def end(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class DbChaos(threading.Thread):
+    """--backend postgres: the database stopped the way a crash stops it (SIGQUIT, what
+    `pg_ctl stop -m immediate` sends: no checkpoint, every client cut off) every few seconds,
+    and started again (crash recovery) after a while."""
+
+    def __init__(self, lab, rng, gap, down):
+        super().__init__(daemon=True)
+        self.lab, self.rng, self.gap, self.down = lab, rng, gap, down
+        self.stop = threading.Event()
+        self.outages = []  # seconds the database was down, each time
+
+    def run(self):
+        lab = self.lab
+        while not self.stop.wait(self.rng.uniform(*self.gap)):
+            with lab.db_lock:
+                lab.db_epoch += 1
+                lab.db.stop()
+            t = time.monotonic()
+            say(f"database stopped (immediate), for {len(self.outages) + 1}. time")
+            self.stop.wait(self.rng.uniform(*self.down))  # cut short at the end of the chaos
+            with lab.db_lock:
+                lab.db.start()
+                lab.db_epoch += 1
+            self.outages.append(time.monotonic() - t)
+            say(f"database started again after {self.outages[-1]:.1f}s down")
 
 
 class Ticker(threading.Thread):
@@ -810,6 +954,18 @@ class Pusher(threading.Thread):
         self.counter += 1
         return self.counter
 
+    def fetch(self, repo, *argv):
+        """`git fetch`, again when another pusher deleted a ref between the listing and the
+        fetch ("no such remote ref": a race of the harness, not of pushgate)."""
+        for attempt in range(5):
+            proc = self.git(repo, "fetch", "-q", *argv, "origin", check=False)
+            if proc.returncode == 0:
+                return
+            if "no such remote ref" not in proc.stderr or attempt == 4:
+                raise RuntimeError(f"git fetch in {self.clones[repo]} failed ({proc.returncode}): "
+                                   f"{proc.stderr.strip()}")
+            self.stats.add("harness: fetch raced a ref deletion")
+
     def commit(self, repo, n):
         c = self.clones[repo]
         for _ in range(n):
@@ -873,7 +1029,7 @@ class Pusher(threading.Thread):
         return self.push(repo, ["origin", own]) is not None
 
     def op_shared(self, repo):
-        self.git(repo, "fetch", "-q", "origin")
+        self.fetch(repo)
         self.git(repo, "checkout", "-q", "-B", "main", "origin/main")
         self.commit(repo, self.rng.randint(1, 2))
         for _ in range(8):
@@ -884,7 +1040,7 @@ class Pusher(threading.Thread):
                 self.stats.add("shared: landed")
                 return True
             self.stats.add("shared: fetch + rebase")
-            self.git(repo, "fetch", "-q", "origin")
+            self.fetch(repo)
             if self.git(repo, "rebase", "-q", "origin/main", check=False).returncode != 0:
                 self.git(repo, "rebase", "--abort", check=False)
                 self.git(repo, "checkout", "-q", "-B", "main", "origin/main")
@@ -893,14 +1049,14 @@ class Pusher(threading.Thread):
 
     def op_force(self, repo):
         if self.rng.random() < 0.5:
-            self.git(repo, "fetch", "-q", "origin")
+            self.fetch(repo)
         branch = f"p{self.i}/force"
         self.git(repo, "checkout", "-q", "-B", branch, "origin/main")
         self.commit(repo, 1)
         return self.push(repo, ["--force", "origin", branch]) is not None
 
     def op_multi(self, repo):
-        self.git(repo, "fetch", "-q", "--prune", "origin")
+        self.fetch(repo, "--prune")
         listed = self.git(repo, "for-each-ref", "--format=%(refname:strip=3)", f"refs/remotes/origin/p{self.i}/").stdout
         mine = [r for r in listed.split() if r.startswith(f"p{self.i}/t")]
         own = self.checkout_own(repo)
@@ -960,8 +1116,16 @@ class Admin(threading.Thread):
     def check_once(self, phase):
         for name, argv in self.COMMANDS:
             try:
+                before = self.lab.db_state()
                 proc = self.lab.pushgate(*argv, timeout=60)
                 if proc.returncode != 0:
+                    after = self.lab.db_state()
+                    # --backend postgres: with the database down (at any instant of the
+                    # command), failing and saying so is right.
+                    if self.lab.db and "database" in proc.stderr and \
+                            (not before[1] or not after[1] or before[0] != after[0]):
+                        self.runs.add(f"{name} refused (database down)")
+                        continue
                     raise ValueError(f"exit {proc.returncode}: {proc.stderr.strip()[:300]}")
                 if name == "log":
                     for line in proc.stdout.splitlines():
@@ -1039,8 +1203,11 @@ def run(args):
         admin = Admin(lab, 0.7)
         ticker = Ticker(lab, random.Random(rng.random()))
         pushers = [Pusher(lab, i, random.Random(rng.random()), budget, stats) for i in range(args.pushers)]
+        # --backend postgres (drawn after the rest: --backend file's schedule is unchanged).
+        workers = [Worker(lab, i, random.Random(rng.random()), killer) for i in range(len(lab.worker_configs))]
+        dbchaos = DbChaos(lab, random.Random(rng.random()), args.db_gap, args.db_down) if lab.db else None
         t_chaos = time.monotonic()
-        for t in [killer, watcher, ticker, admin, *pushers]:
+        for t in [killer, watcher, ticker, admin, *workers, *([dbchaos] if dbchaos else []), *pushers]:
             t.start()
 
         # The full-disk phase, part-way through.
@@ -1071,12 +1238,19 @@ def run(args):
         t_pushed = time.monotonic()
 
         # Quiesce: no more chaos, healthy receivers, deliverers until nothing is pending.
+        if dbchaos:
+            dbchaos.stop.set()
+            dbchaos.join()  # the database is up
         ticker.stop.set()
         ticker.join()
         killer.stop.set()
         watcher.stop.set()
+        for w in workers:
+            w.stop.set()
         killer.join()
         watcher.join()
+        for w in workers:
+            w.join()
         for r in receivers.values():
             r.healthy = True
             r.up()
@@ -1095,7 +1269,7 @@ def run(args):
                 if proc.returncode != 0:
                     stats.add("drain: deliver --once failed")
                 pending, dead, incoming, aside = spool_state(lab)
-                if not any(pending.values()) and not incoming:
+                if not any(pending.values()) and not incoming and not outbox_pending(lab):
                     drained = True
                     break
                 time.sleep(0.3)
@@ -1116,11 +1290,12 @@ def run(args):
         admin.check_once("after the drain")
         if not drained:
             violations["drain"].append(f"not drained after {args.drain_timeout}s ({rounds} deliver --once runs)")
-        figures = check(lab, args, stats, receivers, killer, watcher, admin, pushers, full, violations)
+        fleet = {"workers": workers, "db": dbchaos}
+        figures = check(lab, args, stats, receivers, killer, watcher, admin, pushers, full, violations, fleet)
         wall = time.monotonic() - t0
         report(args, stats, figures, killer, watcher, receivers, admin, full, violations,
                {"setup": t_chaos - t0, "pushes": t_pushed - t_chaos, "drain": t_drained - t_pushed,
-                "drain rounds": rounds, "wall": wall, "ticks": ticker.runs})
+                "drain rounds": rounds, "wall": wall, "ticks": ticker.runs}, fleet)
         failed = bool(violations)
         return 1 if violations else 0
     finally:
@@ -1135,10 +1310,39 @@ def run(args):
             except OSError:
                 pass
         if args.keep or (failed and not args.no_keep_on_failure):
+            if lab.db:
+                lab.db.stop()
             say(f"kept {lab.work}" + (f" (umount {' '.join(map(str, reversed(lab.mounts)))})"
-                                      if lab.mounts else "") + (f", rm {lab.image}" if lab.image else ""))
+                                      if lab.mounts else "") + (f", rm {lab.image}" if lab.image else "")
+                + (f"; the database's directory {lab.db.dir} (start it: su nobody -s /bin/sh -c "
+                   f"'{lab.db.bin}/postgres -D {lab.db.data}')" if lab.db else ""))
         else:
             lab.cleanup()
+
+
+def outbox_pending(lab):
+    """--backend postgres: jobs waiting in the outbox (not dead); -1 when it cannot be read.
+    0 with the file backend."""
+    if not lab.db:
+        return 0
+    try:
+        return int(lab.db.psql("SELECT count(*) FROM pushgate.jobs WHERE NOT dead"))
+    except (RuntimeError, ValueError):
+        return -1
+
+
+def log_lines(lab, needle):
+    """How many lines of the deliverers' logs (the watcher's, the timer's, the drain's, the
+    workers') contain `needle`."""
+    logs = [lab.watch_log, lab.work / "ticker.log", lab.work / "drain.log"]
+    logs += [config.parent / "worker.log" for config, _ in lab.worker_configs]
+    n = 0
+    for path in logs:
+        try:
+            n += sum(1 for line in path.read_text(errors="replace").splitlines() if needle in line)
+        except OSError:
+            pass
+    return n
 
 
 def recorder_pids(lab):
@@ -1155,7 +1359,7 @@ def recorder_pids(lab):
 
 # --------------------------------------------------------------------------- the checks
 
-def check(lab, args, stats, receivers, killer, watcher, admin, pushers, full, violations):
+def check(lab, args, stats, receivers, killer, watcher, admin, pushers, full, violations, fleet=None):
     def v(kind, text):
         violations[kind].append(text)
 
@@ -1344,6 +1548,28 @@ def check(lab, args, stats, receivers, killer, watcher, admin, pushers, full, vi
         v("pending", f"aside/ holds {aside[:10]}")
     for failure in admin.failures:
         v("admin", failure)
+    relayed = None
+    if lab.db:
+        # The fleet: every local job relayed, the outbox empty, each (event, connector)
+        # relayed once (the relayed table is keyed by delivery id).
+        if any(pending.values()) or any(dead.values()):
+            v("pending", f"local queues not relayed: pending {dict(pending)}, dead {dict(dead)}")
+        try:
+            left = int(lab.db.psql("SELECT count(*) FROM pushgate.jobs"))
+            relayed = int(lab.db.psql("SELECT count(*) FROM pushgate.relayed"))
+            disabled = lab.db.psql("SELECT name FROM pushgate.connectors WHERE disabled IS NOT NULL")
+            if left:
+                v("pending", f"the outbox still holds {left} job(s)")
+            if disabled:
+                v("pending", f"disabled in the outbox: {disabled}")
+            if relayed != len(events) * len(CONNECTORS):
+                v("relay", f"{relayed} delivery ids relayed, for {len(events)} events x {len(CONNECTORS)} connectors")
+        except (RuntimeError, ValueError) as e:
+            v("harness", f"cannot read the outbox: {e}")
+        for config, spool in lab.worker_configs:
+            incoming = spool / "incoming"
+            if incoming.is_dir() and os.listdir(incoming):
+                v("pending", f"worker {config.parent.name}: incoming/ holds {os.listdir(incoming)[:5]}")
 
     # The chaos itself: did this run do what it claims?
     kills = killer.kills.snapshot()
@@ -1364,6 +1590,13 @@ def check(lab, args, stats, receivers, killer, watcher, admin, pushers, full, vi
             v("chaos", f"{c} never went down")
     if not answers[SCRIPT_CONNECTOR]["75"]:
         v("chaos", "the script never exited 75")
+    if lab.db and fleet:
+        if not kills["worker"]:
+            v("chaos", "no worker was killed")
+        if not any(w.stops for w in fleet["workers"]):
+            v("chaos", "no worker was stopped past its lease")
+        if len(fleet["db"].outages) < args.db_stops:
+            v("chaos", f"the database was stopped {len(fleet['db'].outages)} time(s), at least {args.db_stops} wanted")
 
     return {
         "landed updates": sum(landed.values()),
@@ -1377,6 +1610,9 @@ def check(lab, args, stats, receivers, killer, watcher, admin, pushers, full, vi
         "duplicates": {c: sum(n - 1 for n in accepted_count[c].values()) for c in CONNECTORS},
         "log outcomes": outcomes,
         "samples": [s for p in pushers for s in p.samples],
+        "relayed": relayed,
+        "lease lost": log_lines(lab, "lease lost"),
+        "db errors": log_lines(lab, "database"),
     }
 
 
@@ -1397,14 +1633,16 @@ def inject(fault, deliveries, rng):
     say(f"injected fault: {fault}")
 
 
-def report(args, stats, figures, killer, watcher, receivers, admin, full, violations, times):
+def report(args, stats, figures, killer, watcher, receivers, admin, full, violations, times, fleet=None):
     s = stats.snapshot()
     print()
-    print("=== pushgate chaos run" + (" (quick)" if args.quick else "") + f", seed {args.seed}")
+    print("=== pushgate chaos run" + (" (quick)" if args.quick else "") + f", seed {args.seed}, backend {args.backend}")
     rejected = {k[len("rejected: "):]: n for k, n in sorted(s.items()) if k.startswith("rejected: ")}
     print(f"pushes      {s['pushes attempted']} attempted by {args.pushers} pushers, {s['pushes landed']} landed, "
           f"{sum(rejected.values())} rejected ({', '.join(f'{k} {n}' for k, n in rejected.items()) or '-'}); "
-          f"shared main: {s['shared: landed']} landed, {s['shared: fetch + rebase']} fetch + rebase")
+          f"shared main: {s['shared: landed']} landed, {s['shared: fetch + rebase']} fetch + rebase"
+          + (f"; {s['harness: fetch raced a ref deletion']} fetch(es) raced a ref deletion, run again"
+             if s['harness: fetch raced a ref deletion'] else ""))
     git = {k[len("git: "):]: n for k, n in sorted(s.items()) if k.startswith("git: ")}
     by_type = figures["landed by type"]
     print(f"ref updates {figures['landed updates']} landed (reference-transaction: "
@@ -1419,6 +1657,15 @@ def report(args, stats, figures, killer, watcher, receivers, admin, full, violat
           f"pre-receives: " + ", ".join(
         f"{k} {kills[k]} (of {seen[k] if k != 'deliver-watch' else watcher.starts} seen, {missed[k]} gone first)"
         for k in KILLABLE) + f"; watch SIGTERMed {watcher.terms}x; {times['ticks']} timer-driven deliver --once")
+    if fleet and fleet["db"]:
+        workers, outages = fleet["workers"], fleet["db"].outages
+        print(f"fleet       {len(workers)} workers (lease {args.lease}): {sum(w.starts for w in workers)} starts, "
+              f"{kills['worker']} SIGKILLs, {sum(w.terms for w in workers)} SIGTERMs, {sum(w.stops for w in workers)} "
+              f"SIGSTOPs past the lease (then SIGCONT), {sum(w.exits for w in workers)} exits of their own; "
+              f"'lease lost' said {figures['lease lost']}x")
+        print(f"database    stopped (immediate) {len(outages)}x, down {sum(outages):.1f}s in all "
+              f"({', '.join(f'{o:.1f}' for o in outages)} s); deliverers said 'database' {figures['db errors']}x; "
+              f"{figures['relayed']} delivery ids relayed")
     lives = {k: sorted(v) for k, v in killer.lifetimes.items()}
     print("lifetimes   " + ", ".join(f"{k} median {1000 * v[len(v) // 2]:.1f} ms, p90 {1000 * v[int(0.9 * (len(v) - 1))]:.1f} ms"
                                       for k, v in lives.items()))
@@ -1439,6 +1686,9 @@ def report(args, stats, figures, killer, watcher, receivers, admin, full, violat
           f"drain {times['drain']:.1f}s ({times['drain rounds']} deliver --once)")
     for sample in figures["samples"]:
         print(f"unexplained rejection: {sample}")
+    if fleet and fleet["db"]:
+        print("note: a `queue`/`log` command that failed saying 'database' while the database was down is counted "
+              "as 'refused (database down)', not as a failure")
     total = sum(len(v) for v in violations.values())
     print(f"violations  {total}" + (": " + ", ".join(f"{k} {len(v)}" for k, v in sorted(violations.items()))
                                     if total else ""))
@@ -1476,6 +1726,15 @@ def main():
                         "20-200 ms, most pushes to the shared main, no pause between pushes")
     p.add_argument("--inject", choices=["lose", "reorder", "delivery-id"],
                    help="damage the receivers' records before the checks, to see them fail")
+    p.add_argument("--backend", choices=["file", "postgres"], default="file",
+                   help="the spool's backend (default file); postgres: a PostgreSQL the script starts, the "
+                        "deliverers relay into its outbox, --workers more workers, the database stopped and "
+                        "started again now and then")
+    p.add_argument("--workers", type=int, default=3, help="--backend postgres: deliver --watch workers on other "
+                                                          "'machines' (default 3)")
+    p.add_argument("--lease", default="3s", help="--backend postgres: [spool] lease (default 3s)")
+    p.add_argument("--db-stops", type=int, default=None,
+                   help="--backend postgres: outages the run must have (default 2; 3 without --quick)")
     p.add_argument("--no-tmpfs", action="store_true", help="scratch dir on the normal temp dir")
     p.add_argument("--no-full-disk", action="store_true", help="skip the full-disk phase (no root needed)")
     args = p.parse_args()
@@ -1486,6 +1745,14 @@ def main():
     if args.harsh and "--pace" not in sys.argv:
         args.pace = 0.05
     args.full_min, args.full_max, args.full_rejects = (2.0, 6.0, 2) if args.quick else (4.0, 12.0, 5)
+    if not args.lease.endswith("s") or not args.lease[:-1].replace(".", "", 1).isdigit():
+        sys.exit("chaos: --lease takes seconds, e.g. 3s")
+    args.lease_s = float(args.lease[:-1])
+    args.db_stops = args.db_stops if args.db_stops is not None else (2 if args.quick else 3)
+    # Between outages, and how long each lasts (seconds).
+    args.db_gap, args.db_down = ((3.0, 6.0) if args.quick else (5.0, 12.0)), (0.5, 3.0)
+    if args.backend == "file":
+        args.workers = 0
     if not Path(args.binary).is_file():
         sys.exit(f"chaos: no pushgate binary at {args.binary} (cargo build --release, or --binary PATH)")
     if os.geteuid() != 0 and not args.no_full_disk:

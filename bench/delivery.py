@@ -81,7 +81,9 @@ class Sink:
     reads requests (headers, then a Content-Length or chunked body) and answers each with a
     204 on the same connection, until the client closes it. Served from a child process (in
     this process, the GIL and the thread that waits for the timed command slow it down).
-    Counts requests, connections and the time spent on requests, in shared memory."""
+    Counts requests, connections and the time spent on requests, in shared memory, and
+    when (time.monotonic(), the same clock in every process) the first request after the
+    last `reset_first()` was read whole (fleet.py's latency)."""
 
     RESPONSE = b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n"
     CLOSE = b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
@@ -91,18 +93,20 @@ class Sink:
         self._count = ctx.Value("q", 0)
         self._conns = ctx.Value("q", 0)
         self._busy = ctx.Value("d", 0.0)
+        self._first = ctx.Value("d", 0.0)
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("127.0.0.1", port))
         listener.listen(128)
         self.url = f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
-        self.process = ctx.Process(target=Sink._serve, args=(listener, self._count, self._conns, self._busy),
+        self.process = ctx.Process(target=Sink._serve, args=(listener, self._count, self._conns, self._busy,
+                                                                     self._first),
                                    daemon=True)
         self.process.start()
         listener.close()
 
     @staticmethod
-    def _serve(listener, count, conns, busy):
+    def _serve(listener, count, conns, busy, first):
         def handle(conn):
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             buf = b""
@@ -145,6 +149,9 @@ class Sink:
                             while len(buf) < length:
                                 buf += more()
                             buf = buf[length:]
+                        with first.get_lock():
+                            if not first.value:
+                                first.value = time.monotonic()
                         conn.sendall(Sink.CLOSE if close else Sink.RESPONSE)
                         with count.get_lock():
                             count.value += 1
@@ -172,6 +179,15 @@ class Sink:
     @property
     def busy(self) -> float:
         return self._busy.value
+
+    @property
+    def first(self) -> float:
+        """time.monotonic() when the first request since `reset_first()` was read (0: none yet)."""
+        return self._first.value
+
+    def reset_first(self):
+        with self._first.get_lock():
+            self._first.value = 0.0
 
     def wait_for(self, count: int, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
