@@ -119,7 +119,7 @@ on_error = "allow"
             "CONFIG:8:8: extension name \"ci\" is already used at CONFIG:1",
             "CONFIG:13:1: an http extension needs `url`",
             "CONFIG:18:1: a script extension needs `command` (an argv list, run without a shell)",
-            "CONFIG:26:9: phase \"later\" must be \"pre\" or \"post\"",
+            "CONFIG:26:9: phase \"later\" must be \"pre\", \"post\" or \"periodic\"",
             "CONFIG:34:12: `on_error` applies to pre extensions only (post failures are retried)",
         ]
     );
