@@ -27,7 +27,8 @@ pub const CHANNEL: &str = "pushgate_jobs";
 const MIGRATE_LOCK: i64 = i64::from_be_bytes(*b"pushgate");
 
 /// The schema, one entry per version. A released entry never changes.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE pushgate.connectors (
     name     text PRIMARY KEY,
     disabled text,                      -- why (a 410), when it is
@@ -53,7 +54,43 @@ CREATE TABLE pushgate.attempts (
     attempt text NOT NULL
 );
 CREATE INDEX attempts_time ON pushgate.attempts (time);
-"#];
+"#,
+    r#"
+-- Settling an attempt in one round trip: the fence first (the connector row stays locked
+-- to the end of the call), then the job, the connector and the attempt.
+CREATE FUNCTION pushgate.settle(p_connector text, p_token bigint, p_lease_ms bigint, p_id bigint,
+                                p_change text, p_job text, p_next bigint, p_reason text,
+                                p_attempt text, p_dropped text) RETURNS text
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);
+    UPDATE pushgate.connectors
+       SET expires = clock_timestamp() + p_lease_ms * interval '1 millisecond'
+     WHERE name = p_connector AND token = p_token;
+    IF NOT FOUND THEN
+        RETURN 'lost';
+    END IF;
+    PERFORM 1 FROM pushgate.jobs WHERE id = p_id AND NOT dead FOR UPDATE;
+    IF NOT FOUND THEN
+        INSERT INTO pushgate.attempts (attempt) VALUES (p_dropped);
+        RETURN 'dropped';
+    END IF;
+    IF p_change = 'delete' THEN
+        DELETE FROM pushgate.jobs WHERE id = p_id;
+    ELSIF p_change = 'dead' THEN
+        UPDATE pushgate.jobs SET dead = true, job = p_job WHERE id = p_id;
+    ELSE
+        UPDATE pushgate.jobs SET next_attempt = p_next, job = p_job WHERE id = p_id;
+    END IF;
+    IF p_reason IS NOT NULL THEN
+        UPDATE pushgate.connectors SET disabled = p_reason WHERE name = p_connector;
+    END IF;
+    INSERT INTO pushgate.attempts (attempt) VALUES (p_attempt);
+    RETURN 'done';
+END
+$$;
+"#,
+];
 
 /// How long connecting may take before the database counts as down.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -282,60 +319,44 @@ impl Outbox {
     /// `change` says, the attempt is logged, the lease is extended. A commit that a crash
     /// of the database loses only means the attempt is made again.
     pub fn settle(&self, lease: Lease, job: &Job, change: Change, attempt: &Attempt) -> io::Result<Settled> {
+        use postgres::types::Type;
         let lease_ms = self.lease_ms();
         let text = |j: &Job| serde_json::to_string(j).map_err(io::Error::other);
-        let (updated, reason) = match &change {
-            Change::Delete => (None, None),
-            Change::Dead(j) | Change::Retry(j) => (Some(text(j)?), None),
-            Change::Disable(j, reason) => (Some(text(j)?), Some(reason.to_string())),
+        let (kind, updated, next, reason): (&str, Option<String>, i64, Option<String>) = match &change {
+            Change::Delete => ("delete", None, 0, None),
+            Change::Dead(j) => ("dead", Some(text(j)?), 0, None),
+            Change::Disable(j, reason) => ("dead", Some(text(j)?), 0, Some(reason.to_string())),
+            Change::Retry(j) => ("retry", Some(text(j)?), j.next_attempt as i64, None),
         };
-        let mut attempt = attempt.clone();
+        let logged = serde_json::to_string(attempt).map_err(io::Error::other)?;
+        let mut dropped = attempt.clone();
+        dropped.outcome = super::log::AttemptOutcome::Dropped;
+        dropped.error = Some("the job was dropped during the attempt".into());
+        let dropped = serde_json::to_string(&dropped).map_err(io::Error::other)?;
         let id = job.number as i64;
-        self.with(|client| {
-            let mut tx = client.transaction()?;
-            tx.batch_execute("SET LOCAL synchronous_commit = off")?;
-            // The fence: first, under the connector row's lock until commit.
-            let fenced = tx.execute(
-                "UPDATE pushgate.connectors
-                 SET expires = clock_timestamp() + $3::bigint * interval '1 millisecond'
-                 WHERE name = $1 AND token = $2",
-                &[&job.connector, &lease.token, &lease_ms],
-            )?;
-            if fenced != 1 {
-                return Ok(Settled::LeaseLost);
-            }
-            let there = tx.query_opt("SELECT 1 FROM pushgate.jobs WHERE id = $1 AND NOT dead FOR UPDATE", &[&id])?;
-            let settled = if there.is_none() {
-                attempt.outcome = super::log::AttemptOutcome::Dropped;
-                attempt.error = Some("the job was dropped during the attempt".into());
-                Settled::Dropped
-            } else {
-                match &change {
-                    Change::Delete => {
-                        tx.execute("DELETE FROM pushgate.jobs WHERE id = $1", &[&id])?;
-                    }
-                    Change::Dead(_) | Change::Disable(..) => {
-                        tx.execute("UPDATE pushgate.jobs SET dead = true, job = $2 WHERE id = $1", &[&id, &updated])?;
-                    }
-                    Change::Retry(j) => {
-                        tx.execute(
-                            "UPDATE pushgate.jobs SET next_attempt = $2, job = $3 WHERE id = $1",
-                            &[&id, &(j.next_attempt as i64), &updated],
-                        )?;
-                    }
-                }
-                if let Some(reason) = &reason {
-                    tx.execute(
-                        "UPDATE pushgate.connectors SET disabled = $2 WHERE name = $1",
-                        &[&job.connector, reason],
-                    )?;
-                }
-                Settled::Done
-            };
-            let logged = serde_json::to_string(&attempt).unwrap_or_default();
-            tx.execute("INSERT INTO pushgate.attempts (attempt) VALUES ($1)", &[&logged])?;
-            tx.commit()?;
-            Ok(settled)
+        let answer: String = self.with(|client| {
+            client
+                .query_typed_one(
+                    "SELECT pushgate.settle($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                    &[
+                        (&job.connector, Type::TEXT),
+                        (&lease.token, Type::INT8),
+                        (&lease_ms, Type::INT8),
+                        (&id, Type::INT8),
+                        (&kind, Type::TEXT),
+                        (&updated, Type::TEXT),
+                        (&next, Type::INT8),
+                        (&reason, Type::TEXT),
+                        (&logged, Type::TEXT),
+                        (&dropped, Type::TEXT),
+                    ],
+                )
+                .map(|row| row.get(0))
+        })?;
+        Ok(match answer.as_str() {
+            "done" => Settled::Done,
+            "dropped" => Settled::Dropped,
+            _ => Settled::LeaseLost,
         })
     }
 
