@@ -13,8 +13,9 @@
 # PUSHGATE=/path/to/pushgate picks the binary (default: <target>/release/pushgate, built
 # with `cargo build --release` when missing). It installs git, openssh-server, nginx,
 # fcgiwrap and apache2-utils when missing (HTTP is skipped, said so, when that fails).
-# Nothing outside the prefix is changed but those packages: no system service is started,
-# configured or stopped, and the user, its processes and the prefix are removed on exit.
+# Nothing outside the prefix is changed but those packages (whose installation may start
+# nginx's own service) and /run/sshd: no system service is configured, started or stopped
+# by the script, and the user, its processes and the prefix are removed on exit.
 # One line per step, `ok` or `FAIL: what happened`; exit 1 when any step FAILs.
 set -u
 umask 022
@@ -119,6 +120,7 @@ step "3. directories made, owned by $U" bash -c "
     install -d -o '$U' -g '$U' -m 0700 '$LIB' '$LOGDIR' '$HOMEDIR/.ssh' &&
     install -d -m 0755 '$ETC' '$ETC/keys'"
 step "3. owners and modes are as README says" bash -c "
+    [ \"\$(stat -c '%U' '$HOMEDIR')\" = '$U' ] &&
     [ \"\$(stat -c '%U %a' '$SRV')\" = '$U 755' ] &&
     [ \"\$(stat -c '%U %a' '$LIB')\" = '$U 700' ] &&
     [ \"\$(stat -c '%U %a' '$LOGDIR')\" = '$U 700' ] &&
@@ -213,7 +215,7 @@ fi
 export GIT_SSH_COMMAND="ssh -p $SSHP -i $T/client/alice -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=$T/client/known_hosts -o LogLevel=ERROR"
 SSHURL="ssh://$U@127.0.0.1:$SSHP/team/app.git"
 step "6. git push over ssh (alice, main): accepted" git -C "$T/client/work" push "$SSHURL" HEAD:refs/heads/main
-step "6. git clone over ssh" git clone -q "$SSHURL" "$T/client/clone-ssh"
+step "6. git clone $U@127.0.0.1:team/app.git (README's form)" git clone -q "$U@127.0.0.1:team/app.git" "$T/client/clone-ssh"
 step "6. the clone has main" git -C "$T/client/clone-ssh" rev-parse --verify -q refs/remotes/origin/main
 git -C "$T/client/work" push "$SSHURL" HEAD:refs/heads/frozen > "$T/log/ssh-deny" 2>&1
 rc=$?
