@@ -185,7 +185,7 @@ pub struct Change {
     pub commits: Vec<Commit>,
     /// The commit the new value names (peeled), new or not; read only when asked for.
     pub head: Option<Commit>,
-    /// The head's files were not read (its event's `head_commit` is completed at fan-out).
+    /// Only the head's id was read (its event's `head_commit` is completed at fan-out).
     pub head_files_pending: bool,
     /// Set when the new value is not a commit (a tag of a tree, a ref to a blob): `tree` or
     /// `blob`. Its contents are not read as commits are.

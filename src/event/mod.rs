@@ -96,8 +96,8 @@ pub struct EventCommit {
     pub removed: Vec<String>,
     /// No ref reached this commit before the push (GitHub's `distinct`).
     pub distinct: bool,
-    /// A head whose file lists the gate left for the deliverer to fill in (spooled events
-    /// only: fan-out clears it before any extension sees the event).
+    /// A head the gate only named (its id and `distinct`): the deliverer fills in the
+    /// rest at fan-out, before any extension sees the event (spooled events only).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub files_pending: bool,
 }
@@ -302,7 +302,8 @@ pub fn build(push: &Push, context: Context) -> PushEvent {
     }
 }
 
-fn event_commit(commit: &Commit) -> EventCommit {
+/// A commit as events list it.
+pub fn event_commit(commit: &Commit) -> EventCommit {
     let mut listed = EventCommit {
         id: commit.id.to_string(),
         tree_id: commit.tree.to_string(),

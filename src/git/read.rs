@@ -5,7 +5,7 @@
 //! through an unprotected ref first does not hide them from a protected ref's rules.
 
 use super::{GitRepo, RepoError, fail, kind_name, walk};
-use crate::push::{Action, Change, Commit, FileChange, Push, RefUpdate};
+use crate::push::{Action, Change, Commit, Push, RefUpdate};
 use gix::ObjectId;
 use std::collections::{HashMap, HashSet};
 
@@ -90,22 +90,24 @@ impl GitRepo {
             }
         }
         // Every commit a ref reached before the push, when a walk needs it.
-        let all_before = match !below_all.is_empty() || want.distinct {
-            true => Some(self.peel_all(before.values())?),
-            false => None,
-        };
-        let all_before = all_before.unwrap_or_default();
+        let mut all_before: Option<HashSet<ObjectId>> = None;
         if !below_all.is_empty() {
-            let hidden = &all_before;
+            let hidden = all_before.insert(self.peel_all(before.values())?);
             let tips: Vec<ObjectId> = below_all.iter().filter_map(|&i| tip_of(i)).collect();
             let new = walk_from(&mut commits, &tips, hidden)?;
             for &i in &below_all {
                 brought[i] = tip_of(i).map(|tip| oldest_first(tip, &new)).unwrap_or_default();
             }
         }
-        let distinct: HashSet<ObjectId> = if want.distinct {
+        // A push that brings no commit to any ref brings none that no ref had: every tip
+        // was reachable from the ref it lands on (or the default branch) already.
+        let distinct: HashSet<ObjectId> = if want.distinct && brought.iter().any(|b| !b.is_empty()) {
+            let hidden = match all_before {
+                Some(hidden) => hidden,
+                None => self.peel_all(before.values())?,
+            };
             let tips: Vec<ObjectId> = (0..updates.len()).filter_map(tip_of).collect();
-            walk_from(&mut commits, &tips, &all_before)?.into_keys().collect()
+            walk_from(&mut commits, &tips, &hidden)?.into_keys().collect()
         } else {
             HashSet::new()
         };
@@ -196,13 +198,25 @@ impl GitRepo {
         if want.head_files {
             return Ok((self.read_commit(tip, Want { files: true, ..want }, distinct, read)?, false));
         }
-        let commit = self.commit(tip, false, None)?;
-        Ok((Commit { distinct: distinct.contains(&tip), ..commit }, true))
+        // Only its id now: the deliverer reads the rest (message, people, files) at fan-out.
+        let placeholder = Commit {
+            id: tip,
+            tree: ObjectId::null(tip.kind()),
+            parents: Vec::new(),
+            author: Default::default(),
+            committer: Default::default(),
+            message: String::new(),
+            signed: false,
+            files: Vec::new(),
+            distinct: distinct.contains(&tip),
+            refused_entries: Vec::new(),
+        };
+        Ok((placeholder, true))
     }
 
-    /// The files commit `id` changes against its first parent.
-    pub fn files_of(&self, id: ObjectId) -> Result<Vec<FileChange>, RepoError> {
-        Ok(self.commit(id, true, None)?.files)
+    /// Commit `id` with the files it changes against its first parent.
+    pub fn commit_with_files(&self, id: ObjectId) -> Result<Commit, RepoError> {
+        self.commit(id, true, None)
     }
 
     /// The commits `ids` stand for (trees and blobs stand for none).

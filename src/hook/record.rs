@@ -247,8 +247,8 @@ pub fn landed(record: &Record) -> Result<Vec<bool>, String> {
     }
 }
 
-/// Fill in the files of the heads the gate left for the deliverer (`files_pending`): the
-/// commits are in the repository by now. A head that cannot be read keeps empty lists.
+/// Fill in the heads the gate only named (`files_pending`): the commits are in the
+/// repository by now. A head that cannot be read keeps only its id.
 pub fn complete_heads(event: &mut PushEvent) -> Result<(), String> {
     let mut pending: Vec<&mut event::EventCommit> =
         event.changes.iter_mut().filter_map(|c| c.head_commit.as_mut()).filter(|h| h.files_pending).collect();
@@ -258,13 +258,13 @@ pub fn complete_heads(event: &mut PushEvent) -> Result<(), String> {
     let opened = GitRepo::open(Path::new(&event.repository.path), &Quarantine::default());
     let mut failed = None;
     for head in &mut pending {
-        let files = match (&opened, gix::ObjectId::from_hex(head.id.as_bytes())) {
-            (Ok(git), Ok(id)) => git.files_of(id).map_err(|e| e.to_string()),
+        let commit = match (&opened, gix::ObjectId::from_hex(head.id.as_bytes())) {
+            (Ok(git), Ok(id)) => git.commit_with_files(id).map_err(|e| e.to_string()),
             (Err(e), _) => Err(e.to_string()),
             (_, Err(e)) => Err(format!("head {}: {e}", crate::text::shown(&head.id))),
         };
-        match files {
-            Ok(files) => head.set_files(&files),
+        match commit {
+            Ok(commit) => **head = event::EventCommit { distinct: head.distinct, ..event::event_commit(&commit) },
             Err(e) => {
                 head.files_pending = false;
                 failed.get_or_insert(e);
