@@ -6,11 +6,10 @@
 use super::deliver::{Deliverer, Level, now_ms};
 use super::job::{Job, Shelf};
 use super::log::{Attempt, AttemptOutcome};
-use super::settle::{Settlement, settle};
-use crate::config::extension::{Batch, Extension, Phase};
-use crate::extension::{self, Call};
+use super::settle::Settlement;
+use crate::config::extension::{Batch, Extension};
+use crate::extension;
 use std::io;
-use std::time::Instant;
 
 /// The jobs the next batch is made of, from a queue's oldest first: a batch tried before
 /// is exactly its own jobs; a new one takes up to `max` jobs no batch has.
@@ -79,25 +78,8 @@ impl Deliverer<'_> {
         let batch_id = head.batch.clone().unwrap_or_else(|| {
             crate::ids::name_based_id(&format!("{}\0{}\0batch", head.delivery_id, last.delivery_id))
         });
-        let call = Call {
-            body: &body,
-            event: head.event,
-            phase: Phase::Post,
-            user: &head.user,
-            repo: &head.repo,
-            event_id: &head.event_id,
-            delivery_id: &batch_id,
-            cwd: &head.git_dir,
-            dialect: head.dialect(),
-            instance: &self.config.server.base_url,
-        };
-        let started = Instant::now();
-        crate::crashpoint::here("deliver:before-send");
-        let reply = connection.call(&call, self.env);
-        crate::crashpoint::here("deliver:after-send");
-        let duration_ms = started.elapsed().as_millis() as u64;
+        let (settlement, duration_ms) = self.send_as(connection, head, &body, &batch_id);
         let attempts = head.attempts + 1;
-        let settlement = settle(reply, attempts, &self.config.spool.retry, now_ms(), crate::ids::random_unit());
         let _held = self.spool.lock_jobs(&ext.connector);
         // Jobs dropped during the attempt stay dropped.
         let present: Vec<&Job> =

@@ -290,14 +290,29 @@ impl Deliverer<'_> {
     /// Make one attempt at `job`: what its reply means, and how long it took.
     pub(super) fn send(&self, connection: &extension::Connection, job: &mut Job) -> (Settlement, u64) {
         let body = serde_json::to_vec(&job.body).unwrap_or_default();
+        let delivery_id = job.delivery_id.clone();
+        let (settlement, duration_ms) = self.send_as(connection, job, &body, &delivery_id);
+        job.attempts += 1;
+        (settlement, duration_ms)
+    }
+
+    /// Send `body` under `delivery_id` with `job`'s headers and working directory (the
+    /// job's own body, or a batch `job` heads): the reply settled as its next attempt.
+    pub(super) fn send_as(
+        &self,
+        connection: &extension::Connection,
+        job: &Job,
+        body: &[u8],
+        delivery_id: &str,
+    ) -> (Settlement, u64) {
         let call = Call {
-            body: &body,
+            body,
             event: job.event,
             phase: Phase::Post,
             user: &job.user,
             repo: &job.repo,
             event_id: &job.event_id,
-            delivery_id: &job.delivery_id,
+            delivery_id,
             cwd: &job.git_dir,
             dialect: job.dialect(),
             instance: &self.config.server.base_url,
@@ -307,8 +322,8 @@ impl Deliverer<'_> {
         let reply = connection.call(&call, self.env);
         crate::crashpoint::here("deliver:after-send");
         let duration_ms = started.elapsed().as_millis() as u64;
-        job.attempts += 1;
-        let settlement = settle(reply, job.attempts, &self.config.spool.retry, now_ms(), crate::ids::random_unit());
+        let attempts = job.attempts + 1;
+        let settlement = settle(reply, attempts, &self.config.spool.retry, now_ms(), crate::ids::random_unit());
         (settlement, duration_ms)
     }
 
