@@ -1,6 +1,6 @@
 //! `pushgate shell`'s repository commands: `create [--hg] <repo>` (a bare Git repository,
 //! or a Mercurial one, under `repos_root`, with pushgate's hooks), `delete <repo>`, and
-//! `info` (what the user may do where). Creating and deleting are decided by the rules
+//! `info` (what the user may do where: [`super::info`]). Creating and deleting are decided by the rules
 //! (`repo-create`, `repo-delete`), then by the `pre` extensions that hear of repositories;
 //! the `post` ones are told through the spool, durably and in order, like pushes.
 //!
@@ -21,7 +21,6 @@ use crate::policy::{self, Subject, Verdict, rule_label};
 use crate::push::{Op, Push, Vcs};
 use crate::repository::{self, MAX_DEPTH, WORK_PREFIX, own_config, resolve};
 use crate::text::shown;
-use serde_json::json;
 use std::ffi::OsStr;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -74,7 +73,7 @@ pub fn run(
     match command {
         Command::Create { name, vcs } => create(&asker, config, name, *vcs, out, err),
         Command::Delete { name } => delete(&asker, name, out, err),
-        Command::Info { json } => info(&asker, config, *json, out),
+        Command::Info { json } => super::info::run(&asker, config, *json, out),
     }
 }
 
@@ -293,7 +292,7 @@ fn warn_unrecorded(recorded: &RepositoryRecorded, err: &mut dyn Write) {
     }
 }
 
-fn vcs_name(vcs: Vcs) -> &'static str {
+pub(super) fn vcs_name(vcs: Vcs) -> &'static str {
     match vcs {
         Vcs::Git => "git",
         Vcs::Hg => "hg",
@@ -471,130 +470,6 @@ fn tool(asker: &Asker, program: &OsStr, args: &[&OsStr]) -> Result<(), String> {
     Err(format!("{shown_program} failed: {said}"))
 }
 
-/// What the user may do in a repository, and in which.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Access {
-    pub name: String,
-    pub vcs: Vcs,
-    pub ops: Vec<Op>,
-}
-
-/// `info`: every repository under the root the user may read or write (a write op some
-/// rule allows them on some ref; pre-receive decides each ref), with what they may do
-/// there, and the names they may create, as patterns.
-fn info(asker: &Asker, config: &Config, json: bool, out: &mut dyn Write) -> Result<Outcome, Error> {
-    let user = asker.user;
-    let mut listed = Vec::new();
-    for (dir, vcs) in repository::under(asker.root) {
-        let Some(name) = repository_name(asker.root, &dir, vcs) else { continue };
-        let own = own_config(&dir, vcs);
-        let loaded;
-        let config = if own.is_file() {
-            // A repository whose own file is broken is not listed: what it allows is unknown.
-            match Config::load(asker.config_path, Some(&own)) {
-                Ok(c) => {
-                    loaded = c;
-                    &loaded
-                }
-                Err(_) => continue,
-            }
-        } else {
-            config
-        };
-        let ops = allowed_ops(config, user, &name);
-        if ops.iter().any(|op| *op != Op::RepoDelete) {
-            listed.push(Access { name, vcs, ops });
-        }
-    }
-    let creatable = creatable(config, user);
-    if json {
-        let repositories: Vec<_> = listed
-            .iter()
-            .map(|a| {
-                let ops: Vec<&str> = a.ops.iter().map(|op| op.as_str()).collect();
-                json!({"name": a.name, "vcs": a.vcs, "ops": ops})
-            })
-            .collect();
-        let answer = json!({"user": user, "repositories": repositories, "create": creatable});
-        writeln!(out, "{}", crate::text::json(&answer))?;
-        return Ok(Outcome::Success);
-    }
-    writeln!(out, "hello {user}, this is pushgate {}", env!("CARGO_PKG_VERSION"))?;
-    if listed.is_empty() {
-        writeln!(out, "no repository here that you may read or write")?;
-    }
-    let width = listed.iter().map(|a| a.name.chars().count()).max().unwrap_or(0);
-    for access in &listed {
-        let ops: Vec<&str> = access.ops.iter().map(|op| op.as_str()).collect();
-        let name = crate::text::one_line(&access.name, None);
-        writeln!(out, "  {name:width$}  {:3}  {}", vcs_name(access.vcs), ops.join(", "))?;
-    }
-    match creatable.as_slice() {
-        [] => writeln!(out, "you may not create repositories")?,
-        patterns => writeln!(out, "you may create (create [--hg] <name>): {}", patterns.join(", "))?,
-    }
-    Ok(Outcome::Success)
-}
-
-/// A repository's name: its path under the root, without `.git` for Git.
-fn repository_name(root: &Path, dir: &Path, vcs: Vcs) -> Option<String> {
-    let name = dir.strip_prefix(root).ok()?.to_str()?;
-    Some(match vcs {
-        Vcs::Git => name.strip_suffix(".git").unwrap_or(name).to_string(),
-        Vcs::Hg => name.to_string(),
-    })
-}
-
-/// The ops `user` may do in `repo`: `read` and `repo-delete` as the rules decide them; a
-/// ref op when a rule allows it on some ref, and no earlier rule over every ref denies it.
-pub fn allowed_ops(config: &Config, user: &str, repo: &str) -> Vec<Op> {
-    let subject = Subject { user, repo: Some(repo) };
-    let rules: Vec<_> = config
-        .rules
-        .iter()
-        .filter(|r| r.paths.is_none() && r.mode == crate::config::Mode::Enforce)
-        .filter(|r| policy::applies(config, r, subject))
-        .collect();
-    let on_some_ref = |op: &Op| {
-        for rule in &rules {
-            if rule.allow.contains(op) {
-                return true;
-            }
-            if rule.deny.contains(op) && rule.scope.covers_every_ref() {
-                return false;
-            }
-        }
-        false
-    };
-    let mut ops = Vec::new();
-    if policy::decide_read(config, subject).allowed {
-        ops.push(Op::Read);
-    }
-    ops.extend([Op::Create, Op::Update, Op::Force, Op::Delete].into_iter().filter(on_some_ref));
-    if policy::decide_repository(config, subject, Op::RepoDelete).allowed {
-        ops.push(Op::RepoDelete);
-    }
-    ops
-}
-
-/// The repository names `user` may create, as the patterns of the rules that allow it,
-/// `{user}` filled in (each name is still decided by the rules in order).
-pub fn creatable(config: &Config, user: &str) -> Vec<String> {
-    let mut patterns: Vec<String> = Vec::new();
-    for rule in config.rules.iter().filter(|r| r.paths.is_none() && r.mode == crate::config::Mode::Enforce) {
-        let for_user = rule.users.iter().any(|u| policy::user_matches(config, u, user));
-        if for_user && rule.allow.contains(&Op::RepoCreate) {
-            for glob in &rule.scope.repos {
-                let shown = glob.shown_as(user);
-                if !patterns.contains(&shown) {
-                    patterns.push(shown);
-                }
-            }
-        }
-    }
-    patterns
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -674,45 +549,5 @@ mod tests {
         assert_eq!(refused("hg/x", Vcs::Git), "hg is a repository: a repository does not go inside another");
         assert_eq!(refused("file/x", Vcs::Git), "file is not a directory");
         assert!(refused("link/x", Vcs::Git).starts_with("link is a symlink"));
-    }
-
-    #[test]
-    fn info_lists_the_ops_and_the_patterns_of_the_user() {
-        let config = Config::parse(
-            Path::new("c.toml"),
-            r#"
-[[rule]]
-repos = ["users/{user}/*"]
-users = ["*"]
-allow = ["all", "repo-create", "repo-delete"]
-[[rule]]
-repos = ["team/*"]
-users = ["*"]
-deny = ["force"]
-[[rule]]
-repos = ["team/*"]
-refs = ["refs/heads/users/{user}/**"]
-users = ["*"]
-allow = ["force", "delete"]
-[[rule]]
-repos = ["team/*"]
-users = ["*"]
-allow = ["read", "write"]
-[[rule]]
-repos = ["scratch/*"]
-users = ["@devs"]
-allow = ["repo-create"]
-[groups]
-devs = ["bob"]
-"#,
-            None,
-        )
-        .unwrap();
-        use Op::*;
-        assert_eq!(allowed_ops(&config, "alice", "users/alice/x"), [Read, Create, Update, Force, Delete, RepoDelete]);
-        assert_eq!(allowed_ops(&config, "alice", "users/bob/x"), []);
-        assert_eq!(allowed_ops(&config, "alice", "team/app"), [Read, Create, Update, Delete]);
-        assert_eq!(creatable(&config, "alice"), ["users/alice/*"]);
-        assert_eq!(creatable(&config, "bob"), ["users/bob/*", "scratch/*"]);
     }
 }

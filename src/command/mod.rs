@@ -7,6 +7,7 @@ pub mod check;
 pub mod demo;
 pub mod doctor;
 pub mod explain;
+pub mod info;
 pub mod install;
 pub mod lifecycle;
 pub mod metrics;
