@@ -10,8 +10,11 @@ use toml::Spanned;
 
 #[derive(Debug, Clone)]
 pub struct Check {
-    /// 1-based, in evaluation order (repository checks first), as messages show it.
+    /// 1-based among the checks of its own file, as messages show it (`check 2`,
+    /// `repository check 1`).
     pub number: usize,
+    /// From the repository's own file (evaluated before the global checks).
+    pub repository: bool,
     pub origin: Origin,
     pub scope: Scope,
     /// On the first line of each new commit's message.
@@ -29,6 +32,13 @@ pub struct Check {
     pub author_is_pusher: bool,
     pub exempt: Vec<UserPattern>,
     pub mode: Mode,
+}
+
+impl Check {
+    /// How messages name it: `check 2`, or `repository check 1` for a repository's own.
+    pub fn name(&self) -> String {
+        super::rule::named("check", self.number, self.repository)
+    }
 }
 
 impl Validator {
@@ -60,6 +70,7 @@ impl Validator {
         let mode = raw.mode.as_ref().map_or(Mode::Enforce, |m| self.mode(at, m));
         let check = Check {
             number,
+            repository: at.repository,
             origin: Origin { file: at.path.to_path_buf(), line },
             scope,
             commit_message,

@@ -299,12 +299,14 @@ impl Config {
         let repo_at = repo.map(|(path, text)| Source { path, text, repository: true });
         let repo_raw = repo_raw.as_ref();
         for (at, rule) in repo_first(repo_at, repo_raw.map(|r| &r.rule[..]), global_at, &global_raw.rule) {
-            if let Some(rule) = v.rule(&at, rule, config.rules.len() + 1, &config.groups) {
+            let number = config.rules.iter().filter(|r| r.repository == at.repository).count() + 1;
+            if let Some(rule) = v.rule(&at, rule, number, &config.groups) {
                 config.rules.push(rule);
             }
         }
         for (at, check) in repo_first(repo_at, repo_raw.map(|r| &r.check[..]), global_at, &global_raw.check) {
-            if let Some(check) = v.check(&at, check, config.checks.len() + 1, &config.groups) {
+            let number = config.checks.iter().filter(|c| c.repository == at.repository).count() + 1;
+            if let Some(check) = v.check(&at, check, number, &config.groups) {
                 config.checks.push(check);
             }
         }

@@ -23,8 +23,11 @@ pub enum UserPattern {
 
 #[derive(Debug, Clone)]
 pub struct Rule {
-    /// 1-based position in evaluation order, as messages show it (`rule 3`).
+    /// 1-based position among the rules of its own file, as messages show it (`rule 3`,
+    /// `repository rule 1`): a repository's own rules do not renumber the global ones.
     pub number: usize,
+    /// From the repository's own file (evaluated before the global rules).
+    pub repository: bool,
     pub origin: Origin,
     pub scope: Scope,
     /// Set for path rules, which the path pass evaluates.
@@ -34,6 +37,18 @@ pub struct Rule {
     pub deny: BTreeSet<Op>,
     pub message: Option<String>,
     pub mode: Mode,
+}
+
+impl Rule {
+    /// How messages name it: `rule 3`, or `repository rule 1` for a repository's own.
+    pub fn name(&self) -> String {
+        named("rule", self.number, self.repository)
+    }
+}
+
+/// `rule 3`, `repository check 1`: a rule or check by its place in its own file.
+pub fn named(kind: &str, number: usize, repository: bool) -> String {
+    if repository { format!("repository {kind} {number}") } else { format!("{kind} {number}") }
 }
 
 impl Validator {
@@ -79,6 +94,7 @@ impl Validator {
         let mode = rule.mode.as_ref().map_or(Mode::Enforce, |m| self.mode(at, m));
         (self.errors.len() == errors_before).then(|| Rule {
             number,
+            repository: at.repository,
             origin,
             scope,
             paths,

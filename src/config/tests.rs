@@ -220,7 +220,8 @@ fn repo_rules_come_first_and_global_keys_are_refused_there() {
     let repo = "[[rule]]\nusers = [\"bob\"]\ndeny = [\"all\"]\n";
     let config = Config::parse(Path::new("g.toml"), global, Some((Path::new("pushgate.toml"), repo))).unwrap();
     assert_eq!(config.rules[0].origin.file, Path::new("pushgate.toml"));
-    assert_eq!(config.rules[1].number, 2);
+    // Each file numbers its own rules: the repository's do not renumber the global ones.
+    assert_eq!((config.rules[0].name(), config.rules[1].name()), ("repository rule 1".into(), "rule 1".into()));
     let bad = Config::parse(Path::new("g.toml"), global, Some((Path::new("pushgate.toml"), "[groups]\n"))).unwrap_err();
     assert!(bad.to_string().contains("may only be set in the global configuration"), "{bad}");
 }

@@ -34,7 +34,7 @@ pub fn judge(config: &Config, subject: Subject, name: &str, change: &Change, ver
         let total = lines.len();
         if total > MAX_LINES_PER_KIND {
             lines.truncate(MAX_LINES_PER_KIND);
-            lines.push(format!("{name}: … and {} more failing check {}", total - MAX_LINES_PER_KIND, check.number));
+            lines.push(format!("{name}: … and {} more failing {}", total - MAX_LINES_PER_KIND, check.name()));
         }
         match check.mode {
             Mode::Enforce => verdict.rejections.extend(lines),
@@ -45,7 +45,7 @@ pub fn judge(config: &Config, subject: Subject, name: &str, change: &Change, ver
 
 /// Every failure of `check` on `change`, as lines for the pusher.
 fn failures(config: &Config, user: &str, name: &str, check: &Check, change: &Change) -> Vec<String> {
-    let label = format!("(check {})", check.number);
+    let label = format!("({})", check.name());
     let mut out = Vec::new();
     for commit in &change.commits {
         for problem in commit_problems(config, user, check, commit) {

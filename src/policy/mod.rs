@@ -139,8 +139,8 @@ pub(crate) fn user_matches(config: &Config, pattern: &UserPattern, user: &str) -
 /// `(rule 3: main is protected)` or `(rule 3)`.
 pub fn rule_label(rule: &Rule) -> String {
     match &rule.message {
-        Some(message) => format!("(rule {}: {})", rule.number, message),
-        None => format!("(rule {})", rule.number),
+        Some(message) => format!("({}: {})", rule.name(), message),
+        None => format!("({})", rule.name()),
     }
 }
 
@@ -261,7 +261,7 @@ fn judge_blob_sizes(config: &Config, subject: Subject, name: &str, change: &Chan
     // warn-mode checks only add warnings, never lift the enforced limit.
     let scoped = check::applicable(config, subject, name);
     let enforced = match scoped.iter().find(|c| c.mode == Mode::Enforce && c.max_blob_size.is_some()) {
-        Some(c) => c.max_blob_size.as_ref().map(|s| (s, format!(" (check {})", c.number))),
+        Some(c) => c.max_blob_size.as_ref().map(|s| (s, format!(" ({})", c.name()))),
         None => config.max_blob_size.as_ref().map(|s| (s, String::new())),
     };
     if let Some((limit, label)) = enforced {
@@ -269,7 +269,7 @@ fn judge_blob_sizes(config: &Config, subject: Subject, name: &str, change: &Chan
     }
     for c in scoped.iter().filter(|c| c.mode == Mode::Warn) {
         if let Some(limit) = &c.max_blob_size {
-            verdict.warnings.extend(oversized_lines(name, change, limit, &format!(" (check {})", c.number)));
+            verdict.warnings.extend(oversized_lines(name, change, limit, &format!(" ({})", c.name())));
         }
     }
 }

@@ -294,7 +294,7 @@ message = "bob pushes to his fork"
         denied.pushgate_lines(),
         [
             "pushgate: push rejected for bob",
-            "pushgate: refs/heads/main: create denied (rule 1: bob pushes to his fork)"
+            "pushgate: refs/heads/main: create denied (repository rule 1: bob pushes to his fork)"
         ]
     );
 
@@ -303,7 +303,7 @@ message = "bob pushes to his fork"
 }
 
 #[test]
-fn global_rules_are_numbered_after_the_repository_rules() {
+fn global_rules_keep_their_numbers_when_a_repository_adds_rules() {
     let global = r#"
 [[rule]]
 refs = ["refs/heads/main"]
@@ -324,7 +324,7 @@ allow = ["all"]
     let pushed = server.push_as("bob", &["--force", "origin", "HEAD:refs/heads/main"]);
 
     pushed.assert_rejected();
-    assert_eq!(pushed.pushgate_lines()[1], "pushgate: refs/heads/main: force denied (rule 2: global protection)");
+    assert_eq!(pushed.pushgate_lines()[1], "pushgate: refs/heads/main: force denied (rule 1: global protection)");
 }
 
 #[test]

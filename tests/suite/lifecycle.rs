@@ -212,7 +212,7 @@ fn deleting_is_decided_by_the_rules_and_the_repositorys_own_file() {
     refused(&ssh(&site, "alice", "delete users/bob/b").run(), "alice may not delete users/bob/b (no rule allows it)");
     refused(
         &ssh(&site, "alice", "delete users/alice/kept").run(),
-        "alice may not delete users/alice/kept (rule 1: keep it)",
+        "alice may not delete users/alice/kept (repository rule 1: keep it)",
     );
     refused(&ssh(&site, "alice", "delete users/alice/nothing").run(), "\"users/alice/nothing\": no such repository");
     refused(&ssh(&site, "alice", "delete users/alice").run(), "no such repository");
