@@ -28,11 +28,9 @@ pub fn run(command: &[String], passed: &[String], timeout: Duration, call: &Call
         Ok(file) => file,
         Err(e) => return Reply::failed(format!("cannot write the event for the script: {e}")),
     };
-    // A repository deleted since the push it was told of is gone: the script runs in `/`.
-    let cwd = if call.cwd.is_dir() { call.cwd } else { std::path::Path::new("/") };
-    let spawned = Command::new(program)
+    let mut command = Command::new(program);
+    command
         .args(args)
-        .current_dir(cwd)
         .env_clear()
         .envs(environment(env, passed, call.phase))
         .env("PUSHGATE_PHASE", call.phase.as_str())
@@ -43,8 +41,14 @@ pub fn run(command: &[String], passed: &[String], timeout: Duration, call: &Call
         .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn();
+        .process_group(0);
+    // A repository deleted since the push it was told of is gone: the script runs in `/`,
+    // also when the deletion comes between looking and starting the script.
+    let root = std::path::Path::new("/");
+    let mut spawned = command.current_dir(if call.cwd.is_dir() { call.cwd } else { root }).spawn();
+    if spawned.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) && !call.cwd.is_dir() {
+        spawned = command.current_dir(root).spawn();
+    }
     let mut child = match spawned {
         Ok(child) => child,
         Err(e) => return Reply::failed(format!("cannot run {program}: {e}")),
