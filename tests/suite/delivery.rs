@@ -880,7 +880,13 @@ fn a_batch_connector_sends_arrays_when_full_or_when_the_oldest_waited() {
     assert!(started.elapsed() < WAIT);
     assert_ne!(full.delivery(), late.delivery());
     watch.assert_running();
-    let attempts = log_of(&server, "bulk");
+    // The watcher logs an attempt once the receiver has answered: wait for the second line.
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut attempts = log_of(&server, "bulk");
+    while attempts.len() < 2 && std::time::Instant::now() < deadline {
+        std::thread::park_timeout(std::time::Duration::from_millis(10));
+        attempts = log_of(&server, "bulk");
+    }
     assert_eq!(attempts.iter().map(|a| a["batch"].as_u64().unwrap()).collect::<Vec<_>>(), [2, 1]);
     receiver.assert_no_more();
 }
